@@ -1,0 +1,67 @@
+"""The one interface every device kind implements, and the errors drivers raise.
+
+A `Device` is long-lived (one per configured browser slot or Android serial). For each task the
+daemon opens a `DeviceSession`; every `agent.actions.*` call of the script becomes one
+`DeviceSession.call(action, params)`. Closing the session resets the device for the next task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from agent.protocol import DeviceKind, DeviceState
+
+
+class ActionError(Exception):
+    """An action that could not be done; the message goes back to the script as is."""
+
+    def __init__(self, action: str, message: str) -> None:
+        super().__init__(f"{action}: {message}")
+        self.action = action
+
+
+class UnsupportedAction(ActionError):
+    def __init__(self, action: str, kind: str) -> None:
+        super().__init__(action, f"action '{action}' is not available on {kind} devices")
+
+
+class DeviceLost(ActionError):
+    """The device vanished while a task used it; the task ends failed with reason device_lost."""
+
+
+class DeviceSession(ABC):
+    """A device as one task sees it: opened before the script starts, closed after it ends."""
+
+    @abstractmethod
+    async def call(self, action: str, params: dict[str, Any]) -> Any:
+        """Run one action; raise ActionError (or a subclass) with a clear message on failure.
+
+        The result must be JSON-serialisable: it is sent back to the script as is.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End the task's use of the device and reset it; never raises."""
+
+
+class Device(ABC):
+    kind: DeviceKind
+    slot: str
+    """Stable local key (browser slot name, Android serial) mapped to a remote_device_id."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def open_session(self, task_id: str) -> DeviceSession: ...
+
+    @abstractmethod
+    def state(self) -> DeviceState: ...
+
+    @abstractmethod
+    def properties(self) -> dict[str, Any]:
+        """Static facts shown to the coordinator and to `agent.info.get_device_info()`."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
