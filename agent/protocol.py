@@ -221,8 +221,17 @@ class Error(Frame):
 
 
 HostFrame = Annotated[
-    Hello | Devices | Credits | Accept | Reject | Started | Submit | Finished | Request
-    | Heartbeat | Error,
+    Hello
+    | Devices
+    | Credits
+    | Accept
+    | Reject
+    | Started
+    | Submit
+    | Finished
+    | Request
+    | Heartbeat
+    | Error,
     Field(discriminator="type"),
 ]
 CoordinatorFrame = Annotated[

@@ -1,0 +1,22 @@
+"""`device-agent`: the command line. Each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agent.cli import run, sim
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="device-agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run.register(commands)
+    sim.register(commands)
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`device-agent run --config FILE`: the long-running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.daemon import run_daemon
+from agent.state import StateFileError
+
+EXIT_CONFIG = 2
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("run", help="run the daemon")
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"device-agent: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        token = config.coordinator.read_token()
+    except ConfigError as exc:
+        print(f"device-agent: config error: {args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=config.agent.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # websockets logs every handshake header at DEBUG, the Authorization header included.
+    logging.getLogger("websockets").setLevel(logging.INFO)
+    try:
+        asyncio.run(_serve(config, token))
+    except StateFileError as exc:
+        logging.getLogger("device_agent").error("%s", exc)
+        return EXIT_CONFIG
+    return 0
+
+
+async def _serve(config: AgentConfig, token: str) -> None:
+    daemon = asyncio.create_task(run_daemon(config, token))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.cancel)
+    try:
+        await daemon
+    except asyncio.CancelledError:
+        if not daemon.cancelled():
+            raise

@@ -1,0 +1,65 @@
+"""Handlers of `agent.utils.job.*` and `agent.utils.*`: the job API, scoped to one task.
+
+Results are never raised: each handler returns the result object the script sees
+(`{"success": bool, "error": str | None, ...}`). Arguments that do not validate raise ValueError,
+which reaches the script as ValueError (the SDK checks the same model before sending, so a
+well-behaved script never gets that far).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from agent.hostapi.context import BackendError, FinalSubmission, TaskContext
+from agent.hostapi.registry import handler
+from agent.protocol import FileBlob, Submit
+from agent.scriptrpc import SubmitTaskParams
+
+
+@handler("job.submit_task")
+async def submit_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any]:
+    p = SubmitTaskParams.model_validate(params, context={"max_file_bytes": ctx.max_file_bytes})
+    async with ctx.submit_lock:
+        if ctx.final is not None:
+            return {"success": False, "error": f"task {ctx.task_id} already has a final submission"}
+        # The job API ignores files of a progress update; they never leave the host.
+        files = (
+            [FileBlob(name=f.name, extension=f.extension, data_b64=f.base64Data) for f in p.files]
+            if p.finish
+            else []
+        )
+        frame = Submit(
+            key=uuid.uuid4().hex,
+            task_id=ctx.task_id,
+            seq=ctx.take_seq(),
+            status=p.automation_status,
+            data=p.data,
+            finish=p.finish,
+            files=files,
+        )
+        try:
+            async with asyncio.timeout(ctx.request_timeout_s):
+                result = await ctx.backend.submit(frame)
+        except TimeoutError:
+            return {
+                "success": False,
+                "error": f"submission not accepted within {ctx.request_timeout_s:g} s",
+            }
+        except BackendError as exc:
+            return {"success": False, "error": str(exc)}
+        if p.finish and result.get("success") is True and p.automation_status != "running":
+            ctx.final = FinalSubmission(state=p.automation_status, data=p.data)
+        return result
+
+
+@handler("job.get_current_task")
+async def get_current_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any]:
+    a = ctx.assignment
+    return {
+        "success": True,
+        "parent_task_id": a.parent_task_id,
+        "job_proof": a.input,
+        "timeout": a.timeout_s,
+    }

@@ -1,0 +1,180 @@
+"""Task slots: one task at a time per device, from `assign` to `finished`.
+
+The scheduler answers the coordinator's `assign` and `cancel` frames, runs each accepted task
+as its own asyncio task, and knows which devices are free (the host's credits). A task's
+`finished` frame that could not be sent is kept, and the task counted as still held in the next
+`hello`, until it is delivered after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent import protocol as p
+from agent.link import Link, LinkDown
+from agent.runner import JobBackend, ScriptSettings, TaskOutcome, run_task
+from drivers.base import Device, DeviceLost
+
+
+@dataclass
+class Slot:
+    remote_device_id: str
+    device: Device
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+
+    def info(self) -> p.DeviceInfo:
+        state = "busy" if self.task is not None else self.device.state()
+        return p.DeviceInfo(
+            remote_device_id=self.remote_device_id,
+            kind=self.device.kind,
+            state=state,
+            properties=self.device.properties(),
+        )
+
+    def script_device_info(self) -> dict[str, Any]:
+        return {"id": self.remote_device_id, "kind": self.device.kind, **self.device.properties()}
+
+
+@dataclass
+class Scheduler:
+    slots: dict[str, Slot]
+    link: Link
+    backend: JobBackend
+    scripts: ScriptSettings
+    log: logging.Logger
+    accepting: bool = True
+    _unreported: dict[str, p.Finished] = field(default_factory=dict)
+
+    def hello(self, host_id: str, agent_version: str) -> p.Hello:
+        return p.Hello(
+            protocol_version=p.PROTOCOL_VERSION,
+            host_id=host_id,
+            agent_version=agent_version,
+            devices=[slot.info() for slot in self.slots.values()],
+            running_tasks=self.held_tasks(),
+            accepting=self.accepting,
+        )
+
+    def held_tasks(self) -> list[str]:
+        running = [s.task.get_name() for s in self.slots.values() if s.task is not None]
+        return running + list(self._unreported)
+
+    def free_devices(self) -> list[str]:
+        if not self.accepting:
+            return []
+        return [
+            rid
+            for rid, slot in self.slots.items()
+            if slot.task is None and slot.device.state() == "available"
+        ]
+
+    async def on_session(self) -> None:
+        """A new session: report what finished while the link was down, then ask for work."""
+        for finished in list(self._unreported.values()):
+            await self.link.send(finished)
+            self._unreported.pop(finished.task_id, None)
+        await self.link.send(p.Credits(free=self.free_devices()))
+
+    async def on_frame(self, frame: p.CoordinatorFrame) -> None:
+        if isinstance(frame, p.Assign):
+            await self._assign(frame.task)
+        elif isinstance(frame, p.Cancel):
+            self._cancel(frame.task_id, frame.reason)
+
+    async def _assign(self, task: p.Assignment) -> None:
+        slot = self.slots.get(task.remote_device_id)
+        reason = None
+        if not self.accepting:
+            reason = "not_accepting"
+        elif slot is None:
+            reason = "unknown_device"
+        elif slot.task is not None or slot.device.state() != "available":
+            reason = "device_busy"
+        if reason is not None or slot is None:
+            self.log.warning("rejected task %s: %s", task.task_id, reason)
+            await self._send_quietly(p.Reject(task_id=task.task_id, reason=reason or "unknown"))
+            return
+        slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
+        slot.cancel_reason = None
+        await self._send_quietly(p.Accept(task_id=task.task_id))
+
+    def _cancel(self, task_id: str, reason: str) -> None:
+        for slot in self.slots.values():
+            if slot.task is not None and slot.task.get_name() == task_id:
+                self.log.info("cancelling task %s: %s", task_id, reason)
+                slot.cancel_reason = reason
+                slot.task.cancel()
+                return
+        self.log.info("ignored cancel for task %s: not running here", task_id)
+
+    async def _run(self, slot: Slot, task: p.Assignment) -> None:
+        self.log.info("task %s started on %s", task.task_id, slot.remote_device_id)
+        try:
+            outcome = await self._execute(slot, task)
+        except asyncio.CancelledError:
+            reason = slot.cancel_reason or "agent_stopped"
+            state: p.FinalState = "cancelled" if slot.cancel_reason else "failed"
+            outcome = TaskOutcome(state=state, reason=reason)
+            await self._finish(slot, task, outcome)
+            raise
+        await self._finish(slot, task, outcome)
+
+    async def _execute(self, slot: Slot, task: p.Assignment) -> TaskOutcome:
+        try:
+            session = await slot.device.open_session(task.task_id)
+        except DeviceLost as exc:
+            return TaskOutcome(state="failed", reason="device_lost", error=str(exc))
+        except Exception as exc:
+            self.log.exception(
+                "device %s could not start task %s", slot.remote_device_id, task.task_id
+            )
+            return TaskOutcome(state="failed", reason="device_error", error=str(exc))
+        try:
+            await self._send_quietly(p.Started(task_id=task.task_id, started_at=datetime.now(UTC)))
+            return await run_task(
+                task, session, slot.script_device_info(), self.backend, self.scripts, self.log
+            )
+        finally:
+            await session.close()
+
+    async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
+        self.log.info(
+            "task %s finished: %s%s",
+            task.task_id,
+            outcome.state,
+            f" ({outcome.reason})" if outcome.reason else "",
+        )
+        finished = p.Finished(
+            task_id=task.task_id,
+            state=outcome.state,
+            reason=outcome.reason,
+            error=outcome.error,
+            data=outcome.data,
+            finished_at=datetime.now(UTC),
+        )
+        slot.task = None
+        try:
+            await self.link.send(finished)
+            await self.link.send(p.Credits(free=self.free_devices()))
+        except LinkDown:
+            self._unreported[task.task_id] = finished
+
+    async def _send_quietly(self, frame: p.Frame) -> None:
+        """Send a frame whose loss the protocol tolerates (reconciliation covers it)."""
+        try:
+            await self.link.send(frame)
+        except LinkDown:
+            self.log.info("could not send %s: link down", frame.__class__.__name__.lower())
+
+    async def stop(self) -> None:
+        """Kill every running script (each reported failed, reason agent_stopped)."""
+        self.accepting = False
+        tasks = [s.task for s in self.slots.values() if s.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

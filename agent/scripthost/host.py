@@ -1,0 +1,93 @@
+"""The script host's main: connect, load the script, run `main(agent)`, report, exit.
+
+`async def main(agent)` runs on this process's event loop. A plain `def main(agent)` runs in a
+worker thread with the blocking agent (agent/sdk/blocking.py), the loop carrying its calls.
+The process always ends with `os._exit` right after the daemon acknowledged the report, so that
+threads or tasks the script left behind cannot keep it alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from agent.scripthost.client import RpcClient
+from agent.scripthost.loader import LoadError, describe_exception, load_main
+from agent.scriptrpc import ReportKind
+from agent.sdk.agent import Agent
+from agent.sdk.blocking import Blocking
+from agent.sdk.errors import StopAutomation
+
+EXIT_USAGE = 64
+
+Outcome = tuple[ReportKind, dict[str, Any] | None, str | None]
+
+
+def main(argv: list[str]) -> NoReturn:
+    if len(argv) != 2 or argv[0] != "--fd" or not argv[1].isdigit():
+        print("usage: python -m agent.scripthost --fd N", file=sys.stderr)
+        os._exit(EXIT_USAGE)
+    asyncio.run(_serve(int(argv[1])))
+    raise AssertionError("unreachable: _serve exits the process")
+
+
+async def _serve(fd: int) -> NoReturn:
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)  # processes the script starts must not hold the channel open
+    reader, writer = await asyncio.open_connection(sock=sock)
+    client = RpcClient(reader, writer)
+    init = await client.receive_init()
+    client.start()
+    path = Path(init.script)
+    try:
+        main = load_main(path)
+    except LoadError as exc:
+        outcome: Outcome = ("script_load_error", None, str(exc))
+    else:
+        agent = Agent(client, init.job_variables, init.automation_parameters, init.max_file_bytes)
+        outcome = await _run_main(main, agent, path.name)
+    kind, data, error = outcome
+    try:
+        await client.report(kind, data, error)
+    except ValueError as exc:
+        await client.report("bad_return_value", None, f"main's return value cannot be sent: {exc}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+async def _run_main(main: Callable[..., Any], agent: Agent, script_name: str) -> Outcome:
+    try:
+        if inspect.iscoroutinefunction(main):
+            value = await main(agent)
+        else:
+            value = await asyncio.to_thread(main, Blocking(agent, asyncio.get_running_loop()))
+            if inspect.isawaitable(value):
+                value = await value
+    except StopAutomation:
+        return ("stopped", None, None)
+    except BaseException as exc:
+        return ("script_error", None, describe_exception(exc, script_name))
+    return _returned(value)
+
+
+def _returned(value: Any) -> Outcome:
+    if value is None:
+        return ("returned", None, None)
+    data = value if isinstance(value, dict) else {"result": value}
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(data, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        return (
+            "bad_return_value",
+            None,
+            f"main returned a value that is not JSON-serialisable ({type(value).__name__}): {exc}",
+        )
+    return ("returned", plain, None)

@@ -1,0 +1,83 @@
+"""Loading the user's script and describing its errors in terms of the script alone."""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MAX_ERROR_CHARS = 20_000
+"""Errors are cut to this length: a script's exception message can be arbitrarily long."""
+
+
+class LoadError(Exception):
+    """The script cannot be run; the message says where and why."""
+
+
+def load_main(path: Path) -> Callable[..., Any]:
+    """Execute the script as module `script`; its `main`, checked to take one argument."""
+    name = path.name
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LoadError(f"{name}: cannot read the script: {exc}") from None
+    # The script's frames are told apart from ours by this file name; linecache gets the source
+    # so traceback lines show even if the script changes directory.
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    try:
+        code = compile(source, name, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise LoadError(f"{name} line {exc.lineno}: {type(exc).__name__}: {exc.msg}") from None
+    module = types.ModuleType("script")
+    module.__file__ = str(path)
+    sys.modules["script"] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException as exc:
+        frames = _script_frames(exc, name)
+        where = f"{name} line {frames[-1].lineno}" if frames else name
+        raise LoadError(_cut(f"{where}: {_headline(exc)}")) from None
+    main: Callable[..., Any] | None = module.__dict__.get("main")
+    if not callable(main):
+        raise LoadError(f"{name} defines no main(agent)")
+    try:
+        signature = inspect.signature(main)
+    except (TypeError, ValueError):
+        return main  # a callable without a signature (a C function): let the call decide
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise LoadError(
+            f"{name}: main must take one argument (agent), it is main{signature}"
+        ) from None
+    return main
+
+
+def describe_exception(exc: BaseException, script_name: str) -> str:
+    """`Type: message` and the traceback frames that belong to the script, none of ours."""
+    text = _headline(exc)
+    frames = _script_frames(exc, script_name)
+    if frames:
+        text += "\nTraceback (script frames, most recent call last):\n"
+        text += "".join(traceback.format_list(frames)).rstrip("\n")
+    return _cut(text)
+
+
+def _headline(exc: BaseException) -> str:
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _script_frames(exc: BaseException, script_name: str) -> list[traceback.FrameSummary]:
+    return [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == script_name]
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[:MAX_ERROR_CHARS] + f"... ({len(text) - MAX_ERROR_CHARS} more characters)"

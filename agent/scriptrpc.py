@@ -1,0 +1,324 @@
+"""The private channel between the daemon and one script host: framing and message models.
+
+Both ends import this module (the daemon in agent/runner.py, the child in agent/scripthost/), so
+it stays light: pydantic and the standard library only, no import of agent.protocol.
+
+A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON, an object with a
+`type`. The daemon speaks first (`init`); then the child sends `call`s (an `id` of None makes it a
+notification that gets no reply) and finally one `report`, and the daemon answers each call and the
+report with a `reply`. Nothing the child sends names a task or a device: the daemon knows which
+task the channel belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import struct
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+MAX_CHANNEL_FRAME_BYTES = 24 * 1024 * 1024
+"""Largest frame either end accepts (room for a submission with its base64 files)."""
+
+_HEADER = struct.Struct(">I")
+
+ErrorKind = Literal["action_failed", "value_error", "type_error", "failed"]
+"""How a failed call surfaces in the script: ActionFailed, ValueError, TypeError, AgentError."""
+ReportKind = Literal["returned", "stopped", "script_error", "script_load_error", "bad_return_value"]
+"""How main ended: it returned, stop_current_automation() was called, or the failure reason."""
+SubmitStatus = Literal["running", "success", "failed", "declined"]
+
+ACTION_NAMES: tuple[str, ...] = (
+    "tap",
+    "double_tap",
+    "hold",
+    "swipe",
+    "swipe_poly",
+    "multi_tap",
+    "scroll",
+    "go_home",
+    "go_back",
+    "recents",
+    "dpad",
+    "input_key",
+    "write_text",
+    "copy_text",
+    "paste",
+    "reverse_copy",
+    "hide_keyboard",
+    "launch_app",
+    "stop_app",
+    "list_apps",
+    "launch_intent",
+    "browse",
+    "screenshot",
+    "screen_content",
+    "find",
+    "wait_for_node",
+    "wait_for_node_gone",
+    "node_action",
+    "save_file",
+    "shell",
+    "evaluate",
+    "set_input_files",
+)
+"""Every `agent.actions.*` method; each is the RPC method `actions.<name>` and one driver action."""
+
+
+class ChannelError(Exception):
+    """The peer broke the framing or sent a message that does not validate."""
+
+
+class _Message(BaseModel):
+    # Built on first use: the script host imports many models and uses few (start-up time).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+# ---- daemon -> child -----------------------------------------------------------------------
+
+
+class Init(_Message):
+    """The first frame: what the child needs before it loads the script."""
+
+    type: Literal["init"] = "init"
+    script: str = Field(description="file name of the script, relative to the child's cwd")
+    job_variables: dict[str, Any]
+    automation_parameters: dict[str, Any]
+    max_file_bytes: int = Field(gt=0)
+
+
+class CallError(_Message):
+    kind: ErrorKind
+    message: str
+
+
+class Reply(_Message):
+    type: Literal["reply"] = "reply"
+    id: int
+    ok: bool
+    value: Any = None
+    error: CallError | None = None
+
+
+# ---- child -> daemon -----------------------------------------------------------------------
+
+
+class Call(_Message):
+    type: Literal["call"] = "call"
+    id: int | None = Field(description="None for a notification (no reply)")
+    method: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Report(_Message):
+    """How `main` ended; sent once, acknowledged by a `reply`, then the child exits."""
+
+    type: Literal["report"] = "report"
+    id: int
+    kind: ReportKind
+    data: dict[str, Any] | None = None
+    error: str | None = None
+
+
+DaemonMessage = Init | Reply
+ChildMessage = Call | Report
+
+_DAEMON_TYPES: dict[str, type[Init] | type[Reply]] = {"init": Init, "reply": Reply}
+_CHILD_TYPES: dict[str, type[Call] | type[Report]] = {"call": Call, "report": Report}
+
+
+# ---- script call parameters validated on both ends -------------------------------------------
+
+
+def json_check(value: Any, what: str) -> None:
+    """Raise TypeError/ValueError naming `what` unless `value` is strict JSON (no NaN, str keys)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except TypeError as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+class FileParam(_Message):
+    """A file as the job API takes it; validation needs `max_file_bytes` in the context."""
+
+    name: str = Field(min_length=1, max_length=200)
+    extension: str = Field(max_length=20)
+    base64Data: str
+
+    @field_validator("extension")
+    @classmethod
+    def _strip_dot(cls, value: str) -> str:
+        return value[1:] if value.startswith(".") else value
+
+    @field_validator("base64Data")
+    @classmethod
+    def _check_base64(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("base64", "not valid standard base64") from None
+        limit = (info.context or {}).get("max_file_bytes")
+        if limit is not None and len(raw) > limit:
+            raise PydanticCustomError(
+                "file_too_large",
+                "file of {size} bytes exceeds the limit of {limit} bytes",
+                {"size": len(raw), "limit": limit},
+            )
+        return value
+
+
+def _json_only(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        why = {"why": str(exc)}
+        raise PydanticCustomError("not_json", "not JSON-serialisable: {why}", why) from None
+    return value
+
+
+JsonDict = Annotated[dict[str, Any], AfterValidator(_json_only)]
+
+
+class SubmitTaskParams(_Message):
+    automation_status: SubmitStatus
+    data: JsonDict
+    finish: bool = Field(strict=True)
+    files: list[FileParam] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _final_needs_final_status(self) -> SubmitTaskParams:
+        if self.finish and self.automation_status == "running":
+            raise PydanticCustomError(
+                "running_final",
+                "a final submission (finish=True) needs status success, failed or declined",
+            )
+        return self
+
+
+class SubmitToAnotherJobParams(_Message):
+    job_id: str = Field(min_length=1, max_length=128)
+    data: JsonDict
+    status: Literal["pending", "failed", "declined"] = "pending"
+    files: list[FileParam] = Field(default_factory=list)
+
+
+class AddSubTasksParams(_Message):
+    job_variables: list[JsonDict] = Field(min_length=1)
+    run_immediately: bool = True
+    job_id: str | None = Field(default=None, min_length=1, max_length=128)
+    remote_device_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class GetSubTasksParams(_Message):
+    planned_task_ids: list[str] = Field(max_length=100)
+
+
+class AutomationVariablesParams(_Message):
+    variables: JsonDict
+
+
+class CheckpointParams(_Message):
+    checkpoint: JsonDict
+
+
+class NoParams(_Message):
+    pass
+
+
+COORDINATOR_CALLS: dict[str, type[_Message]] = {
+    "job.submit_task_to_another_job": SubmitToAnotherJobParams,
+    "job.use_another_task": NoParams,
+    "job.add_sub_tasks": AddSubTasksParams,
+    "job.get_sub_tasks": GetSubTasksParams,
+    "utils.set_automation_variables": AutomationVariablesParams,
+    "utils.get_automation_variables": NoParams,
+    "utils.save_checkpoint": CheckpointParams,
+    "utils.get_latest_checkpoint": NoParams,
+}
+"""Script calls the coordinator answers: RPC method -> its params model. The daemon forwards each
+as a `request` whose method is the name after the dot (e.g. `add_sub_tasks`)."""
+
+
+def describe_validation_error(where: str, exc: ValidationError) -> str:
+    """One readable line per problem, e.g. `submit_task: files.0.base64Data: not valid ...`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else str(err["msg"]))
+    return f"{where}: " + "; ".join(parts)
+
+
+# ---- framing -----------------------------------------------------------------------------
+
+
+def encode(message: _Message) -> bytes:
+    """Serialise one message into a frame; raises ValueError if it is over the size limit."""
+    body = message.model_dump_json().encode()
+    if len(body) > MAX_CHANNEL_FRAME_BYTES:
+        raise ValueError(
+            f"message of {len(body)} bytes exceeds the channel limit of "
+            f"{MAX_CHANNEL_FRAME_BYTES} bytes"
+        )
+    return _HEADER.pack(len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next frame as a JSON object, or None at a clean end of stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ChannelError("channel closed inside a frame header") from None
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_CHANNEL_FRAME_BYTES:
+        raise ChannelError(f"frame of {length} bytes exceeds {MAX_CHANNEL_FRAME_BYTES}")
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise ChannelError("channel closed inside a frame") from None
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChannelError(f"frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ChannelError("frame is not a JSON object")
+    return obj
+
+
+def _parse(obj: dict[str, Any], types: dict[str, Any]) -> Any:
+    model = types.get(obj.get("type"))  # type: ignore[arg-type]
+    if model is None:
+        raise ChannelError(f"unknown message type {obj.get('type')!r}")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise ChannelError(describe_validation_error(str(obj.get("type")), exc)) from None
+
+
+def parse_daemon_message(obj: dict[str, Any]) -> DaemonMessage:
+    """Validate a frame the daemon sent (used by the child)."""
+    message: DaemonMessage = _parse(obj, _DAEMON_TYPES)
+    return message
+
+
+def parse_child_message(obj: dict[str, Any]) -> ChildMessage:
+    """Validate a frame the child sent (used by the daemon)."""
+    message: ChildMessage = _parse(obj, _CHILD_TYPES)
+    return message

@@ -1,0 +1,80 @@
+"""Result objects of the script API: attribute access, `.model_dump()` gives the plain dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Result(BaseModel):
+    """A job API result: never raised; `success` False comes with `error`.
+
+    Fields the daemon adds beyond the documented ones are kept (attribute access works too).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
+
+    success: bool
+    error: str | None = None
+
+
+class SubmitResult(Result):
+    """What `submit_task` answers."""
+
+
+class CurrentTaskResult(Result):
+    parent_task_id: str | None = None
+    job_proof: dict[str, Any] | None = None
+    """The task's input (the same object as `agent.arguments.job_variables`)."""
+    timeout: float | None = None
+    """The task's timeout in seconds."""
+
+
+class ScreenshotResult(BaseModel):
+    """What `agent.actions.screenshot` returns (the seed's camelCase field names)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    screenshot: str | None
+    """Base64 JPEG, or None when the device could not capture its screen."""
+    compressedWidth: int
+    compressedHeight: int
+    originalWidth: int
+    originalHeight: int
+
+
+class AnotherJobTaskResult(Result):
+    """What `submit_task_to_another_job` answers: the task it created."""
+
+    job_task_id: str | None = None
+    job_id: str | None = None
+
+
+class AnotherTaskResult(Result):
+    """A waiting task of the same job found by `use_another_task`."""
+
+    job_task_id: str | None = None
+    job_proof: Any = None
+    """That task's input, as a JSON string (as the original API gives it)."""
+
+
+class AddSubTasksResult(Result):
+    inserted_ids: list[dict[str, Any]] = []
+    """`[{planned_task_id, input}]`, one per item of `job_variables`."""
+    assignment_results: list[dict[str, Any]] | None = None
+    """`[{planned_task_id, assigned}]` when `run_immediately`."""
+
+
+class SubTasksResult(Result):
+    tasks: dict[str, dict[str, Any]] = {}
+    """planned_task_id -> `{parent_task_id, comment, job_proof, timeout, status}`."""
+
+
+class AutomationVariablesResult(Result):
+    automation_variables: dict[str, Any] | None = None
+
+
+class CheckpointResult(Result):
+    checkpoint: dict[str, Any] | None = None
+    """The latest checkpoint saved for this task (kept across its retries), or None."""

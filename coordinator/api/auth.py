@@ -1,0 +1,41 @@
+"""API-key authentication for /api: `Authorization: Bearer <api key>`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from coordinator.context import Context
+from coordinator.store_hosts import api_key_name, digest
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `device-coordinator apikey`.")
+
+
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+
+
+async def require_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The calling key's name; 401 when the key is missing or unknown."""
+    if credentials is None:
+        raise HTTPException(
+            status_code=401,
+            detail="missing API key: send 'Authorization: Bearer <api key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    async with get_context(request).db.transaction() as conn:
+        name = await api_key_name(conn, digest(credentials.credentials))
+    if name is None:
+        raise HTTPException(
+            status_code=401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return name

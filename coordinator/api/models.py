@@ -1,0 +1,105 @@
+"""The HTTP API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.protocol import DeviceKind, DeviceState, TaskState
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    script: str = Field(min_length=1, description="Python source of the script (defines main).")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(default=300, gt=0, le=86400)
+    automation_id: str | None = None
+
+
+class ScriptUpdate(_Body):
+    script: str = Field(min_length=1)
+
+
+class Job(BaseModel):
+    id: str
+    name: str
+    script_sha256: str
+    parameters: dict[str, Any]
+    timeout_s: float
+    automation_id: str | None
+    created_at: datetime
+    versions: list[str] = Field(description="Script SHA-256s, oldest first.")
+
+
+class TaskCreate(_Body):
+    input: dict[str, Any] = Field(default_factory=dict)
+    remote_device_id: str | None = Field(
+        default=None, description="Pin: run only on this device (a host must have reported it)."
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+
+
+class TasksCreate(_Body):
+    tasks: list[TaskCreate] = Field(min_length=1, max_length=1000)
+
+
+class FileRef(BaseModel):
+    id: str
+    name: str
+    extension: str
+    size: int
+    url: str
+
+
+class Task(BaseModel):
+    id: str
+    job_id: str
+    state: TaskState
+    input: dict[str, Any]
+    remote_device_id: str | None = Field(description="The device the task is pinned to.")
+    device_id: str | None = Field(description="The device it runs or ran on.")
+    host_id: str | None
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    files: list[FileRef]
+    failure_reason: str | None
+    error: str | None
+    attempt: int
+    timeout_s: float
+    script_sha256: str
+    created_at: datetime
+    assigned_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+
+
+class TaskList(BaseModel):
+    items: list[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+class TasksCreated(BaseModel):
+    tasks: list[Task]
+
+
+class Device(BaseModel):
+    remote_device_id: str
+    host_id: str
+    kind: DeviceKind
+    state: DeviceState
+    properties: dict[str, Any]
+    connected: bool = Field(description="Its host has a live session now.")
+    updated_at: datetime
+
+
+class Health(BaseModel):
+    ok: bool

@@ -1,0 +1,88 @@
+"""Turning stored rows into API response models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import aiosqlite
+from fastapi import Request
+
+from coordinator.api.models import Device, FileRef, Job, Task
+from coordinator.sessions import SessionRegistry
+from coordinator.store_devices import DeviceRow
+from coordinator.store_files import files_of_task
+from coordinator.store_jobs import JobRow
+from coordinator.store_tasks import TaskRow
+
+
+def _when(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+def _maybe_when(stamp: float | None) -> datetime | None:
+    return None if stamp is None else _when(stamp)
+
+
+def job_view(job: JobRow) -> Job:
+    return Job(
+        id=job.id,
+        name=job.name,
+        script_sha256=job.script_sha256,
+        parameters=job.parameters,
+        timeout_s=job.timeout_s,
+        automation_id=job.automation_id,
+        created_at=_when(job.created_at),
+        versions=job.versions,
+    )
+
+
+async def task_view(conn: aiosqlite.Connection, request: Request, task: TaskRow) -> Task:
+    files = [
+        FileRef(
+            id=f.id,
+            name=f.name,
+            extension=f.extension,
+            size=f.size,
+            url=str(request.url_for("download_file", file_id=f.id)),
+        )
+        for f in await files_of_task(conn, task.id)
+    ]
+    duration = (
+        task.finished_at - task.started_at
+        if task.finished_at is not None and task.started_at is not None
+        else None
+    )
+    return Task(
+        id=task.id,
+        job_id=task.job_id,
+        state=task.state,
+        input=task.input,
+        remote_device_id=task.pin_device_id,
+        device_id=task.device_id,
+        host_id=task.host_id,
+        progress=task.progress,
+        result=task.result,
+        files=files,
+        failure_reason=task.failure_reason,
+        error=task.error,
+        attempt=task.attempt,
+        timeout_s=task.timeout_s,
+        script_sha256=task.script_sha256,
+        created_at=_when(task.created_at),
+        assigned_at=_maybe_when(task.assigned_at),
+        started_at=_maybe_when(task.started_at),
+        finished_at=_maybe_when(task.finished_at),
+        duration_s=duration,
+    )
+
+
+def device_view(device: DeviceRow, sessions: SessionRegistry) -> Device:
+    return Device(
+        remote_device_id=device.remote_device_id,
+        host_id=device.host_id,
+        kind=device.kind,
+        state=device.state,
+        properties=device.properties,
+        connected=sessions.get(device.host_id) is not None,
+        updated_at=_when(device.updated_at),
+    )

@@ -1,0 +1,58 @@
+"""The coordinator's ASGI application: HTTP API under /api, the host websocket, /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from agent.protocol import WS_PATH
+from coordinator.api import devices, files, jobs, tasks
+from coordinator.api.auth import require_api_key
+from coordinator.api.models import Health
+from coordinator.context import Context
+from coordinator.db import Database
+from coordinator.dispatch import Dispatcher
+from coordinator.sessions import SessionRegistry
+from coordinator.settings import Settings
+from coordinator.timeouts import run_timeout_loop
+from coordinator.ws_host import host_endpoint
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(settings.files_dir.mkdir, parents=True, exist_ok=True)
+        db = await Database.open(settings.data_dir)
+        sessions = SessionRegistry()
+        ctx = Context(settings, db, sessions, Dispatcher(db, sessions))
+        app.state.ctx = ctx
+        timeouts = asyncio.create_task(run_timeout_loop(ctx))
+        log.info("coordinator ready (data in %s)", settings.data_dir)
+        try:
+            yield
+        finally:
+            timeouts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timeouts
+            await db.close()
+            log.info("coordinator stopped")
+
+    app = FastAPI(title="device-agent coordinator", version="1", lifespan=lifespan)
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+    for module in (jobs, tasks, files, devices):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.add_api_websocket_route(WS_PATH, host_endpoint)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> Health:
+        return Health(ok=True)
+
+    return app

@@ -1,0 +1,44 @@
+"""Cancelling a task on request of an API user."""
+
+from __future__ import annotations
+
+import logging
+
+from agent.protocol import Cancel
+from coordinator.context import Context
+from coordinator.db import now
+from coordinator.store_tasks import TaskRow, finish, get_task
+
+log = logging.getLogger(__name__)
+
+
+class CancelRefused(Exception):
+    """The task is already final."""
+
+
+async def cancel_task(ctx: Context, task_id: str) -> TaskRow | None:
+    """Cancel a task; None if there is no such task.
+
+    - pending or assigned: cancelled at once (an assigned task's host, if connected, is also
+      sent `cancel` in case it already took it);
+    - running on a connected host: the host is sent `cancel`; the task stays `running` until the
+      host reports `finished` (normally with state `cancelled`);
+    - running on a host that is not connected: cancelled at once, since no one can be told. If
+      the host comes back still holding it, reconciliation sends it `cancel` then.
+    - already final: raises CancelRefused.
+    """
+    async with ctx.db.transaction() as conn:
+        task = await get_task(conn, task_id)
+        if task is None:
+            return None
+        if task.is_final:
+            raise CancelRefused(f"task {task_id} is already {task.state}")
+        session = ctx.sessions.get(task.host_id) if task.host_id else None
+        if task.state != "running" or session is None:
+            await finish(conn, task_id, state="cancelled", reason="cancelled", finished_at=now())
+    if session is not None:
+        await session.send(Cancel(task_id=task_id, reason="cancelled by the API"))
+    log.info("task %s: cancel requested (was %s)", task_id, task.state)
+    await ctx.dispatcher.dispatch()
+    async with ctx.db.transaction() as conn:
+        return await get_task(conn, task_id)

@@ -1,0 +1,91 @@
+"""`device-coordinator serve`: run the HTTP API and the host websocket on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from agent.protocol import MAX_FRAME_BYTES
+from coordinator.cli.common import add_data_dir, positive_seconds
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Above MAX_FRAME_BYTES so that a slightly oversized frame reaches the parser and its sender
+# gets a clear `frame_too_large` error instead of a closed connection.
+WS_MAX_SIZE = MAX_FRAME_BYTES + 1024 * 1024
+SHUTDOWN_GRACE_S = 5
+
+
+def port_arg(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 1..65535")
+    return port
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "serve", help="run the coordinator", description="Run the coordinator until stopped."
+    )
+    add_data_dir(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port_arg, default=8765, help="port to listen on")
+    parser.add_argument(
+        "--grace-s",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds past a task's timeout before the coordinator ends it as timeout",
+    )
+    parser.add_argument(
+        "--heartbeat-s",
+        type=positive_seconds,
+        default=10.0,
+        help="heartbeat interval given to hosts; silence for two intervals closes a session",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `token` and `apikey` start fast.
+    import uvicorn
+
+    from coordinator.app import create_app
+    from coordinator.settings import Settings
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # websockets logs every handshake header at DEBUG, host tokens included.
+    logging.getLogger("websockets").setLevel(logging.INFO)
+    settings = Settings(data_dir=args.data_dir, grace_s=args.grace_s, heartbeat_s=args.heartbeat_s)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        log_config=None,
+        access_log=False,
+        ws_max_size=WS_MAX_SIZE,
+        lifespan="on",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again under the
+    # handlers it found; these make that second delivery a no-op, so a stop exits with status 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore_after_shutdown)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _ignore_after_shutdown(signum: int, frame: FrameType | None) -> None:
+    logging.getLogger(__name__).info("stopped by signal %d", signum)

@@ -1,0 +1,18 @@
+"""The running coordinator's shared parts, built once at start and kept on the app's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.db import Database
+from coordinator.dispatch import Dispatcher
+from coordinator.sessions import SessionRegistry
+from coordinator.settings import Settings
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    db: Database
+    sessions: SessionRegistry
+    dispatcher: Dispatcher

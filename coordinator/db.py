@@ -1,0 +1,154 @@
+"""The coordinator's SQLite database: opening it (WAL), its schema, and serialised transactions.
+
+One aiosqlite connection serves the whole process. Every read or write goes through
+`Database.transaction()`, which holds one asyncio lock, so a transaction's statements never
+interleave with another coroutine's and each either commits whole or not at all. Timestamps are
+stored as REAL Unix seconds (UTC) so that timeout arithmetic stays in SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+DB_FILE_NAME = "coordinator.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scripts (
+    sha256 TEXT PRIMARY KEY,
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    script_sha256 TEXT NOT NULL REFERENCES scripts(sha256),
+    parameters TEXT NOT NULL,
+    timeout_s REAL NOT NULL,
+    automation_id TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_versions (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    version INTEGER NOT NULL,
+    script_sha256 TEXT NOT NULL REFERENCES scripts(sha256),
+    created_at REAL NOT NULL,
+    PRIMARY KEY (job_id, version)
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    script_sha256 TEXT NOT NULL REFERENCES scripts(sha256),
+    input TEXT NOT NULL,
+    pin_device_id TEXT,
+    state TEXT NOT NULL,
+    host_id TEXT,
+    device_id TEXT,
+    progress TEXT,
+    progress_seq INTEGER,
+    result TEXT,
+    failure_reason TEXT,
+    error TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    timeout_s REAL NOT NULL,
+    parent_task_id TEXT,
+    created_at REAL NOT NULL,
+    assigned_at REAL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, created_at);
+CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, created_at);
+CREATE INDEX IF NOT EXISTS tasks_host ON tasks(host_id, state);
+CREATE TABLE IF NOT EXISTS submissions (
+    key TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    finish INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    name TEXT NOT NULL,
+    extension TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_task ON files(task_id, created_at);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    last_seen_at REAL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    remote_device_id TEXT PRIMARY KEY,
+    host_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+"""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+class Database:
+    """The open database; use `transaction()` for every access."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> Database:
+        """Open (creating if needed) DATA_DIR/coordinator.db in WAL mode with the schema applied."""
+        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun explicitly in `transaction()`.
+        conn = await aiosqlite.connect(data_dir / DB_FILE_NAME, timeout=30, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        # The CLI writes tokens while `serve` runs: WAL plus a busy timeout lets both proceed.
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA busy_timeout=30000")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.executescript(SCHEMA)
+        return cls(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Run statements as one transaction: committed on success, rolled back on error."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            await self._conn.commit()
+
+    async def close(self) -> None:
+        await self._conn.close()

@@ -1,0 +1,160 @@
+"""What the coordinator does with each frame a welcomed host sends."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from agent.protocol import (
+    Accept,
+    Credits,
+    Devices,
+    Error,
+    Finished,
+    Heartbeat,
+    Hello,
+    HostFrame,
+    Reject,
+    Request,
+    Started,
+    Submit,
+)
+from coordinator.context import Context
+from coordinator.db import now
+from coordinator.script_requests import answer
+from coordinator.sessions import HostSession
+from coordinator.store_devices import replace_host_devices
+from coordinator.store_tasks import (
+    ACTIVE_STATES,
+    TaskRow,
+    back_to_pending,
+    finish,
+    get_task,
+    mark_running,
+    record_finished_at,
+)
+from coordinator.submissions import apply_submit
+
+log = logging.getLogger(__name__)
+
+
+def _timestamp(moment: datetime) -> float:
+    """A host's clock reading as Unix seconds, never later than ours (timeouts count from it)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return min(moment.timestamp(), now())
+
+
+async def _refuse(session: HostSession, code: str, message: str, ref: str | None) -> None:
+    log.warning("host %s: %s: %s", session.host_id, code, message)
+    await session.send(Error(code=code, message=message, ref=ref))
+
+
+def _ownership_error(task: TaskRow | None, task_id: str, host_id: str) -> tuple[str, str] | None:
+    if task is None:
+        return "unknown_task", f"unknown task {task_id}"
+    if task.host_id != host_id:
+        return "not_your_task", f"task {task_id} is not assigned to this host"
+    return None
+
+
+async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> None:
+    match frame:
+        case Devices():
+            async with ctx.db.transaction() as conn:
+                await replace_host_devices(conn, session.host_id, frame.devices)
+        case Credits():
+            session.credits = list(dict.fromkeys(frame.free))
+            # A hello with accepting=false holds work back only until the host's next credits.
+            session.accepting = True
+            await ctx.dispatcher.dispatch()
+        case Accept():
+            await _on_accept(ctx, session, frame)
+        case Reject():
+            await _on_reject(ctx, session, frame)
+        case Started():
+            await _on_started(ctx, session, frame)
+        case Submit():
+            ack, final = await apply_submit(ctx, session.host_id, frame)
+            if not ack.ok:
+                log.warning("host %s: submit %s refused: %s", session.host_id, frame.key, ack.error)
+            await session.send(ack)
+            if final:
+                log.info("task %s finished as %s (submission)", frame.task_id, frame.status)
+                await ctx.dispatcher.dispatch()
+        case Finished():
+            await _on_finished(ctx, session, frame)
+        case Request():
+            await session.send(await answer(ctx.db, session.host_id, frame))
+        case Heartbeat():
+            pass
+        case Error():
+            log.warning(
+                "host %s reports error %s: %s (ref %s)",
+                session.host_id,
+                frame.code,
+                frame.message,
+                frame.ref,
+            )
+        case Hello():
+            await _refuse(session, "invalid_frame", "hello is only valid as the first frame", None)
+
+
+async def _on_accept(ctx: Context, session: HostSession, frame: Accept) -> None:
+    async with ctx.db.transaction() as conn:
+        task = await get_task(conn, frame.task_id)
+    problem = _ownership_error(task, frame.task_id, session.host_id)
+    if problem is not None:
+        await _refuse(session, *problem, frame.task_id)
+
+
+async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
+    async with ctx.db.transaction() as conn:
+        task = await get_task(conn, frame.task_id)
+        problem = _ownership_error(task, frame.task_id, session.host_id)
+        if problem is None and task is not None:
+            await back_to_pending(conn, task.id)
+    if problem is not None:
+        await _refuse(session, *problem, frame.task_id)
+        return
+    assert task is not None
+    log.info("host %s rejected task %s: %s", session.host_id, task.id, frame.reason)
+    # The device is not offered again until the host's next credits say it is free.
+    if task.device_id in session.credits:
+        session.credits.remove(task.device_id)
+    await ctx.dispatcher.dispatch()
+
+
+async def _on_started(ctx: Context, session: HostSession, frame: Started) -> None:
+    async with ctx.db.transaction() as conn:
+        task = await get_task(conn, frame.task_id)
+        problem = _ownership_error(task, frame.task_id, session.host_id)
+        if problem is None and task is not None and task.state in ACTIVE_STATES:
+            await mark_running(conn, task.id, _timestamp(frame.started_at))
+    if problem is not None:
+        await _refuse(session, *problem, frame.task_id)
+
+
+async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> None:
+    ended_at = _timestamp(frame.finished_at)
+    async with ctx.db.transaction() as conn:
+        task = await get_task(conn, frame.task_id)
+        problem = _ownership_error(task, frame.task_id, session.host_id)
+        if problem is None and task is not None:
+            if task.is_final:
+                await record_finished_at(conn, task.id, ended_at)
+            else:
+                await finish(
+                    conn,
+                    task.id,
+                    state=frame.state,
+                    reason=frame.reason,
+                    error=frame.error,
+                    result=frame.data,
+                    finished_at=ended_at,
+                )
+    if problem is not None:
+        await _refuse(session, *problem, frame.task_id)
+        return
+    log.info("task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state)
+    await ctx.dispatcher.dispatch()

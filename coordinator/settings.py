@@ -1,0 +1,18 @@
+"""What one `device-coordinator serve` runs with (from its command line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    grace_s: float = 30.0
+    """How long past its timeout an active task may stay silent before the coordinator ends it."""
+    heartbeat_s: float = 10.0
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

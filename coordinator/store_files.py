@@ -1,0 +1,86 @@
+"""Stored task files: bytes under DATA_DIR/files/ (named by their SHA-256), rows in `files`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from coordinator.db import new_id, now
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: str
+    task_id: str
+    name: str
+    extension: str
+    size: int
+    sha256: str
+    path: str
+    """Relative to the files directory."""
+
+
+def write_blob(files_dir: Path, data: bytes) -> tuple[str, str]:
+    """Write bytes durably under their digest (a no-op if already there); returns (sha, path).
+
+    The bytes land before the row that names them is committed, so a crash can leave an
+    unreferenced file but never a row without its file.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    rel = f"{sha[:2]}/{sha}"
+    target = files_dir / rel
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{sha}.{new_id()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(target)
+    return sha, rel
+
+
+async def add_file(
+    conn: aiosqlite.Connection,
+    *,
+    task_id: str,
+    name: str,
+    extension: str,
+    size: int,
+    sha256: str,
+    path: str,
+) -> None:
+    await conn.execute(
+        "INSERT INTO files (id, task_id, name, extension, size, sha256, path, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (new_id(), task_id, name, extension, size, sha256, path, now()),
+    )
+
+
+def _row(row: aiosqlite.Row) -> FileRow:
+    return FileRow(
+        id=row["id"],
+        task_id=row["task_id"],
+        name=row["name"],
+        extension=row["extension"],
+        size=row["size"],
+        sha256=row["sha256"],
+        path=row["path"],
+    )
+
+
+async def files_of_task(conn: aiosqlite.Connection, task_id: str) -> list[FileRow]:
+    async with conn.execute(
+        "SELECT * FROM files WHERE task_id = ? ORDER BY created_at, rowid", (task_id,)
+    ) as cur:
+        return [_row(r) for r in await cur.fetchall()]
+
+
+async def get_file(conn: aiosqlite.Connection, file_id: str) -> FileRow | None:
+    async with conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else _row(row)

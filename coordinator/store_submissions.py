@@ -1,0 +1,32 @@
+"""The idempotency table: the key of every `submit` whose effect was committed."""
+
+from __future__ import annotations
+
+import json
+
+import aiosqlite
+
+from agent.protocol import Submit
+from coordinator.db import now
+
+
+async def is_stored(conn: aiosqlite.Connection, key: str) -> bool:
+    async with conn.execute("SELECT 1 FROM submissions WHERE key = ?", (key,)) as cur:
+        return await cur.fetchone() is not None
+
+
+async def store(conn: aiosqlite.Connection, submit: Submit) -> None:
+    """Record the key; call inside the transaction that applies the submission's effect."""
+    await conn.execute(
+        "INSERT INTO submissions (key, task_id, seq, status, data, finish, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            submit.key,
+            submit.task_id,
+            submit.seq,
+            submit.status,
+            json.dumps(submit.data),
+            int(submit.finish),
+            now(),
+        ),
+    )

@@ -1,0 +1,270 @@
+"""Stored tasks and every change of their state.
+
+State changes are guarded in SQL (`WHERE state IN (...)`) so that a change decided from a stale
+read cannot overwrite a newer one; each returns whether it happened.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from agent.protocol import TERMINAL_STATES
+from coordinator.db import new_id, now
+from coordinator.store_jobs import JobRow
+
+ACTIVE_STATES = ("assigned", "running")
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: str
+    job_id: str
+    script_sha256: str
+    input: dict[str, Any]
+    pin_device_id: str | None
+    state: str
+    host_id: str | None
+    device_id: str | None
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    failure_reason: str | None
+    error: str | None
+    attempt: int
+    timeout_s: float
+    parent_task_id: str | None
+    created_at: float
+    assigned_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class NewTask:
+    input: dict[str, Any]
+    pin_device_id: str | None
+    timeout_s: float | None
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _row(row: aiosqlite.Row) -> TaskRow:
+    return TaskRow(
+        id=row["id"],
+        job_id=row["job_id"],
+        script_sha256=row["script_sha256"],
+        input=json.loads(row["input"]),
+        pin_device_id=row["pin_device_id"],
+        state=row["state"],
+        host_id=row["host_id"],
+        device_id=row["device_id"],
+        progress=_json_or_none(row["progress"]),
+        result=_json_or_none(row["result"]),
+        failure_reason=row["failure_reason"],
+        error=row["error"],
+        attempt=row["attempt"],
+        timeout_s=row["timeout_s"],
+        parent_task_id=row["parent_task_id"],
+        created_at=row["created_at"],
+        assigned_at=row["assigned_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+async def _fetch(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> list[TaskRow]:
+    async with conn.execute(sql, args) as cur:
+        return [_row(r) for r in await cur.fetchall()]
+
+
+async def create_tasks(
+    conn: aiosqlite.Connection, job: JobRow, specs: list[NewTask]
+) -> list[TaskRow]:
+    """Create pending tasks that will run the job's current script version."""
+    stamp = now()
+    ids = []
+    for spec in specs:
+        task_id = new_id()
+        ids.append(task_id)
+        await conn.execute(
+            "INSERT INTO tasks (id, job_id, script_sha256, input, pin_device_id, state, "
+            "timeout_s, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (
+                task_id,
+                job.id,
+                job.script_sha256,
+                json.dumps(spec.input),
+                spec.pin_device_id,
+                spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
+                stamp,
+            ),
+        )
+    return [t for t in [await get_task(conn, i) for i in ids] if t is not None]
+
+
+async def get_task(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:
+    rows = await _fetch(conn, "SELECT * FROM tasks WHERE id = ?", (task_id,))
+    return rows[0] if rows else None
+
+
+async def list_tasks(
+    conn: aiosqlite.Connection,
+    *,
+    job_id: str | None,
+    state: str | None,
+    device: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[TaskRow], int]:
+    """One page of tasks, oldest first, and how many match in all.
+
+    `device` matches the device a task ran on or the device it is pinned to.
+    """
+    clauses: list[str] = []
+    args: list[Any] = []
+    if job_id is not None:
+        clauses.append("job_id = ?")
+        args.append(job_id)
+    if state is not None:
+        clauses.append("state = ?")
+        args.append(state)
+    if device is not None:
+        clauses.append("(device_id = ? OR pin_device_id = ?)")
+        args.extend([device, device])
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    async with conn.execute(f"SELECT COUNT(*) AS n FROM tasks{where}", tuple(args)) as cur:
+        count_row = await cur.fetchone()
+    total = int(count_row["n"]) if count_row is not None else 0
+    rows = await _fetch(
+        conn,
+        f"SELECT * FROM tasks{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    )
+    return rows, total
+
+
+async def active_on_host(conn: aiosqlite.Connection, host_id: str) -> list[TaskRow]:
+    """Tasks the coordinator believes are assigned to or running on the host."""
+    return await _fetch(
+        conn,
+        "SELECT * FROM tasks WHERE host_id = ? AND state IN ('assigned', 'running')",
+        (host_id,),
+    )
+
+
+async def busy_device_ids(conn: aiosqlite.Connection) -> set[str]:
+    async with conn.execute(
+        "SELECT device_id FROM tasks WHERE state IN ('assigned', 'running')"
+    ) as cur:
+        return {str(r["device_id"]) for r in await cur.fetchall()}
+
+
+async def oldest_pending_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow | None:
+    """The oldest pending task that may run on the device: unpinned or pinned to it."""
+    rows = await _fetch(
+        conn,
+        "SELECT * FROM tasks WHERE state = 'pending' "
+        "AND (pin_device_id IS NULL OR pin_device_id = ?) ORDER BY created_at, rowid LIMIT 1",
+        (device_id,),
+    )
+    return rows[0] if rows else None
+
+
+async def _changed(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> bool:
+    async with conn.execute(sql, args) as cur:
+        return cur.rowcount > 0
+
+
+async def mark_assigned(
+    conn: aiosqlite.Connection, task_id: str, host_id: str, device_id: str
+) -> bool:
+    return await _changed(
+        conn,
+        "UPDATE tasks SET state = 'assigned', host_id = ?, device_id = ?, assigned_at = ? "
+        "WHERE id = ? AND state = 'pending'",
+        (host_id, device_id, now(), task_id),
+    )
+
+
+async def back_to_pending(conn: aiosqlite.Connection, task_id: str) -> bool:
+    """An assigned task its host will not run goes back to the queue."""
+    return await _changed(
+        conn,
+        "UPDATE tasks SET state = 'pending', host_id = NULL, device_id = NULL, "
+        "assigned_at = NULL WHERE id = ? AND state = 'assigned'",
+        (task_id,),
+    )
+
+
+async def mark_running(conn: aiosqlite.Connection, task_id: str, started_at: float) -> bool:
+    return await _changed(
+        conn,
+        "UPDATE tasks SET state = 'running', started_at = COALESCE(started_at, ?) "
+        "WHERE id = ? AND state IN ('assigned', 'running')",
+        (started_at, task_id),
+    )
+
+
+async def finish(
+    conn: aiosqlite.Connection,
+    task_id: str,
+    *,
+    state: str,
+    reason: str | None = None,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    finished_at: float | None = None,
+) -> bool:
+    """Make an active (or, for cancel, pending) task final; False if it already was."""
+    return await _changed(
+        conn,
+        "UPDATE tasks SET state = ?, failure_reason = ?, error = ?, "
+        "result = COALESCE(?, result), finished_at = COALESCE(?, finished_at) "
+        "WHERE id = ? AND state IN ('pending', 'assigned', 'running')",
+        (
+            state,
+            reason,
+            error,
+            None if result is None else json.dumps(result),
+            finished_at,
+            task_id,
+        ),
+    )
+
+
+async def record_finished_at(conn: aiosqlite.Connection, task_id: str, finished_at: float) -> None:
+    await conn.execute(
+        "UPDATE tasks SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
+        (finished_at, task_id),
+    )
+
+
+async def set_progress(
+    conn: aiosqlite.Connection, task_id: str, seq: int, data: dict[str, Any]
+) -> None:
+    """Keep the data of the latest (highest seq) running submission."""
+    await conn.execute(
+        "UPDATE tasks SET progress = ?, progress_seq = ? "
+        "WHERE id = ? AND (progress_seq IS NULL OR progress_seq <= ?)",
+        (json.dumps(data), seq, task_id, seq),
+    )
+
+
+async def overdue(conn: aiosqlite.Connection, grace_s: float) -> list[TaskRow]:
+    """Active tasks past their timeout plus grace, counted from start (or from assignment)."""
+    return await _fetch(
+        conn,
+        "SELECT * FROM tasks WHERE "
+        "(state = 'running' AND COALESCE(started_at, assigned_at) + timeout_s + ? < ?) OR "
+        "(state = 'assigned' AND assigned_at + timeout_s + ? < ?)",
+        (grace_s, now(), grace_s, now()),
+    )

@@ -1,0 +1,245 @@
+"""The host websocket (`/ws/host`): authentication, the opening handshake, and the session loop.
+
+See docs/protocol.md: token checked before the upgrade (HTTP 401), `hello` then `welcome`,
+reconciliation, takeover of an older session (4001), heartbeats (4003 after two silent
+intervals), and an `error` frame (never a closed connection) for every frame that is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from agent.protocol import (
+    AUTH_HEADER,
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_SESSION_REPLACED,
+    CLOSE_UNSUPPORTED_VERSION,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    Cancel,
+    Error,
+    FrameError,
+    Heartbeat,
+    Hello,
+    Welcome,
+    parse_host_frame,
+)
+from coordinator.context import Context
+from coordinator.db import new_id, now
+from coordinator.host_frames import handle_frame
+from coordinator.sessions import HostSession
+from coordinator.store_devices import replace_host_devices
+from coordinator.store_hosts import digest, host_for_token, touch_host
+from coordinator.store_tasks import active_on_host, back_to_pending, finish, get_task, mark_running
+
+log = logging.getLogger(__name__)
+
+
+def _bearer(websocket: WebSocket) -> str | None:
+    scheme, _, token = websocket.headers.get(AUTH_HEADER, "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else "unknown peer"
+
+
+async def host_endpoint(websocket: WebSocket) -> None:
+    ctx: Context = websocket.app.state.ctx
+    token = _bearer(websocket)
+    host_id = None
+    if token is not None:
+        async with ctx.db.transaction() as conn:
+            host_id = await host_for_token(conn, digest(token))
+    if host_id is None:
+        why = "missing token" if token is None else "bad token"
+        log.warning("host connection from %s refused: %s", _peer(websocket), why)
+        await websocket.send_denial_response(
+            JSONResponse({"detail": f"host token refused: {why}"}, status_code=401)
+        )
+        return
+    await websocket.accept()
+    hello = await _receive_hello(ctx, websocket, host_id)
+    if hello is None:
+        return
+    session = HostSession(websocket, host_id, new_id(), accepting=hello.accepting)
+    old = ctx.sessions.install(session)
+    if old is not None:
+        log.info(
+            "host %s session %s replaced by session %s",
+            host_id,
+            old.session_id,
+            session.session_id,
+        )
+        await old.close(CLOSE_SESSION_REPLACED, "session replaced")
+    try:
+        await session.send(
+            Welcome(
+                protocol_version=PROTOCOL_VERSION,
+                session_id=session.session_id,
+                heartbeat_interval_s=ctx.settings.heartbeat_s,
+                max_frame_bytes=MAX_FRAME_BYTES,
+            )
+        )
+        await _reconcile(ctx, session, hello)
+        log.info("host %s connected (session %s)", host_id, session.session_id)
+        await _serve(ctx, session)
+    finally:
+        ctx.sessions.remove(session)
+        session.closed = True
+        async with ctx.db.transaction() as conn:
+            await touch_host(conn, host_id)
+        log.info("host %s disconnected (session %s)", host_id, session.session_id)
+        await ctx.dispatcher.dispatch()
+
+
+async def _close_early(websocket: WebSocket, host_id: str, code: int, reason: str) -> None:
+    log.warning("host %s: closing with %d: %s", host_id, code, reason)
+    await websocket.close(code=code, reason=reason.encode()[:120].decode(errors="ignore"))
+
+
+async def _receive_hello(ctx: Context, websocket: WebSocket, host_id: str) -> Hello | None:
+    """The host's valid `hello`, or None after closing the connection with the reason."""
+    try:
+        async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
+            message = await websocket.receive()
+    except TimeoutError:
+        await _close_early(websocket, host_id, CLOSE_PROTOCOL_ERROR, "no hello received")
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    raw = message.get("text")
+    if raw is None:
+        await _close_early(websocket, host_id, CLOSE_PROTOCOL_ERROR, "first frame must be hello")
+        return None
+    version = _claimed_version(raw)
+    if version is not None and version != PROTOCOL_VERSION:
+        await _close_early(
+            websocket,
+            host_id,
+            CLOSE_UNSUPPORTED_VERSION,
+            f"protocol version {version} unsupported; this coordinator speaks {PROTOCOL_VERSION}",
+        )
+        return None
+    try:
+        frame = parse_host_frame(raw)
+    except FrameError as exc:
+        await _close_early(websocket, host_id, CLOSE_PROTOCOL_ERROR, f"bad hello: {exc.message}")
+        return None
+    if not isinstance(frame, Hello):
+        await _close_early(
+            websocket, host_id, CLOSE_PROTOCOL_ERROR, f"first frame must be hello, not {frame.type}"
+        )
+        return None
+    if frame.host_id != host_id:
+        await _close_early(
+            websocket,
+            host_id,
+            CLOSE_PROTOCOL_ERROR,
+            f"hello host_id {frame.host_id!r} does not match the token's host",
+        )
+        return None
+    return frame
+
+
+def _claimed_version(raw: str) -> object | None:
+    """The protocol_version of a hello, read before validation so a newer hello gets 4000."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(obj, dict) and obj.get("type") == "hello":
+        return obj.get("protocol_version")
+    return None
+
+
+async def _reconcile(ctx: Context, session: HostSession, hello: Hello) -> None:
+    """Align the tasks with what the host says it still runs (docs/protocol.md, step 3)."""
+    held = set(hello.running_tasks)
+    to_cancel: list[tuple[str, str]] = []
+    async with ctx.db.transaction() as conn:
+        await replace_host_devices(conn, session.host_id, hello.devices)
+        await touch_host(conn, session.host_id)
+        for task in await active_on_host(conn, session.host_id):
+            if task.id in held:
+                await mark_running(conn, task.id, now())
+            elif task.state == "assigned":
+                await back_to_pending(conn, task.id)
+                log.info("task %s back to pending: host %s does not hold it", task.id, task.host_id)
+            else:
+                await finish(conn, task.id, state="failed", reason="agent_lost", finished_at=now())
+                log.info("task %s failed (agent_lost): host %s lost it", task.id, task.host_id)
+        for task_id in held:
+            known = await get_task(conn, task_id)
+            if known is None or known.host_id != session.host_id:
+                to_cancel.append((task_id, "not a task of this host"))
+            elif known.state in ("cancelled", "timeout"):
+                to_cancel.append((task_id, f"task is {known.state} at the coordinator"))
+    for task_id, reason in to_cancel:
+        await session.send(Cancel(task_id=task_id, reason=reason))
+    await ctx.dispatcher.dispatch()
+
+
+async def _send_heartbeats(session: HostSession, interval_s: float) -> None:
+    while not session.closed:
+        await asyncio.sleep(interval_s)
+        await session.send(Heartbeat(sent_at=datetime.now(UTC)))
+
+
+def _error_ref(raw: str) -> str | None:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(obj, dict):
+        for field in ("key", "id", "task_id"):
+            if isinstance(obj.get(field), str):
+                return str(obj[field])
+    return None
+
+
+async def _serve(ctx: Context, session: HostSession) -> None:
+    """Receive and handle frames until the host leaves, is replaced, or falls silent."""
+    heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
+                    message = await session.websocket.receive()
+            except TimeoutError:
+                log.warning("host %s: heartbeat timeout", session.host_id)
+                await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            await _handle_message(ctx, session, message.get("text"), message.get("bytes"))
+    finally:
+        heartbeats.cancel()
+
+
+async def _handle_message(
+    ctx: Context, session: HostSession, text: str | None, data: bytes | None
+) -> None:
+    raw: str | bytes = text if text is not None else (data or b"")
+    try:
+        frame = parse_host_frame(raw)
+    except FrameError as exc:
+        ref = _error_ref(raw) if isinstance(raw, str) and len(raw) <= MAX_FRAME_BYTES else None
+        log.warning("host %s sent a bad frame: %s: %s", session.host_id, exc.code, exc.message)
+        await session.send(Error(code=exc.code, message=exc.message, ref=ref))
+        return
+    try:
+        await handle_frame(ctx, session, frame)
+    except Exception:
+        log.exception("host %s: handling %s failed", session.host_id, frame.type)
+        await session.send(
+            Error(code="internal_error", message=f"the coordinator failed on {frame.type}")
+        )

@@ -1,0 +1,184 @@
+"""One task's use of a browser device: its own browser context (cookies, storage, history) and the
+dispatch of the script's actions to drivers/browser/actions.py.
+
+Every action runs under a time budget (its params model says how long), one at a time, and its
+failures come back as `ActionError` with a message for the script; a browser or tab that died
+under the task comes back as `DeviceLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Error as PlaywrightError
+from pydantic import ValidationError
+
+from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
+from drivers.browser.actions import ACTIONS, ANDROID_ONLY, BadRequest, budget_of
+from drivers.browser.config import BrowserSettings, BrowserSlot
+from drivers.browser.host import short_message
+from drivers.images import ImageError
+
+log = logging.getLogger(__name__)
+
+# Which element has the keyboard: typing with none focused would silently go nowhere.
+FOCUS_JS = """() => {
+  const a = document.activeElement;
+  return !!a && a !== document.body && a !== document.documentElement;
+}"""
+
+
+class BrowserSession(DeviceSession):
+    """A task's browser context; `call` runs one action of the script at a time."""
+
+    def __init__(
+        self, slot: BrowserSlot, settings: BrowserSettings, browser: Browser, task_id: str
+    ) -> None:
+        self.slot = slot
+        self.settings = settings
+        self.task_id = task_id
+        self.clipboard = ""
+        """The session's clipboard for copy_text / paste / reverse_copy: a headless browser has
+        no system clipboard the daemon could share with the page reliably."""
+        self._browser = browser
+        self._context: BrowserContext | None = None
+        self._files: Path | None = None
+        self._crashed = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Make the task's context and load the slot's start page."""
+        await self.new_context()
+        await self.goto(self.slot.start_url)
+
+    # ---- used by the actions ---------------------------------------------------------------
+
+    async def new_context(self) -> None:
+        """Replace the context (and with it every cookie, storage and tab) by a fresh one."""
+        await self._close_context()
+        context = await self._browser.new_context(
+            viewport={"width": self.slot.viewport_width, "height": self.slot.viewport_height},
+            device_scale_factor=self.slot.device_scale_factor,
+        )
+        context.set_default_timeout(self.settings.action_timeout_s * 1000)
+        context.set_default_navigation_timeout(self.settings.navigation_timeout_s * 1000)
+        context.on("page", self._watch)
+        self._context = context
+        await context.new_page()
+
+    def page(self) -> Page:
+        """The tab the script sees: the newest one (a link may have opened a popup)."""
+        pages = [] if self._context is None else self._context.pages
+        open_pages = [page for page in pages if not page.is_closed()]
+        if not open_pages:
+            raise BadRequest("the session has no open page")
+        return open_pages[-1]
+
+    async def goto(self, url: str) -> dict[str, Any]:
+        page = self.page()
+        response = await page.goto(url, timeout=self.settings.navigation_timeout_s * 1000)
+        return {"url": page.url, "status": response.status if response is not None else None}
+
+    def to_css(self, x: float, y: float) -> tuple[float, float]:
+        """Device pixels on the screen to the page's CSS pixels; refuses points off the screen."""
+        scale = self.slot.device_scale_factor
+        width = round(self.slot.viewport_width * scale)
+        height = round(self.slot.viewport_height * scale)
+        if not (0 <= x < width and 0 <= y < height):
+            raise BadRequest(f"point ({x:g}, {y:g}) is outside the {width}x{height} screen")
+        return x / scale, y / scale
+
+    async def require_focus(self) -> None:
+        if not await self.page().evaluate(FOCUS_JS):
+            raise BadRequest("no element has the keyboard focus; tap a text field first")
+
+    def files_dir(self) -> Path:
+        """The task's folder for save_file; removed when the session closes."""
+        if self._files is None:
+            self._files = Path(tempfile.mkdtemp(prefix=f"device-agent-{self.slot.name}-"))
+        return self._files
+
+    # ---- DeviceSession -----------------------------------------------------------------------
+
+    async def call(self, action: str, params: dict[str, Any]) -> Any:
+        if action in ANDROID_ONLY:
+            raise UnsupportedAction(action, "browser")
+        entry = ACTIONS.get(action)
+        if entry is None:
+            raise ActionError(action, f"unknown action '{action}'")
+        try:
+            parsed = entry.params.model_validate(params)
+        except ValidationError as exc:
+            raise ActionError(action, f"bad params: {_describe(exc)}") from exc
+        budget = budget_of(parsed, self.settings)
+        async with self._lock:
+            if self._closed:
+                raise ActionError(action, "the session is closed")
+            self._check_alive(action)
+            try:
+                async with asyncio.timeout(budget):
+                    await self._ensure_page()
+                    return await entry.run(self, parsed)
+            except TimeoutError as exc:
+                self._check_alive(action)
+                raise ActionError(action, f"timed out after {budget:g} s") from exc
+            except (BadRequest, ImageError) as exc:
+                raise ActionError(action, str(exc)) from exc
+            except PlaywrightError as exc:
+                self._check_alive(action)
+                raise ActionError(action, short_message(exc)) from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._close_context()
+        except Exception:
+            log.exception("task %s: closing the browser context failed", self.task_id)
+        if self._files is not None:
+            await asyncio.to_thread(shutil.rmtree, self._files, ignore_errors=True)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _watch(self, page: Page) -> None:
+        page.on("crash", self._on_crash)
+
+    def _on_crash(self, page: Page) -> None:
+        log.warning("task %s: the page %s crashed", self.task_id, page.url)
+        self._crashed = True
+
+    def _check_alive(self, action: str) -> None:
+        if not self._browser.is_connected():
+            raise DeviceLost(action, "the browser closed or crashed")
+        if self._crashed:
+            raise DeviceLost(action, "the page crashed")
+
+    async def _ensure_page(self) -> None:
+        """A script may close the last tab (window.close()); give it a blank one again."""
+        if self._context is not None and not self._context.pages:
+            await self._context.new_page()
+
+    async def _close_context(self) -> None:
+        context, self._context = self._context, None
+        if context is None:
+            return
+        try:
+            await asyncio.wait_for(context.close(), timeout=self.settings.action_timeout_s)
+        except (PlaywrightError, TimeoutError) as exc:
+            log.warning("task %s: closing the context failed: %s", self.task_id, exc)
+
+
+def _describe(exc: ValidationError) -> str:
+    """Pydantic's errors as `field: problem; ...`, naming each field the script got wrong."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
+        for error in exc.errors()
+    )

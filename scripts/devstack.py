@@ -1,0 +1,257 @@
+"""Start a real coordinator and daemon on 127.0.0.1 with temp dirs: for the demo, benches and tests.
+
+Nothing here sleeps to wait: `wait_until` polls a condition against a generous deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from agent.protocol import TERMINAL_STATES
+
+T = TypeVar("T")
+DEADLINE_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(
+    check: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
+        time.sleep(every_s)
+
+
+def _cli(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+@dataclass
+class Proc:
+    """A child process whose combined output goes to a log file the test can read."""
+
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text: str, deadline_s: float = DEADLINE_S) -> None:
+        wait_until(lambda: text in self.log(), f"log line {text!r} in {self.log_path}", deadline_s)
+
+    def stop(self, sig: int = signal.SIGTERM, deadline_s: float = 30) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(deadline_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+
+@dataclass
+class Coordinator:
+    data_dir: Path
+    port: int
+    grace_s: float = 2.0
+    heartbeat_s: float = 1.0
+    proc: Proc | None = None
+    api_key: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/host"
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            _cli("coordinator.cli.main", *args, "--data-dir", str(self.data_dir)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    def start(self) -> None:
+        if not self.api_key:
+            self.api_key = self.cli("apikey", "create", "tests")
+        self.proc = Proc(
+            _cli(
+                "coordinator.cli.main",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--grace-s",
+                str(self.grace_s),
+                "--heartbeat-s",
+                str(self.heartbeat_s),
+            ),
+            self.data_dir / "coordinator.log",
+        )
+        self.proc.start()
+        wait_until(self._healthy, "the coordinator's /healthz")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None and self.proc.popen is not None
+        if self.proc.popen.poll() is not None:
+            raise AssertionError(f"coordinator exited:\n{self.proc.log()}")
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=30,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+@dataclass
+class Daemon:
+    dir: Path
+    coordinator: Coordinator
+    host_id: str = "host-1"
+    browsers: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "browser-1"}])
+    token: str = ""
+    extra: str = ""
+    proc: Proc | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "agent.toml"
+
+    def write_config(self) -> None:
+        if not self.token:
+            self.token = self.coordinator.cli("token", "create", self.host_id)
+        (self.dir / "token").write_text(self.token)
+        lines = [
+            "[agent]",
+            f'host_id = "{self.host_id}"',
+            f'state_file = "{self.dir / "state.db"}"',
+            'log_level = "debug"',
+            "[coordinator]",
+            f'url = "{self.coordinator.ws_url}"',
+            f'token_file = "{self.dir / "token"}"',
+            "backoff_initial_s = 0.2",
+            "backoff_max_s = 2.0",
+            "request_timeout_s = 20.0",
+            "[scripts]",
+            "kill_grace_s = 1.0",
+            f'work_root = "{self.dir / "work"}"',
+            self.extra,
+        ]
+        for browser in self.browsers:
+            lines.append("[[devices.browser]]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in browser.items()]
+        (self.dir / "work").mkdir(exist_ok=True)
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        self.write_config()
+        self.proc = Proc(
+            _cli("agent.cli.main", "run", "--config", str(self.config_path)),
+            self.dir / "agent.log",
+        )
+        self.proc.start()
+
+    def log(self) -> str:
+        return self.proc.log() if self.proc else ""
+
+    def stop(self) -> int | None:
+        return self.proc.stop() if self.proc is not None else None
+
+
+# ---- the coordinator's HTTP API ----
+
+
+def create_job(http: httpx.Client, script: str, **fields: Any) -> dict[str, Any]:
+    r = http.post("/api/jobs", json={"name": "test job", "script": script, **fields})
+    assert r.status_code == 201, r.text
+    job: dict[str, Any] = r.json()
+    return job
+
+
+def add_tasks(http: httpx.Client, job_id: str, *tasks: dict[str, Any]) -> list[dict[str, Any]]:
+    r = http.post(f"/api/jobs/{job_id}/tasks", json={"tasks": list(tasks)})
+    assert r.status_code == 201, r.text
+    created: list[dict[str, Any]] = r.json()["tasks"]
+    return created
+
+
+def wait_terminal(http: httpx.Client, task_id: str, deadline_s: float = 90) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        task: dict[str, Any] = http.get(f"/api/tasks/{task_id}").json()
+        return task if task["state"] in TERMINAL_STATES else None
+
+    return wait_until(check, f"task {task_id} to end", deadline_s, every_s=0.1)
+
+
+def devices_of(http: httpx.Client, host_id: str) -> list[dict[str, Any]]:
+    return [d for d in http.get("/api/devices").json() if d["host_id"] == host_id]
+
+
+def wait_devices(http: httpx.Client, host_id: str, count: int) -> list[dict[str, Any]]:
+    """Wait until the host is connected with `count` devices; returns them."""
+
+    def check() -> list[dict[str, Any]] | None:
+        devices = [d for d in devices_of(http, host_id) if d["connected"]]
+        return devices if len(devices) == count else None
+
+    return wait_until(check, f"{count} connected device(s) of {host_id}")

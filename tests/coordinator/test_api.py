@@ -1,0 +1,220 @@
+"""The coordinator's HTTP API against a real coordinator process (no host sends credits here)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+
+if TYPE_CHECKING:
+    from tests.coordinator.conftest import Farm
+
+SCRIPT = "async def main(agent):\n    return {'ok': True}\n"
+
+
+async def test_healthz_needs_no_key_and_openapi_lists_the_api(farm: Farm) -> None:
+    async with httpx.AsyncClient(base_url=farm.coordinator.base_url, timeout=30) as anon:
+        assert (await anon.get("/healthz")).json() == {"ok": True}
+        paths = (await anon.get("/openapi.json")).json()["paths"]
+    for path in (
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/script",
+        "/api/jobs/{job_id}/tasks",
+        "/api/tasks",
+        "/api/tasks/{task_id}",
+        "/api/tasks/{task_id}/cancel",
+        "/api/files/{file_id}",
+        "/api/devices",
+    ):
+        assert path in paths
+
+
+async def test_api_needs_a_valid_key(farm: Farm) -> None:
+    async with httpx.AsyncClient(base_url=farm.coordinator.base_url, timeout=30) as anon:
+        missing = await anon.get("/api/devices")
+        wrong = await anon.get("/api/devices", headers={"Authorization": "Bearer nope"})
+    assert missing.status_code == 401
+    assert "missing API key" in missing.json()["detail"]
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"] == "unknown API key"
+
+
+async def test_create_and_read_job_with_script_versions(farm: Farm) -> None:
+    async with farm.client() as client:
+        job = await farm.make_job(
+            client,
+            name="crawl",
+            script=SCRIPT,
+            parameters={"depth": 2},
+            timeout_s=60,
+            automation_id="auto-1",
+        )
+        first = hashlib.sha256(SCRIPT.encode()).hexdigest()
+        assert job["script_sha256"] == first
+        assert job["versions"] == [first]
+        assert job["parameters"] == {"depth": 2}
+        assert job["timeout_s"] == 60
+        assert job["automation_id"] == "auto-1"
+        assert (await client.get(f"/api/jobs/{job['id']}")).json() == job
+
+        [old_task] = await farm.make_tasks(client, job["id"], {"input": {"n": 1}})
+        new_script = SCRIPT.replace("True", "False")
+        updated = (
+            await client.put(f"/api/jobs/{job['id']}/script", json={"script": new_script})
+        ).json()
+        second = hashlib.sha256(new_script.encode()).hexdigest()
+        assert updated["versions"] == [first, second]
+        assert updated["script_sha256"] == second
+        [new_task] = await farm.make_tasks(client, job["id"], {"input": {"n": 2}})
+        assert old_task["script_sha256"] == first
+        assert new_task["script_sha256"] == second
+        assert new_task["timeout_s"] == 60
+        assert new_task["state"] == "pending"
+        for task in (old_task, new_task):
+            await client.post(f"/api/tasks/{task['id']}/cancel")
+
+
+async def test_invalid_bodies_get_422_naming_the_field(farm: Farm) -> None:
+    async with farm.client() as client:
+        cases = [
+            ({"name": "j", "script": ""}, "script"),
+            ({"name": "j"}, "script"),
+            ({"name": "j", "script": SCRIPT, "timeout_s": 0}, "timeout_s"),
+            ({"name": "j", "script": SCRIPT, "timeout_s": 86401}, "timeout_s"),
+            ({"name": "j", "script": SCRIPT, "parameters": [1]}, "parameters"),
+        ]
+        for body, fieldname in cases:
+            response = await client.post("/api/jobs", json=body)
+            assert response.status_code == 422, body
+            assert fieldname in {str(p) for e in response.json()["detail"] for p in e["loc"]}
+        job = await farm.make_job(client)
+        tasks_bodies: list[dict[str, Any]] = [
+            {"tasks": []},
+            {"tasks": [{"input": {}}] * 1001},
+            {"tasks": [{"x": 1}]},
+        ]
+        for tasks_body in tasks_bodies:
+            response = await client.post(f"/api/jobs/{job['id']}/tasks", json=tasks_body)
+            assert response.status_code == 422
+        bad_limit = await client.get("/api/tasks", params={"limit": 501})
+        assert bad_limit.status_code == 422
+        assert "limit" in bad_limit.text
+
+
+async def test_unknown_ids_get_404(farm: Farm) -> None:
+    async with farm.client() as client:
+        for method, path in (
+            ("GET", "/api/jobs/nope"),
+            ("PUT", "/api/jobs/nope/script"),
+            ("POST", "/api/jobs/nope/tasks"),
+            ("GET", "/api/tasks/nope"),
+            ("POST", "/api/tasks/nope/cancel"),
+            ("GET", "/api/files/nope"),
+        ):
+            body: dict[str, Any] = {"script": SCRIPT} if method == "PUT" else {"tasks": [{}]}
+            response = await client.request(method, path, json=body)
+            assert response.status_code == 404, path
+            assert "nope" in response.json()["detail"]
+
+
+async def test_pin_to_unknown_device_is_422_but_known_device_works(farm: Farm) -> None:
+    host_id = farm.unique("host")
+    known = farm.unique("dev")
+    token = farm.coordinator.create_token(host_id)
+    async with farm.client() as client:
+        job = await farm.make_job(client)
+        async with farm.host(token, host_id, [farm.device(known)]):
+            # No credits are sent, so the pinned task stays pending.
+            [task] = await farm.make_tasks(client, job["id"], {"remote_device_id": known})
+            assert task["remote_device_id"] == known
+            assert task["state"] == "pending"
+            devices = (await client.get("/api/devices")).json()
+            [listed] = [d for d in devices if d["remote_device_id"] == known]
+            assert listed["host_id"] == host_id
+            assert listed["connected"] is True
+            assert listed["kind"] == "sim"
+        stranger = farm.unique("dev")
+        response = await client.post(
+            f"/api/jobs/{job['id']}/tasks",
+            json={"tasks": [{"remote_device_id": known}, {"remote_device_id": stranger}]},
+        )
+        assert response.status_code == 422
+        assert stranger in response.json()["detail"]
+        assert known not in response.json()["detail"]
+        cancelled = (await client.post(f"/api/tasks/{task['id']}/cancel")).json()
+        assert cancelled["state"] == "cancelled"
+
+
+async def test_list_filters_and_pages_oldest_first(farm: Farm) -> None:
+    async with farm.client() as client:
+        job = await farm.make_job(client)
+        other = await farm.make_job(client)
+        created = await farm.make_tasks(client, job["id"], *({"input": {"i": i}} for i in range(5)))
+        [other_task] = await farm.make_tasks(client, other["id"], {"input": {"i": 99}})
+        page = (
+            await client.get("/api/tasks", params={"job_id": job["id"], "limit": 2, "offset": 1})
+        ).json()
+        assert page["total"] == 5
+        assert (page["limit"], page["offset"]) == (2, 1)
+        assert [t["input"]["i"] for t in page["items"]] == [1, 2]
+        await client.post(f"/api/tasks/{created[0]['id']}/cancel")
+        cancelled = (
+            await client.get("/api/tasks", params={"job_id": job["id"], "state": "cancelled"})
+        ).json()
+        assert [t["id"] for t in cancelled["items"]] == [created[0]["id"]]
+        pending = (
+            await client.get("/api/tasks", params={"job_id": job["id"], "state": "pending"})
+        ).json()
+        assert [t["input"]["i"] for t in pending["items"]] == [1, 2, 3, 4]
+        bad_state = await client.get("/api/tasks", params={"state": "bogus"})
+        assert bad_state.status_code == 422
+        for task in [*pending["items"], other_task]:
+            await client.post(f"/api/tasks/{task['id']}/cancel")
+        everything = (await client.get("/api/tasks", params={"limit": 500})).json()
+        assert all(t["state"] != "pending" for t in everything["items"])
+
+
+async def test_cancel_pending_task_then_again_is_409(farm: Farm) -> None:
+    async with farm.client() as client:
+        job = await farm.make_job(client)
+        [task] = await farm.make_tasks(client, job["id"], {"input": {}})
+        cancelled = (await client.post(f"/api/tasks/{task['id']}/cancel")).json()
+        assert cancelled["state"] == "cancelled"
+        assert cancelled["finished_at"] is not None
+        again = await client.post(f"/api/tasks/{task['id']}/cancel")
+        assert again.status_code == 409
+        assert "already cancelled" in again.json()["detail"]
+
+
+def test_cli_bad_arguments_exit_2(farm: Farm) -> None:
+    for args in (
+        [],
+        ["token", "create", "bad host id", "--data-dir", "/tmp/x"],
+        ["token", "create", "h1"],
+        ["serve", "--data-dir", "/tmp/x", "--port", "0"],
+        ["serve", "--data-dir", "/tmp/x", "--grace-s", "-1"],
+        ["bogus"],
+    ):
+        done = farm.run_cli(*args)
+        assert done.returncode == 2, args
+        assert "error:" in done.stderr
+
+
+async def test_token_create_replaces_and_stores_only_the_digest(farm: Farm) -> None:
+    first = farm.token("replace-me")
+    second = farm.token("replace-me")
+    assert first != second
+    assert len(first) >= 40
+    raw = (farm.coordinator.data_dir / "coordinator.db").read_bytes()
+    assert first.encode() not in raw
+    assert second.encode() not in raw
+    with pytest.raises(InvalidStatus) as refused:
+        async with farm.connect(first):
+            pass
+    assert refused.value.response.status_code == 401
+    async with farm.host(second, "replace-me", []) as host:
+        assert host.welcome is not None
