@@ -142,10 +142,31 @@ class Submit(Frame):
     files: list[FileBlob] = Field(default_factory=list)
 
 
+class Dump(Frame):
+    """One `submit_task_to_another_job` call: a new task on a data-dump job, idempotent by key.
+
+    `task_id` is the running task that made the call (the coordinator checks ownership and
+    access through it); the acknowledgement's `result` carries `job_task_id` and `job_id`.
+    """
+
+    type: Literal["dump"] = "dump"
+    key: str = Field(min_length=1, max_length=128)
+    task_id: str
+    job_id: str = Field(min_length=1, max_length=128)
+    status: Literal["pending", "failed", "declined"] = "pending"
+    data: dict[str, Any]
+    files: list[FileBlob] = Field(default_factory=list)
+
+
 class Finished(Frame):
-    """The script process ended; the outcome the host decided (see docs/protocol.md)."""
+    """The script process ended; the outcome the host decided (see docs/protocol.md).
+
+    Acknowledged with `submit_ack` like a submission: a host keeps it (and counts the task as
+    held in `hello`) until then.
+    """
 
     type: Literal["finished"] = "finished"
+    key: str = Field(min_length=1, max_length=128)
     task_id: str
     state: FinalState
     reason: str | None = None
@@ -187,12 +208,13 @@ class Cancel(Frame):
 
 
 class SubmitAck(Frame):
-    """Sent after the submission is committed (or refused for good, with `ok=False`)."""
+    """Sent once a `submit`, `dump` or `finished` is committed (or refused for good: ok=False)."""
 
     type: Literal["submit_ack"] = "submit_ack"
     key: str
     ok: bool
     error: str | None = None
+    result: dict[str, Any] | None = None
 
 
 class Reply(Frame):

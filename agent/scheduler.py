@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,9 @@ from agent import protocol as p
 from agent.link import Link, LinkDown
 from agent.runner import JobBackend, ScriptSettings, TaskOutcome, run_task
 from drivers.base import Device, DeviceLost
+
+FAILING_CANCELS = frozenset({"agent_stopped", "device_lost"})
+"""Why a task may be cut short other than by the coordinator's cancel: these end it failed."""
 
 
 @dataclass
@@ -80,6 +84,29 @@ class Scheduler:
             self._unreported.pop(finished.task_id, None)
         await self.link.send(p.Credits(free=self.free_devices()))
 
+    async def add_device(self, remote_device_id: str, device: Device) -> None:
+        """A device appeared (at start or hot-plugged): offer it to the coordinator."""
+        self.slots[remote_device_id] = Slot(remote_device_id=remote_device_id, device=device)
+        await self.devices_changed()
+
+    async def devices_changed(self) -> None:
+        """A device's state changed: send the full list and fresh credits (if connected)."""
+        try:
+            await self.link.send(p.Devices(devices=[s.info() for s in self.slots.values()]))
+            await self.link.send(p.Credits(free=self.free_devices()))
+        except LinkDown:
+            pass  # the next hello carries the devices
+
+    def device_lost(self, remote_device_id: str) -> None:
+        """The device vanished: its running task (if any) ends failed with reason device_lost."""
+        slot = self.slots.get(remote_device_id)
+        if slot is not None and slot.task is not None:
+            self.log.warning(
+                "device %s lost during task %s", remote_device_id, slot.task.get_name()
+            )
+            slot.cancel_reason = "device_lost"
+            slot.task.cancel()
+
     async def on_frame(self, frame: p.CoordinatorFrame) -> None:
         if isinstance(frame, p.Assign):
             await self._assign(frame.task)
@@ -118,7 +145,7 @@ class Scheduler:
             outcome = await self._execute(slot, task)
         except asyncio.CancelledError:
             reason = slot.cancel_reason or "agent_stopped"
-            state: p.FinalState = "cancelled" if slot.cancel_reason else "failed"
+            state: p.FinalState = "failed" if reason in FAILING_CANCELS else "cancelled"
             outcome = TaskOutcome(state=state, reason=reason)
             await self._finish(slot, task, outcome)
             raise
@@ -150,6 +177,7 @@ class Scheduler:
             f" ({outcome.reason})" if outcome.reason else "",
         )
         finished = p.Finished(
+            key=uuid.uuid4().hex,
             task_id=task.task_id,
             state=outcome.state,
             reason=outcome.reason,

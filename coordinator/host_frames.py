@@ -18,12 +18,14 @@ from agent.protocol import (
     Request,
     Started,
     Submit,
+    SubmitAck,
 )
 from coordinator.context import Context
 from coordinator.db import now
 from coordinator.script_requests import answer
 from coordinator.sessions import HostSession
 from coordinator.store_devices import replace_host_devices
+from coordinator.store_submissions import is_stored, store_finished
 from coordinator.store_tasks import (
     ACTIVE_STATES,
     TaskRow,
@@ -136,11 +138,13 @@ async def _on_started(ctx: Context, session: HostSession, frame: Started) -> Non
 
 
 async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> None:
+    """Apply a `finished` frame once (by key) and acknowledge it after commit."""
     ended_at = _timestamp(frame.finished_at)
     async with ctx.db.transaction() as conn:
+        repeated = await is_stored(conn, frame.key)
         task = await get_task(conn, frame.task_id)
-        problem = _ownership_error(task, frame.task_id, session.host_id)
-        if problem is None and task is not None:
+        problem = None if repeated else _ownership_error(task, frame.task_id, session.host_id)
+        if not repeated and problem is None and task is not None:
             if task.is_final:
                 await record_finished_at(conn, task.id, ended_at)
             else:
@@ -153,8 +157,12 @@ async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> N
                     result=frame.data,
                     finished_at=ended_at,
                 )
+            await store_finished(conn, frame)
     if problem is not None:
-        await _refuse(session, *problem, frame.task_id)
+        log.warning("host %s: finished %s refused: %s", session.host_id, frame.key, problem[1])
+        await session.send(SubmitAck(key=frame.key, ok=False, error=problem[1]))
         return
-    log.info("task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state)
-    await ctx.dispatcher.dispatch()
+    await session.send(SubmitAck(key=frame.key, ok=True))
+    if not repeated:
+        log.info("task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state)
+        await ctx.dispatcher.dispatch()

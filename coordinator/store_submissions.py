@@ -1,4 +1,4 @@
-"""The idempotency table: the key of every `submit` whose effect was committed."""
+"""The idempotency table: the key of every `submit` and `finished` whose effect was committed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import aiosqlite
 
-from agent.protocol import Submit
+from agent.protocol import Finished, Submit
 from coordinator.db import now
 
 
@@ -29,4 +29,13 @@ async def store(conn: aiosqlite.Connection, submit: Submit) -> None:
             int(submit.finish),
             now(),
         ),
+    )
+
+
+async def store_finished(conn: aiosqlite.Connection, finished: Finished) -> None:
+    """Record a `finished` frame's key (seq -1: it follows every submission of its task)."""
+    await conn.execute(
+        "INSERT INTO submissions (key, task_id, seq, status, data, finish, created_at) "
+        "VALUES (?, ?, -1, ?, ?, 1, ?)",
+        (finished.key, finished.task_id, finished.state, json.dumps(finished.data), now()),
     )

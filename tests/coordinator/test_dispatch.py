@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from agent.protocol import Assign, Finished, Heartbeat, Reply, Request
+from agent.protocol import Assign, Finished, Heartbeat, Reply, Request, SubmitAck
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +44,15 @@ async def test_unpinned_tasks_go_oldest_first_one_per_free_device(
         assert (await farm.task(client, third["id"]))["state"] == "pending"
 
         finished_at = datetime.now(UTC)
-        await host.send(Finished(task_id=first["id"], state="success", finished_at=finished_at))
+        await host.send(
+            Finished(
+                key="f-" + first["id"],
+                task_id=first["id"],
+                state="success",
+                finished_at=finished_at,
+            )
+        )
+        assert (await host.next(SubmitAck)).ok
         await farm.wait_state(client, first["id"], "success")
         await host.credits(dev1)
         assert (await host.next(Assign)).task.task_id == third["id"]

@@ -116,7 +116,10 @@ async def test_task_life_with_progress_result_and_file(farm: Farm) -> None:
         assert not refused.ok
         assert refused.error is not None
         assert "task already finished" in refused.error
-        await host.send(Finished(task_id=task_id, state="success", finished_at=now()))
+        await host.send(
+            Finished(key="f-" + task_id, task_id=task_id, state="success", finished_at=now())
+        )
+        assert (await host.next(SubmitAck)).ok
 
         done = await farm.poll(
             lambda: _finished(farm, client, task_id), f"task {task_id} finished_at"
@@ -327,6 +330,7 @@ async def test_get_current_task_request(farm: Farm) -> None:
         assert "not running on this host" in str(refused.error)
         await host.send(
             Finished(
+                key="f-" + task_id,
                 task_id=task_id,
                 state="failed",
                 reason="script_error",
@@ -334,6 +338,7 @@ async def test_get_current_task_request(farm: Farm) -> None:
                 finished_at=now(),
             )
         )
+        assert (await host.next(SubmitAck)).ok
         failed = await farm.wait_state(client, task_id, "failed")
         assert (failed["failure_reason"], failed["error"]) == ("script_error", "ValueError: boom")
 
@@ -371,5 +376,8 @@ async def test_cancel_of_a_running_task_asks_its_host(farm: Farm) -> None:
         response = await client.post(f"/api/tasks/{task_id}/cancel")
         assert response.json()["state"] == "running"
         assert (await host.next(Cancel)).task_id == task_id
-        await host.send(Finished(task_id=task_id, state="cancelled", finished_at=now()))
+        await host.send(
+            Finished(key="f-" + task_id, task_id=task_id, state="cancelled", finished_at=now())
+        )
+        assert (await host.next(SubmitAck)).ok
         await farm.wait_state(client, task_id, "cancelled")
