@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.outbox import OutboxSettings
 from agent.runner import ScriptSettings
 from drivers.browser import BrowserSettings, BrowserSlot
 
@@ -101,6 +102,7 @@ class AgentConfig(_Section):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
     scripts: ScriptSettings = Field(default_factory=ScriptSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
 

@@ -2,8 +2,8 @@
 
 `Link.run()` never returns while the daemon lives. Each connection attempt (a refused token
 included) is retried with jittered exponential backoff; a session that ends is followed by a
-new attempt. Replies and submission acks are matched to their callers here; every other
-coordinator frame goes to the daemon's handler.
+new attempt. Replies are matched to their requests here, acknowledgements go to the outbox,
+and every other coordinator frame goes to the daemon's handler.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from agent.config import CoordinatorSettings
 
 FrameHandler = Callable[[p.CoordinatorFrame], Awaitable[None]]
 SessionHook = Callable[[], Awaitable[None]]
+AckHandler = Callable[[p.SubmitAck], None]
 
 
 class LinkDown(Exception):
@@ -60,6 +61,7 @@ class Link:
         make_hello: Callable[[], p.Hello],
         on_frame: FrameHandler,
         on_session: SessionHook,
+        on_ack: AckHandler,
         log: logging.Logger,
     ) -> None:
         self._settings = settings
@@ -67,10 +69,10 @@ class Link:
         self._make_hello = make_hello
         self._on_frame = on_frame
         self._on_session = on_session
+        self._on_ack = on_ack
         self._log = log
         self._ws: ClientConnection | None = None
         self._replies: dict[str, asyncio.Future[p.Reply]] = {}
-        self._acks: dict[str, asyncio.Future[p.SubmitAck]] = {}
         self._last_rx = 0.0
         self.connected = asyncio.Event()
 
@@ -86,12 +88,16 @@ class Link:
             await asyncio.sleep(random.uniform(0, self._settings.backoff_initial_s))
 
     async def send(self, frame: p.Frame) -> None:
+        await self.send_text(p.encode(frame))
+
+    async def send_text(self, raw: str) -> None:
+        """Send an already encoded frame (the outbox stores frames as sent)."""
         ws = self._ws
         if ws is None:
             raise LinkDown("not connected to the coordinator")
         try:
             async with asyncio.timeout(self._settings.request_timeout_s):
-                await ws.send(p.encode(frame))
+                await ws.send(raw)
         except (ConnectionClosed, TimeoutError) as exc:
             raise LinkDown(_describe(exc)) from None
 
@@ -119,24 +125,6 @@ class Link:
         if not reply.ok:
             raise RequestFailed(reply.error or "the coordinator refused the call")
         return reply.result or {}
-
-    async def submit(self, frame: p.Submit) -> p.SubmitAck:
-        """Deliver one submission, resending after a reconnect (same key) until acknowledged.
-
-        Raises TimeoutError when no acknowledgement came within request_timeout_s.
-        """
-        async with asyncio.timeout(self._settings.request_timeout_s):
-            while True:
-                await self.connected.wait()
-                future: asyncio.Future[p.SubmitAck] = asyncio.get_running_loop().create_future()
-                self._acks[frame.key] = future
-                try:
-                    await self.send(frame)
-                    return await future
-                except LinkDown:
-                    continue
-                finally:
-                    self._acks.pop(frame.key, None)
 
     async def _connect_with_backoff(self) -> tuple[ClientConnection, p.Welcome]:
         retrying = AsyncRetrying(
@@ -207,10 +195,9 @@ class Link:
     def _end_session(self) -> None:
         self._ws = None
         self.connected.clear()
-        for futures in (self._replies, self._acks):
-            for future in futures.values():
-                if not future.done():
-                    future.set_exception(LinkDown("the session ended"))
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(LinkDown("the session ended"))
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -232,11 +219,7 @@ class Link:
             if reply is not None and not reply.done():
                 reply.set_result(frame)
         elif isinstance(frame, p.SubmitAck):
-            ack = self._acks.get(frame.key)
-            if ack is not None and not ack.done():
-                ack.set_result(frame)
-            else:
-                self._log.info("ignored an acknowledgement for unknown key %s", frame.key)
+            self._on_ack(frame)
         elif isinstance(frame, p.Error):
             self._log.warning("coordinator error %s: %s", frame.code, frame.message)
         elif not isinstance(frame, p.Heartbeat | p.Welcome):

@@ -53,6 +53,7 @@ from agent.scriptrpc import (
     parse_child_message,
     read_frame,
 )
+from agent.sweep import TASK_ENV
 from drivers.base import DeviceSession
 
 __all__ = ["BackendError", "JobBackend", "ScriptSettings", "TaskOutcome", "run_task"]
@@ -169,7 +170,7 @@ async def _supervise(ctx: TaskContext, task_dir: Path, settings: ScriptSettings)
                 "--fd",
                 str(child_sock.fileno()),
                 cwd=task_dir,
-                env=_child_env(task_dir, settings.python),
+                env=_child_env(task_dir, settings.python, ctx.task_id),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -377,9 +378,14 @@ async def _finish_pumps(pumps: list[asyncio.Task[None]], grace: float) -> None:
     await asyncio.gather(*pumps, return_exceptions=True)
 
 
-def _child_env(task_dir: Path, python: str) -> dict[str, str]:
-    """The child's whole environment, built from scratch: nothing of the daemon's leaks in."""
+def _child_env(task_dir: Path, python: str, task_id: str) -> dict[str, str]:
+    """The child's whole environment, built from scratch: nothing of the daemon's leaks in.
+
+    TASK_ENV tags the script and what it starts, so a restarted daemon can find and kill what
+    an earlier one left behind (agent/sweep.py).
+    """
     return {
+        TASK_ENV: task_id,
         "PATH": f"{Path(python).parent}:{_SYSTEM_PATH}",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",

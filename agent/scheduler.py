@@ -2,8 +2,8 @@
 
 The scheduler answers the coordinator's `assign` and `cancel` frames, runs each accepted task
 as its own asyncio task, and knows which devices are free (the host's credits). A task's
-`finished` frame that could not be sent is kept, and the task counted as still held in the next
-`hello`, until it is delivered after a reconnect.
+`finished` frame goes through the outbox like a submission; until it is acknowledged the task
+counts as still held in `hello`, so the coordinator never declares it lost.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from agent import protocol as p
 from agent.link import Link, LinkDown
+from agent.outbox import Outbox, OutboxError
 from agent.runner import JobBackend, ScriptSettings, TaskOutcome, run_task
 from drivers.base import Device, DeviceLost
 
@@ -48,11 +49,16 @@ class Slot:
 class Scheduler:
     slots: dict[str, Slot]
     link: Link
+    outbox: Outbox
     backend: JobBackend
     scripts: ScriptSettings
     log: logging.Logger
-    accepting: bool = True
-    _unreported: dict[str, p.Finished] = field(default_factory=dict)
+    stopping: bool = False
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def accepting(self) -> bool:
+        return not self.stopping and not self.outbox.over_high_water()
 
     def hello(self, host_id: str, agent_version: str) -> p.Hello:
         return p.Hello(
@@ -65,8 +71,8 @@ class Scheduler:
         )
 
     def held_tasks(self) -> list[str]:
-        running = [s.task.get_name() for s in self.slots.values() if s.task is not None]
-        return running + list(self._unreported)
+        running = {s.task.get_name() for s in self.slots.values() if s.task is not None}
+        return sorted(running | self.outbox.held_tasks())
 
     def free_devices(self) -> list[str]:
         if not self.accepting:
@@ -78,11 +84,15 @@ class Scheduler:
         ]
 
     async def on_session(self) -> None:
-        """A new session: report what finished while the link was down, then ask for work."""
-        for finished in list(self._unreported.values()):
-            await self.link.send(finished)
-            self._unreported.pop(finished.task_id, None)
+        """A new session: the outbox starts over from its oldest item; ask for work."""
+        self.outbox.restart_delivery()
         await self.link.send(p.Credits(free=self.free_devices()))
+
+    def pressure_changed(self) -> None:
+        """The outbox crossed its high-water mark: tell the coordinator what is free now."""
+        task = asyncio.create_task(self.devices_changed())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def add_device(self, remote_device_id: str, device: Device) -> None:
         """A device appeared (at start or hot-plugged): offer it to the coordinator."""
@@ -122,6 +132,12 @@ class Scheduler:
             reason = "unknown_device"
         elif slot.task is not None or slot.device.state() != "available":
             reason = "device_busy"
+        if reason is None and slot is not None:
+            try:
+                await self.outbox.task_started(task.task_id, slot.remote_device_id)
+            except OutboxError as exc:
+                self.log.error("cannot record task %s: %s", task.task_id, exc)
+                reason = "outbox_unavailable"
         if reason is not None or slot is None:
             self.log.warning("rejected task %s: %s", task.task_id, reason)
             await self._send_quietly(p.Reject(task_id=task.task_id, reason=reason or "unknown"))
@@ -185,12 +201,12 @@ class Scheduler:
             data=outcome.data,
             finished_at=datetime.now(UTC),
         )
-        slot.task = None
         try:
-            await self.link.send(finished)
-            await self.link.send(p.Credits(free=self.free_devices()))
-        except LinkDown:
-            self._unreported[task.task_id] = finished
+            await self.outbox.put(finished, ends_task=True)
+        except OutboxError as exc:
+            self.log.error("task %s: its end could not be recorded: %s", task.task_id, exc)
+        slot.task = None
+        await self._send_quietly(p.Credits(free=self.free_devices()))
 
     async def _send_quietly(self, frame: p.Frame) -> None:
         """Send a frame whose loss the protocol tolerates (reconciliation covers it)."""
@@ -201,7 +217,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Kill every running script (each reported failed, reason agent_stopped)."""
-        self.accepting = False
+        self.stopping = True
         tasks = [s.task for s in self.slots.values() if s.task is not None]
         for t in tasks:
             t.cancel()

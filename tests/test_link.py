@@ -58,19 +58,32 @@ async def coordinator_at() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]
         await server.wait_closed()
 
 
-def make_link(url: str, frames: asyncio.Queue[p.CoordinatorFrame]) -> Link:
+def make_link(
+    url: str,
+    frames: asyncio.Queue[p.CoordinatorFrame],
+    on_ack: Callable[[p.SubmitAck], None] = lambda ack: None,
+    on_session: Callable[[], Awaitable[None]] | None = None,
+) -> Link:
     settings = CoordinatorSettings(url=url, backoff_initial_s=0.05, backoff_max_s=0.2)
 
     async def on_frame(frame: p.CoordinatorFrame) -> None:
         await frames.put(frame)
 
-    async def on_session() -> None:
+    async def nothing() -> None:
         return None
 
     def hello() -> p.Hello:
         return p.Hello(protocol_version=1, host_id="h1", agent_version="t", devices=[])
 
-    return Link(settings, "secret-token", hello, on_frame, on_session, logging.getLogger("t"))
+    return Link(
+        settings,
+        "secret-token",
+        hello,
+        on_frame,
+        on_session or nothing,
+        on_ack,
+        logging.getLogger("t"),
+    )
 
 
 ASSIGNMENT = p.Assignment(
@@ -135,28 +148,3 @@ async def test_silent_coordinator_is_noticed_and_the_link_reconnects(
         running.cancel()
     assert len(sessions) == 2
     assert "no frame from the coordinator for" in caplog.text
-
-
-async def test_submit_is_resent_with_the_same_key_after_a_reconnect(
-    coordinator_at: Callable[[Handler], Awaitable[str]],
-) -> None:
-    seen: list[str] = []
-
-    async def coordinator(ws: ServerConnection) -> None:
-        await welcome(ws)
-        frame = await next_frame(ws)
-        assert isinstance(frame, p.Submit)
-        seen.append(frame.key)
-        if len(seen) == 1:
-            return  # the connection drops before the ack
-        await ws.send(p.encode(p.SubmitAck(key=frame.key, ok=True)))
-        await ws.wait_closed()
-
-    link = make_link(await coordinator_at(coordinator), asyncio.Queue())
-    running = asyncio.create_task(link.run())
-    submit = p.Submit(key="k1", task_id="t1", seq=0, status="success", data={"a": 1}, finish=True)
-    try:
-        ack = await link.submit(submit)
-    finally:
-        running.cancel()
-    assert ack.ok and seen == ["k1", "k1"]

@@ -16,6 +16,7 @@ from tests.scripthost.conftest import Runner
 DEADLINE_S = 30.0
 
 ALLOWED_ENV = {
+    "DEVICE_AGENT_TASK_ID",
     "PATH",
     "LANG",
     "LC_ALL",
