@@ -171,6 +171,8 @@ class Daemon:
     browsers: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "browser-1"}])
     token: str = ""
     extra: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment overrides (DEVICE_AGENT__SECTION__KEY) for the daemon process."""
     proc: Proc | None = None
 
     @property
@@ -208,6 +210,7 @@ class Daemon:
         self.proc = Proc(
             _cli("agent.cli.main", "run", "--config", str(self.config_path)),
             self.dir / "agent.log",
+            env=self.env,
         )
         self.proc.start()
 
