@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.cli import run, sim
+from agent.cli import outbox, run, sim
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="device-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run.register(commands)
+    outbox.register(commands)
     sim.register(commands)
     args = parser.parse_args(argv)
     code: int = args.handler(args)
