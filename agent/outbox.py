@@ -20,7 +20,6 @@ killed process. Group commit pays one fsync per batch, not per item (docs/outbox
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -28,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
@@ -295,80 +294,82 @@ class Outbox:
             self._check_high_water()
 
     async def _commit(self, batch: list[_Op]) -> None:
+        """One transaction for the whole batch, in a handful of statements (not one per item)."""
+        puts = [op for op in batch if isinstance(op, _Put)]
+        acks = [op.ack for op in batch if isinstance(op, _Ack)]
+        started = [op for op in batch if isinstance(op, _Started)]
+        changes: list[tuple[str, int, int]] = []
         await self._db.execute("BEGIN IMMEDIATE")
-        undo: list[tuple[str, int, int]] = []
         try:
-            for op in batch:
-                if isinstance(op, _Put):
-                    await self._insert(op, undo)
-                elif isinstance(op, _Ack):
-                    await self._remove(op.ack, undo)
-                else:
-                    await self._db.execute(
-                        "INSERT OR REPLACE INTO running VALUES (?, ?, ?)",
-                        (op.task_id, op.remote_device_id, time.time()),
+            if self._over:
+                await self._coalesce(puts, changes)
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO outbox (key, task_id, kind, progress, frame, bytes, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        op.frame.key,
+                        op.frame.task_id,
+                        _kind(op.frame),
+                        int(_is_progress(op.frame)),
+                        op.raw,
+                        len(op.raw),
+                        time.time(),
                     )
+                    for op in puts
+                ],
+            )
+            changes += [(op.frame.task_id, 1, len(op.raw)) for op in puts]
+            ended = [(op.frame.task_id,) for op in puts if op.ends_task]
+            await self._db.executemany("DELETE FROM running WHERE task_id = ?", ended)
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO running VALUES (?, ?, ?)",
+                [(op.task_id, op.remote_device_id, time.time()) for op in started],
+            )
+            if acks:
+                await self._remove(acks, changes)
             await self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 await self._db.execute("ROLLBACK")
             raise
-        for task_id, items, size in undo:
+        for task_id, items, size in changes:
             self.per_task[task_id] += items
             if self.per_task[task_id] <= 0:
                 del self.per_task[task_id]
             self.items += items
             self.bytes += size
-        for op in batch:
-            if isinstance(op, _Ack):
-                self._acked.discard(op.ack.key)
+        self._acked.difference_update(ack.key for ack in acks)
 
-    async def _insert(self, op: _Put, undo: list[tuple[str, int, int]]) -> None:
-        frame = op.frame
-        progress = _is_progress(frame)
-        if progress and self._over:
+    async def _coalesce(self, puts: list[_Put], changes: list[tuple[str, int, int]]) -> None:
+        """Over the high-water mark: a task's new progress update replaces its queued ones."""
+        for task_id in {op.frame.task_id for op in puts if _is_progress(op.frame)}:
             async with self._db.execute(
                 "DELETE FROM outbox WHERE task_id = ? AND progress = 1 RETURNING bytes",
-                (frame.task_id,),
+                (task_id,),
             ) as cur:
                 dropped = [int(r[0]) for r in await cur.fetchall()]
             if dropped:
-                undo.append((frame.task_id, -len(dropped), -sum(dropped)))
-        size = len(op.raw)
-        await self._db.execute(
-            "INSERT OR IGNORE INTO outbox (key, task_id, kind, progress, frame, bytes, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (frame.key, frame.task_id, _kind(frame), int(progress), op.raw, size, time.time()),
-        )
-        undo.append((frame.task_id, 1, size))
-        if op.ends_task:
-            await self._db.execute("DELETE FROM running WHERE task_id = ?", (frame.task_id,))
+                changes.append((task_id, -len(dropped), -sum(dropped)))
 
-    async def _remove(self, ack: p.SubmitAck, undo: list[tuple[str, int, int]]) -> None:
-        async with self._db.execute(
-            "DELETE FROM outbox WHERE key = ? RETURNING task_id, kind, frame, bytes, created_at",
-            (ack.key,),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return
-        task_id, kind, raw, size, created_at = row
-        undo.append((str(task_id), -1, -int(size)))
-        if not ack.ok:
-            self._log.error("item %s of task %s refused for good: %s", ack.key, task_id, ack.error)
-            await self._db.execute(
-                "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ack.key,
-                    task_id,
-                    kind,
-                    raw,
-                    size,
-                    ack.error or "refused",
-                    created_at,
-                    time.time(),
-                ),
-            )
+    async def _remove(self, acks: list[p.SubmitAck], changes: list[tuple[str, int, int]]) -> None:
+        refused = [a for a in acks if not a.ok]
+        for ack in refused:
+            self._log.error("item %s refused for good: %s", ack.key, ack.error)
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO dead_letter "
+            "SELECT key, task_id, kind, frame, bytes, ?, created_at, ? FROM outbox WHERE key = ?",
+            [(a.error or "refused", time.time(), a.key) for a in refused],
+        )
+        keys = [a.key for a in acks]
+        for first in range(0, len(keys), 500):
+            chunk = keys[first : first + 500]
+            async with self._db.execute(
+                f"DELETE FROM outbox WHERE key IN ({','.join('?' * len(chunk))}) "
+                "RETURNING task_id, bytes",
+                chunk,
+            ) as cur:
+                changes += [(str(r[0]), -1, -int(r[1])) for r in await cur.fetchall()]
 
     def _check_high_water(self) -> None:
         over = self.over_high_water()
@@ -385,9 +386,3 @@ class Outbox:
                 self._log.info("outbox back under its high-water mark: taking tasks again")
             if self.on_pressure_change is not None:
                 self.on_pressure_change()
-
-
-def describe(frame_json: str) -> dict[str, Any]:
-    """A short, human view of a stored frame (for `device-agent outbox`)."""
-    frame = json.loads(frame_json)
-    return {k: frame.get(k) for k in ("type", "status", "state", "finish", "seq") if k in frame}

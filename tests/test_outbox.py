@@ -13,7 +13,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from agent import protocol as p
-from agent.outbox import Outbox, OutboxSettings
+from agent.cli.outbox import read_outbox
+from agent.outbox import Outbox, OutboxError, OutboxSettings
 from tests.test_link import coordinator_at, make_link, next_frame, welcome
 
 __all__ = ["coordinator_at"]
@@ -97,6 +98,22 @@ async def test_ack_deletes_and_refusal_moves_to_dead_letter(
     assert [p.parse_host_frame(raw).key for raw in sent] == ["t1-0", "t1-final"]  # type: ignore[union-attr]
     assert rows(tmp_path / "state.db", "dead_letter") == [("t1-final", "t1")]
     assert "ignored an acknowledgement for unknown key nobody" in caplog.text
+    report = read_outbox(tmp_path / "state.db")
+    assert report["items"] == 0
+    assert [(d["key"], d["error"]) for d in report["dead_letter"]] == [
+        ("t1-final", "task already finished")
+    ]
+
+
+async def test_a_full_disk_is_reported_not_a_crash(outbox: Outbox) -> None:
+    await outbox._db.execute("PRAGMA max_page_count = 40")  # the file cannot grow: SQLITE_FULL
+    big = p.Submit(
+        key="big", task_id="t1", seq=0, status="running", data={"x": "y" * 400_000}, finish=False
+    )
+    with pytest.raises(OutboxError, match="cannot store the item: database or disk is full"):
+        await outbox.put(big)
+    await outbox.put(progress("t1", 1))  # small items still go in
+    assert outbox.items == 1 and outbox.per_task["t1"] == 1
 
 
 async def test_over_high_water_progress_coalesces_and_finals_stay(tmp_path: Path) -> None:

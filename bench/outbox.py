@@ -1,0 +1,157 @@
+"""Outbox throughput: durable submits/s, and the flush of 10,000 queued items after a reconnect.
+
+1. Durable submits/s: 1, 10 and 50 concurrent writers (as concurrent scripts are) each commit
+   submissions through `Outbox.put` (committed before it returns), without and with a 200 KB
+   file. Beside them, in the same run and on the same disk, the raw rate of batched SQLite
+   inserts with the same journal and synchronous settings: 1,000 rows a transaction (the
+   ceiling), and as many rows a transaction as there are writers (what group commit can reach:
+   N writers that each wait for their commit never have more than N rows to share one).
+2. Flush: a script queues 10,000 progress updates while its coordinator is down (killed -9);
+   the coordinator comes back and the time until the daemon's outbox is empty is measured.
+
+    .venv/bin/python -m bench.outbox
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from agent import protocol as p
+from agent.cli.outbox import read_outbox
+from agent.outbox import Outbox, OutboxSettings
+from scripts.devstack import (
+    Coordinator,
+    Daemon,
+    add_tasks,
+    create_job,
+    free_port,
+    wait_devices,
+    wait_until,
+)
+
+FILE_200KB = base64.b64encode(bytes(range(256)) * 800).decode()
+log = logging.getLogger("bench")
+
+
+def frame(writer: int, n: int, with_file: bool) -> p.Submit:
+    files = [p.FileBlob(name="shot", extension="jpg", data_b64=FILE_200KB)] if with_file else []
+    return p.Submit(
+        key=f"{writer}-{n}",
+        task_id=f"task-{writer}",
+        seq=n,
+        status="success" if with_file else "running",
+        data={"n": n},
+        finish=with_file,
+        files=files,
+    )
+
+
+async def durable_rate(path: Path, writers: int, with_file: bool, seconds: float = 3.0) -> float:
+    box = await Outbox.open(path, OutboxSettings(max_items=10**9, max_bytes=10**12), log)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def writer(w: int) -> None:
+        nonlocal done
+        n = 0
+        while time.perf_counter() < deadline:
+            await box.put(frame(w, n, with_file))
+            n += 1
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    elapsed = time.perf_counter() - start
+    await box.close()
+    return done / elapsed
+
+
+def raw_rate(path: Path, with_file: bool, batch: int, rows: int = 20_000) -> float:
+    payload = p.encode(frame(0, 0, with_file))
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, key TEXT UNIQUE, frame TEXT)")
+    rows = min(rows, batch * 200)
+    start = time.perf_counter()
+    for first in range(0, rows, batch):
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO t (key, frame) VALUES (?, ?)",
+            ((str(i), payload) for i in range(first, first + batch)),
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
+    return rows / elapsed
+
+
+QUEUER = """
+async def main(agent):
+    for i in range(10000):
+        await agent.utils.job.submit_task("running", {"i": i}, False)
+    await agent.utils.job.submit_task("success", {"queued": 10000}, True)
+"""
+
+
+def flush_time(workdir: Path) -> tuple[float, int]:
+    (workdir / "coordinator").mkdir(parents=True)
+    (workdir / "daemon").mkdir()
+    coordinator = Coordinator(data_dir=workdir / "coordinator", port=free_port(), grace_s=600)
+    daemon = Daemon(dir=workdir / "daemon", coordinator=coordinator)
+    coordinator.start()
+    try:
+        daemon.start()
+        with coordinator.http() as http:
+            wait_devices(http, "host-1", 1)
+            job = create_job(http, QUEUER, timeout_s=600)
+            (task,) = add_tasks(http, job["id"], {"input": {}})
+            wait_until(lambda: http.get(f"/api/tasks/{task['id']}").json()["progress"], "start")
+        assert coordinator.proc is not None
+        coordinator.proc.kill()
+        state = daemon.dir / "state.db"
+        wait_until(
+            lambda: (
+                read_outbox(state)["items"] >= 9_000
+                and any("finished" in t["kinds"] for t in read_outbox(state)["tasks"])
+            ),
+            "the script to queue its items and end",
+            300,
+        )
+        queued = int(read_outbox(state)["items"])
+        coordinator.start()
+        start = time.perf_counter()
+        wait_until(lambda: read_outbox(state)["items"] == 0, "the outbox to drain", 300, 0.02)
+        return time.perf_counter() - start, queued
+    finally:
+        daemon.stop()
+        coordinator.stop()
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+        root = Path(tmp)
+        for with_file in (False, True):
+            label = "200 KB file" if with_file else "no file"
+            raw = raw_rate(root / f"raw-{with_file}.db", with_file)
+            print(f"raw batched SQLite inserts ({label}): {raw:,.0f} rows/s")
+            for writers in (1, 10, 50):
+                rate = await durable_rate(
+                    root / f"box-{writers}-{with_file}.db", writers, with_file
+                )
+                print(
+                    f"durable submits/s, {writers:>2} concurrent ({label}): {rate:,.0f}/s "
+                    f"= {rate / raw:.0%} of raw"
+                )
+        seconds, queued = flush_time(root / "flush")
+        print(f"flush of {queued:,} queued items after reconnect: {seconds:.2f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
