@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.outbox import OutboxSettings
 from agent.runner import ScriptSettings
+from drivers.android.config import AndroidSettings
 from drivers.browser import BrowserSettings, BrowserSlot
 
 ENV_PREFIX = "DEVICE_AGENT__"
@@ -104,6 +105,7 @@ class AgentConfig(_Section):
     scripts: ScriptSettings = Field(default_factory=ScriptSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
+    android: AndroidSettings = Field(default_factory=AndroidSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
 
 

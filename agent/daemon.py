@@ -22,6 +22,7 @@ from agent.outbox import Outbox
 from agent.scheduler import Scheduler
 from agent.state import StateStore
 from agent.sweep import kill_tagged
+from drivers.android import attach_android
 from drivers.browser import BrowserDevice, ChromiumHost
 
 log = logging.getLogger("device_agent")
@@ -92,7 +93,8 @@ async def run_daemon(config: AgentConfig, token: str) -> None:
         )
         delivery = asyncio.create_task(outbox.deliver(link.send_text, link.connected))
         try:
-            await link.run()
+            async with attach_android(config.android, state, scheduler, log):
+                await link.run()
         finally:
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)

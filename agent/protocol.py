@@ -250,6 +250,7 @@ HostFrame = Annotated[
     | Reject
     | Started
     | Submit
+    | Dump
     | Finished
     | Request
     | Heartbeat

@@ -17,9 +17,10 @@ from typing import Any
 
 from agent import protocol as p
 from agent.link import Link, LinkDown
+from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
 from agent.runner import JobBackend, ScriptSettings, TaskOutcome, run_task
-from drivers.base import Device, DeviceLost
+from drivers.base import Device
 
 FAILING_CANCELS = frozenset({"agent_stopped", "device_lost"})
 """Why a task may be cut short other than by the coordinator's cancel: these end it failed."""
@@ -168,15 +169,7 @@ class Scheduler:
         await self._finish(slot, task, outcome)
 
     async def _execute(self, slot: Slot, task: p.Assignment) -> TaskOutcome:
-        try:
-            session = await slot.device.open_session(task.task_id)
-        except DeviceLost as exc:
-            return TaskOutcome(state="failed", reason="device_lost", error=str(exc))
-        except Exception as exc:
-            self.log.exception(
-                "device %s could not start task %s", slot.remote_device_id, task.task_id
-            )
-            return TaskOutcome(state="failed", reason="device_error", error=str(exc))
+        session = OpeningSession(asyncio.create_task(slot.device.open_session(task.task_id)))
         try:
             await self._send_quietly(p.Started(task_id=task.task_id, started_at=datetime.now(UTC)))
             return await run_task(
@@ -206,7 +199,9 @@ class Scheduler:
         except OutboxError as exc:
             self.log.error("task %s: its end could not be recorded: %s", task.task_id, exc)
         slot.task = None
-        await self._send_quietly(p.Credits(free=self.free_devices()))
+        # The slot is no longer busy: report its device's own state (which may have changed
+        # under the task: lost, quarantined) with the fresh credits.
+        await self.devices_changed()
 
     async def _send_quietly(self, frame: p.Frame) -> None:
         """Send a frame whose loss the protocol tolerates (reconciliation covers it)."""

@@ -218,15 +218,21 @@ class SubmitToAnotherJobParams(_Message):
     files: list[FileParam] = Field(default_factory=list)
 
 
+MAX_SUB_TASKS = 1000
+"""Most planned tasks one add_sub_tasks call may create."""
+MAX_SUB_TASK_IDS = 100
+"""Most planned task ids one get_sub_tasks call may ask about."""
+
+
 class AddSubTasksParams(_Message):
-    job_variables: list[JsonDict] = Field(min_length=1)
+    job_variables: list[JsonDict] = Field(min_length=1, max_length=MAX_SUB_TASKS)
     run_immediately: bool = True
     job_id: str | None = Field(default=None, min_length=1, max_length=128)
     remote_device_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class GetSubTasksParams(_Message):
-    planned_task_ids: list[str] = Field(max_length=100)
+    planned_task_ids: list[str] = Field(max_length=MAX_SUB_TASK_IDS)
 
 
 class AutomationVariablesParams(_Message):
@@ -242,7 +248,6 @@ class NoParams(_Message):
 
 
 COORDINATOR_CALLS: dict[str, type[_Message]] = {
-    "job.submit_task_to_another_job": SubmitToAnotherJobParams,
     "job.use_another_task": NoParams,
     "job.add_sub_tasks": AddSubTasksParams,
     "job.get_sub_tasks": GetSubTasksParams,
@@ -252,7 +257,8 @@ COORDINATOR_CALLS: dict[str, type[_Message]] = {
     "utils.get_latest_checkpoint": NoParams,
 }
 """Script calls the coordinator answers: RPC method -> its params model. The daemon forwards each
-as a `request` whose method is the name after the dot (e.g. `add_sub_tasks`)."""
+as a `request` whose method is the name after the dot (e.g. `add_sub_tasks`).
+`job.submit_task_to_another_job` is not among them: it is durable, a `dump` frame."""
 
 
 def describe_validation_error(where: str, exc: ValidationError) -> str:

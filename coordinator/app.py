@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (jobs, tasks, files, devices):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(files.public_router)
     app.add_api_websocket_route(WS_PATH, host_endpoint)
 
     @app.get("/healthz", tags=["health"])

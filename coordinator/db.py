@@ -31,8 +31,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     parameters TEXT NOT NULL,
     timeout_s REAL NOT NULL,
     automation_id TEXT,
+    owner TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT 'devices_automation',
+    allow_sub_tasks INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_shares (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    owner TEXT NOT NULL,
+    access TEXT NOT NULL,
+    PRIMARY KEY (job_id, owner)
 );
 CREATE TABLE IF NOT EXISTS job_versions (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -58,6 +67,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     attempt INTEGER NOT NULL DEFAULT 1,
     timeout_s REAL NOT NULL,
     parent_task_id TEXT,
+    origin TEXT NOT NULL DEFAULT 'run',
+    automation_variables TEXT,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    waiting_since REAL,
+    checkpoint TEXT,
     created_at REAL NOT NULL,
     assigned_at REAL,
     started_at REAL,
@@ -66,6 +80,26 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, created_at);
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, created_at);
 CREATE INDEX IF NOT EXISTS tasks_host ON tasks(host_id, state);
+CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(job_id, waiting, waiting_since);
+CREATE TABLE IF NOT EXISTS planned_tasks (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    parent_task_id TEXT NOT NULL,
+    input TEXT NOT NULL,
+    pin_device_id TEXT,
+    timeout_s REAL NOT NULL,
+    job_task_id TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS planned_open ON planned_tasks(job_task_id, created_at);
+CREATE INDEX IF NOT EXISTS planned_parent ON planned_tasks(parent_task_id);
+CREATE TABLE IF NOT EXISTS dumps (
+    key TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    job_task_id TEXT NOT NULL REFERENCES tasks(id),
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS submissions (
     key TEXT PRIMARY KEY,
     task_id TEXT NOT NULL REFERENCES tasks(id),
@@ -83,6 +117,7 @@ CREATE TABLE IF NOT EXISTS files (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     path TEXT NOT NULL,
+    public INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_task ON files(task_id, created_at);

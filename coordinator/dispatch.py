@@ -2,6 +2,8 @@
 
 Run after anything that can make work possible (credits, new tasks, a task ending, a host
 connecting or leaving). One lock serialises runs, so no task and no device is handed out twice.
+A device takes the oldest pending task it may run; when there is none, the oldest planned
+sub-task it may run becomes a job task and is given to it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from coordinator.db import Database
 from coordinator.sessions import HostSession, SessionRegistry
 from coordinator.store_devices import host_device_ids
 from coordinator.store_jobs import get_job, get_script
+from coordinator.store_planned import materialise, oldest_planned_for
 from coordinator.store_tasks import busy_device_ids, mark_assigned, oldest_pending_for
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,9 @@ class Dispatcher:
             if device_id in await busy_device_ids(conn):
                 return None
             task = await oldest_pending_for(conn, device_id)
+            if task is None:
+                planned = await oldest_planned_for(conn, device_id)
+                task = None if planned is None else await materialise(conn, planned)
             if task is None:
                 return None
             job = await get_job(conn, task.job_id)

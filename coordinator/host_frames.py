@@ -9,6 +9,7 @@ from agent.protocol import (
     Accept,
     Credits,
     Devices,
+    Dump,
     Error,
     Finished,
     Heartbeat,
@@ -22,6 +23,7 @@ from agent.protocol import (
 )
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.dumps import apply_dump
 from coordinator.script_requests import answer
 from coordinator.sessions import HostSession
 from coordinator.store_devices import replace_host_devices
@@ -84,10 +86,15 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
             if final:
                 log.info("task %s finished as %s (submission)", frame.task_id, frame.status)
                 await ctx.dispatcher.dispatch()
+        case Dump():
+            ack = await apply_dump(ctx, session.host_id, _public_base(ctx, session), frame)
+            if not ack.ok:
+                log.warning("host %s: dump %s refused: %s", session.host_id, frame.key, ack.error)
+            await session.send(ack)
         case Finished():
             await _on_finished(ctx, session, frame)
         case Request():
-            await session.send(await answer(ctx.db, session.host_id, frame))
+            await session.send(await answer(ctx, session.host_id, frame))
         case Heartbeat():
             pass
         case Error():
@@ -100,6 +107,15 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
             )
         case Hello():
             await _refuse(session, "invalid_frame", "hello is only valid as the first frame", None)
+
+
+def _public_base(ctx: Context, session: HostSession) -> str:
+    """Where public file URLs start: the configured URL, else how the host reached us."""
+    if ctx.settings.public_url:
+        return ctx.settings.public_url
+    url = session.websocket.url
+    scheme = "https" if url.scheme == "wss" else "http"
+    return f"{scheme}://{url.netloc}"
 
 
 async def _on_accept(ctx: Context, session: HostSession, frame: Accept) -> None:

@@ -1,41 +1,26 @@
 """Answers to scripts' `request` frames: a registry of methods, one function each.
 
-To add a method, write `async def name(call: Call) -> dict` decorated with `@method("name")`;
-raise `RequestFailed` with a message for the script when it cannot be answered.
+To add a method, write `async def name(call: Call) -> dict` decorated with `@method("name")`
+(or list it in a module's table, as coordinator/job_requests.py does); raise `RequestFailed`
+with a message for the script when it cannot be answered.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from agent.protocol import Reply, Request
-from coordinator.db import Database
-from coordinator.store_tasks import ACTIVE_STATES, TaskRow, get_task
+from coordinator.context import Context
+from coordinator.job_requests import JOB_METHODS
+from coordinator.request_call import Call, RequestFailed
+from coordinator.store_tasks import ACTIVE_STATES, get_task
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Call:
-    """One request, checked: `task` is active on the asking host."""
-
-    conn: aiosqlite.Connection
-    host_id: str
-    task: TaskRow
-    params: dict[str, Any]
-
-
-class RequestFailed(Exception):
-    """The request cannot be answered; the message goes back to the script."""
-
-
 Method = Callable[[Call], Awaitable[dict[str, Any]]]
-METHODS: dict[str, Method] = {}
+METHODS: dict[str, Method] = dict(JOB_METHODS)
 
 
 def method(name: str) -> Callable[[Method], Method]:
@@ -55,7 +40,7 @@ async def get_current_task(call: Call) -> dict[str, Any]:
     }
 
 
-async def answer(db: Database, host_id: str, request: Request) -> Reply:
+async def answer(ctx: Context, host_id: str, request: Request) -> Reply:
     """The reply to one request; never raises for a bad request."""
     func = METHODS.get(request.method)
     if func is None:
@@ -63,16 +48,14 @@ async def answer(db: Database, host_id: str, request: Request) -> Reply:
         return Reply(
             id=request.id, ok=False, error=f"unknown method '{request.method}' (known: {known})"
         )
-    async with db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         task = await get_task(conn, request.task_id)
-        if task is None or task.host_id != host_id or task.state not in ACTIVE_STATES:
-            return Reply(
-                id=request.id,
-                ok=False,
-                error=f"task {request.task_id} is not running on this host",
-            )
-        try:
-            result = await func(Call(conn=conn, host_id=host_id, task=task, params=request.params))
-        except RequestFailed as exc:
-            return Reply(id=request.id, ok=False, error=str(exc))
+    if task is None or task.host_id != host_id or task.state not in ACTIVE_STATES:
+        return Reply(
+            id=request.id, ok=False, error=f"task {request.task_id} is not running on this host"
+        )
+    try:
+        result = await func(Call(ctx=ctx, host_id=host_id, task=task, params=request.params))
+    except RequestFailed as exc:
+        return Reply(id=request.id, ok=False, error=str(exc))
     return Reply(id=request.id, ok=True, result=result)

@@ -12,6 +12,9 @@ class Settings:
     grace_s: float = 30.0
     """How long past its timeout an active task may stay silent before the coordinator ends it."""
     heartbeat_s: float = 10.0
+    public_url: str | None = None
+    """Base of the public file URLs put into data-dump proofs, e.g. https://coord.example;
+    None: the scheme, host and port the host's websocket reached us on (ws -> http)."""
 
     @property
     def files_dir(self) -> Path:

@@ -22,6 +22,8 @@ class FileRow:
     sha256: str
     path: str
     """Relative to the files directory."""
+    public: bool
+    """Served without an API key at /files/{id} (data-dump files, whose URL is in a proof)."""
 
 
 def write_blob(files_dir: Path, data: bytes) -> tuple[str, str]:
@@ -53,12 +55,15 @@ async def add_file(
     size: int,
     sha256: str,
     path: str,
-) -> None:
+    public: bool = False,
+) -> str:
+    file_id = new_id()
     await conn.execute(
-        "INSERT INTO files (id, task_id, name, extension, size, sha256, path, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (new_id(), task_id, name, extension, size, sha256, path, now()),
+        "INSERT INTO files (id, task_id, name, extension, size, sha256, path, public, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (file_id, task_id, name, extension, size, sha256, path, int(public), now()),
     )
+    return file_id
 
 
 def _row(row: aiosqlite.Row) -> FileRow:
@@ -70,6 +75,7 @@ def _row(row: aiosqlite.Row) -> FileRow:
         size=row["size"],
         sha256=row["sha256"],
         path=row["path"],
+        public=bool(row["public"]),
     )
 
 

@@ -36,6 +36,10 @@ class TaskRow:
     attempt: int
     timeout_s: float
     parent_task_id: str | None
+    origin: str
+    """`run` (work for a device) or `dump` (a record made by submit_task_to_another_job)."""
+    automation_variables: dict[str, Any] | None
+    checkpoint: dict[str, Any] | None
     created_at: float
     assigned_at: float | None
     started_at: float | None
@@ -51,6 +55,9 @@ class NewTask:
     input: dict[str, Any]
     pin_device_id: str | None
     timeout_s: float | None
+    parent_task_id: str | None = None
+    task_id: str | None = None
+    """Given when the id must be known before the row exists (a planned task's job task)."""
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -74,6 +81,9 @@ def _row(row: aiosqlite.Row) -> TaskRow:
         attempt=row["attempt"],
         timeout_s=row["timeout_s"],
         parent_task_id=row["parent_task_id"],
+        origin=row["origin"],
+        automation_variables=_json_or_none(row["automation_variables"]),
+        checkpoint=_json_or_none(row["checkpoint"]),
         created_at=row["created_at"],
         assigned_at=row["assigned_at"],
         started_at=row["started_at"],
@@ -93,11 +103,11 @@ async def create_tasks(
     stamp = now()
     ids = []
     for spec in specs:
-        task_id = new_id()
+        task_id = spec.task_id or new_id()
         ids.append(task_id)
         await conn.execute(
             "INSERT INTO tasks (id, job_id, script_sha256, input, pin_device_id, state, "
-            "timeout_s, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "timeout_s, parent_task_id, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
             (
                 task_id,
                 job.id,
@@ -105,6 +115,7 @@ async def create_tasks(
                 json.dumps(spec.input),
                 spec.pin_device_id,
                 spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
+                spec.parent_task_id,
                 stamp,
             ),
         )
@@ -169,11 +180,14 @@ async def busy_device_ids(conn: aiosqlite.Connection) -> set[str]:
 
 
 async def oldest_pending_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow | None:
-    """The oldest pending task that may run on the device: unpinned or pinned to it."""
+    """The oldest pending task that may run on the device: unpinned or pinned to it, of a
+    devices_automation job (a manual job's tasks are not run by devices)."""
     rows = await _fetch(
         conn,
-        "SELECT * FROM tasks WHERE state = 'pending' "
-        "AND (pin_device_id IS NULL OR pin_device_id = ?) ORDER BY created_at, rowid LIMIT 1",
+        "SELECT * FROM tasks WHERE state = 'pending' AND origin = 'run' "
+        "AND (pin_device_id IS NULL OR pin_device_id = ?) "
+        "AND job_id IN (SELECT id FROM jobs WHERE type = 'devices_automation') "
+        "ORDER BY created_at, rowid LIMIT 1",
         (device_id,),
     )
     return rows[0] if rows else None
@@ -268,3 +282,77 @@ async def overdue(conn: aiosqlite.Connection, grace_s: float) -> list[TaskRow]:
         "(state = 'assigned' AND assigned_at + timeout_s + ? < ?)",
         (grace_s, now(), grace_s, now()),
     )
+
+
+async def create_dump_task(
+    conn: aiosqlite.Connection, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
+) -> str:
+    """A data-dump record on `job`: never dispatched; `state` is the status the script gave.
+
+    `key_task` is the running task that wrote it (kept as its parent, for tracing).
+    """
+    task_id = new_id()
+    stamp = now()
+    final_at = None if state == "pending" else stamp
+    await conn.execute(
+        "INSERT INTO tasks (id, job_id, script_sha256, input, state, result, timeout_s, "
+        "parent_task_id, origin, created_at, finished_at) "
+        "VALUES (?, ?, ?, '{}', ?, ?, ?, ?, 'dump', ?, ?)",
+        (
+            task_id,
+            job.id,
+            job.script_sha256,
+            state,
+            json.dumps(proof),
+            job.timeout_s,
+            key_task,
+            stamp,
+            final_at,
+        ),
+    )
+    return task_id
+
+
+async def set_automation_variables(
+    conn: aiosqlite.Connection, task_id: str, variables: dict[str, Any]
+) -> None:
+    """Replace the task's variables; `waiting: true` (exactly) makes it discoverable."""
+    waiting = variables.get("waiting") is True
+    await conn.execute(
+        "UPDATE tasks SET automation_variables = ?, waiting = ?, "
+        "waiting_since = CASE WHEN ? THEN COALESCE(waiting_since, ?) ELSE NULL END WHERE id = ?",
+        (json.dumps(variables), int(waiting), int(waiting), now(), task_id),
+    )
+
+
+async def take_waiting_task(
+    conn: aiosqlite.Connection, job_id: str, asking_task_id: str
+) -> TaskRow | None:
+    """Hand one waiting task of the job to the asker, or None.
+
+    One conditional UPDATE picks and clears it (`waiting` = 0, `automation_variables.waiting` =
+    false), so two askers can never get the same task. Chosen: the task that has been waiting
+    longest; only tasks still assigned or running count.
+    """
+    async with conn.execute(
+        "UPDATE tasks SET waiting = 0, waiting_since = NULL, "
+        "automation_variables = json_set(automation_variables, '$.waiting', json('false')) "
+        "WHERE id = (SELECT id FROM tasks WHERE job_id = ? AND id != ? AND waiting = 1 "
+        "AND state IN ('assigned', 'running') ORDER BY waiting_since, rowid LIMIT 1) "
+        "AND waiting = 1 RETURNING id",
+        (job_id, asking_task_id),
+    ) as cur:
+        row = await cur.fetchone()
+    return None if row is None else await get_task(conn, str(row["id"]))
+
+
+async def set_checkpoint(
+    conn: aiosqlite.Connection, task_id: str, checkpoint: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "UPDATE tasks SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), task_id)
+    )
+
+
+async def set_result(conn: aiosqlite.Connection, task_id: str, result: dict[str, Any]) -> None:
+    await conn.execute("UPDATE tasks SET result = ? WHERE id = ?", (json.dumps(result), task_id))

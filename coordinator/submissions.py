@@ -11,7 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from agent.protocol import MAX_FILE_BYTES, Submit, SubmitAck
+from agent.protocol import MAX_FILE_BYTES, FileBlob, Submit, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
 from coordinator.store_files import add_file, write_blob
@@ -20,26 +20,27 @@ from coordinator.store_tasks import ACTIVE_STATES, finish, get_task, set_progres
 
 
 @dataclass(frozen=True)
-class _DecodedFile:
+class DecodedFile:
     name: str
     extension: str
     data: bytes
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """Refused for good: the host must not send this submission again."""
 
 
-def _decode_files(submit: Submit) -> list[_DecodedFile]:
+def decode_files(blobs: list[FileBlob]) -> list[DecodedFile]:
+    """The files' bytes; Refused naming the first that is not base64 or is too big."""
     decoded = []
-    for blob in submit.files:
+    for blob in blobs:
         try:
             data = base64.b64decode(blob.data_b64, validate=True)
         except (binascii.Error, ValueError):
-            raise _Refused(f"file '{blob.name}' is not valid base64") from None
+            raise Refused(f"file '{blob.name}' is not valid base64") from None
         if len(data) > MAX_FILE_BYTES:
-            raise _Refused(f"file '{blob.name}' is {len(data)} bytes, over {MAX_FILE_BYTES}")
-        decoded.append(_DecodedFile(blob.name, blob.extension.lstrip("."), data))
+            raise Refused(f"file '{blob.name}' is {len(data)} bytes, over {MAX_FILE_BYTES}")
+        decoded.append(DecodedFile(blob.name, blob.extension.lstrip("."), data))
     return decoded
 
 
@@ -47,27 +48,27 @@ async def apply_submit(ctx: Context, host_id: str, submit: Submit) -> tuple[Subm
     """Apply one submission; returns the ack to send and whether the task just became final."""
     try:
         final = await _apply(ctx, host_id, submit)
-    except _Refused as exc:
+    except Refused as exc:
         return SubmitAck(key=submit.key, ok=False, error=str(exc)), False
     return SubmitAck(key=submit.key, ok=True), final
 
 
 async def _apply(ctx: Context, host_id: str, submit: Submit) -> bool:
-    files = _decode_files(submit) if submit.finish else []
+    files = decode_files(submit.files) if submit.finish else []
     if submit.finish and submit.status == "running":
-        raise _Refused("a final submission needs status success, failed or declined")
+        raise Refused("a final submission needs status success, failed or declined")
     async with ctx.db.transaction() as conn:
         if await is_stored(conn, submit.key):
             return False
         task = await get_task(conn, submit.task_id)
         if task is None:
-            raise _Refused(f"unknown task {submit.task_id}")
+            raise Refused(f"unknown task {submit.task_id}")
         if task.host_id != host_id:
-            raise _Refused(f"task {submit.task_id} is not this host's")
+            raise Refused(f"task {submit.task_id} is not this host's")
         if task.is_final:
-            raise _Refused(f"task already finished (state {task.state})")
+            raise Refused(f"task already finished (state {task.state})")
         if task.state not in ACTIVE_STATES:
-            raise _Refused(f"task {submit.task_id} is {task.state}, not running")
+            raise Refused(f"task {submit.task_id} is {task.state}, not running")
         if not submit.finish:
             await set_progress(conn, task.id, submit.seq, submit.data)
         else:

@@ -1,7 +1,8 @@
 """Timeout enforcement: active tasks past timeout_s + grace become `timeout`, host or no host.
 
 This is the only way, besides a reconnecting host's reconciliation, that a task a host may still
-be running stops being that host's.
+be running stops being that host's. The same once-a-second loop runs a dispatch pass while
+planned sub-tasks wait (added without run_immediately, they have no event of their own).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from agent.protocol import Cancel
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.store_planned import any_open_planned
 from coordinator.store_tasks import finish, overdue
 
 log = logging.getLogger(__name__)
@@ -42,5 +44,9 @@ async def run_timeout_loop(ctx: Context) -> None:
         await asyncio.sleep(CHECK_INTERVAL_S)
         try:
             await expire_overdue(ctx)
+            async with ctx.db.transaction() as conn:
+                planned_waiting = await any_open_planned(conn)
+            if planned_waiting:
+                await ctx.dispatcher.dispatch()
         except Exception:
             log.exception("timeout check failed")

@@ -258,3 +258,58 @@ def wait_devices(http: httpx.Client, host_id: str, count: int) -> list[dict[str,
         return devices if len(devices) == count else None
 
     return wait_until(check, f"{count} connected device(s) of {host_id}")
+
+
+# ---- Android (the simulated phone) ----
+
+ANDROID_TEST_TIMINGS = {
+    "call_timeout_s": 5.0,
+    "health_interval_s": 0.5,
+    "reconnect_interval_s": 0.3,
+    "track_interval_s": 2.0,
+    "debounce_s": 0.1,
+    "quarantine_initial_s": 1.0,
+}
+"""Short intervals: a phone that vanishes or comes back is noticed well within a second."""
+
+
+def android_config(adb_port: int, connect: list[str], **overrides: Any) -> str:
+    """The `[android]` section for a Daemon's `extra`: its own adb server on `adb_port`,
+    `adb connect` to each address of `connect`."""
+    values: dict[str, Any] = {
+        "enabled": True,
+        "adb_port": adb_port,
+        "connect": connect,
+        **ANDROID_TEST_TIMINGS,
+        **overrides,
+    }
+    return "\n".join(["[android]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())])
+
+
+def kill_adb_server(adb_port: int, env: dict[str, str] | None = None) -> None:
+    """`adb kill-server` on that port (adbutils' bundled adb), bounded."""
+    from drivers.android.adb import bundled_adb
+
+    subprocess.run(
+        [bundled_adb(), "-P", str(adb_port), "kill-server"],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def wait_device(
+    http: httpx.Client, host_id: str, state: str, remote_device_id: str | None = None
+) -> dict[str, Any]:
+    """Wait until a device of the host (that one, if given) is connected and in `state`."""
+
+    def check() -> dict[str, Any] | None:
+        for device in devices_of(http, host_id):
+            if remote_device_id is not None and device["remote_device_id"] != remote_device_id:
+                continue
+            if device["connected"] and device["state"] == state:
+                return device
+        return None
+
+    return wait_until(check, f"a device of {host_id} in state {state}")

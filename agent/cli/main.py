@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.cli import outbox, run, sim
+from agent.cli import outbox, run, script, sim
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run.register(commands)
     outbox.register(commands)
+    script.register(commands)
     sim.register(commands)
     args = parser.parse_args(argv)
     code: int = args.handler(args)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from agent.protocol import Assignment, FinalState, Submit
+from agent.protocol import Assignment, Dump, FinalState, Submit
 from drivers.base import DeviceSession
 
 
@@ -23,9 +23,10 @@ class BackendError(Exception):
 class JobBackend(Protocol):
     """The daemon's coordinator link, as the script API needs it."""
 
-    async def submit(self, frame: Submit) -> dict[str, Any]:
-        """Deliver (or durably queue) one submission; returns the result the script sees,
-        e.g. {"success": True} or {"success": False, "error": "..."}."""
+    async def submit(self, frame: Submit | Dump) -> dict[str, Any]:
+        """Deliver (or durably queue) one submission or data dump; returns the result the script
+        sees: {"success": True, **ack.result} (a dump's job_task_id and job_id), {"success": True,
+        "queued": True} when queued offline, or {"success": False, "error": "..."}."""
         ...
 
     async def request(self, task_id: str, method: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,25 @@ from typing import Any
 
 from agent.hostapi.context import BackendError, FinalSubmission, TaskContext
 from agent.hostapi.registry import handler
-from agent.protocol import FileBlob, Submit
-from agent.scriptrpc import SubmitTaskParams
+from agent.protocol import Dump, FileBlob, Submit
+from agent.scriptrpc import FileParam, SubmitTaskParams, SubmitToAnotherJobParams
+
+
+def _blobs(files: list[FileParam]) -> list[FileBlob]:
+    return [FileBlob(name=f.name, extension=f.extension, data_b64=f.base64Data) for f in files]
+
+
+async def _deliver(ctx: TaskContext, frame: Submit | Dump, what: str) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(ctx.request_timeout_s):
+            return await ctx.backend.submit(frame)
+    except TimeoutError:
+        return {
+            "success": False,
+            "error": f"{what} not accepted within {ctx.request_timeout_s:g} s",
+        }
+    except BackendError as exc:
+        return {"success": False, "error": str(exc)}
 
 
 @handler("job.submit_task")
@@ -25,11 +42,7 @@ async def submit_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any
         if ctx.final is not None:
             return {"success": False, "error": f"task {ctx.task_id} already has a final submission"}
         # The job API ignores files of a progress update; they never leave the host.
-        files = (
-            [FileBlob(name=f.name, extension=f.extension, data_b64=f.base64Data) for f in p.files]
-            if p.finish
-            else []
-        )
+        files = _blobs(p.files) if p.finish else []
         frame = Submit(
             key=uuid.uuid4().hex,
             task_id=ctx.task_id,
@@ -39,19 +52,31 @@ async def submit_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any
             finish=p.finish,
             files=files,
         )
-        try:
-            async with asyncio.timeout(ctx.request_timeout_s):
-                result = await ctx.backend.submit(frame)
-        except TimeoutError:
-            return {
-                "success": False,
-                "error": f"submission not accepted within {ctx.request_timeout_s:g} s",
-            }
-        except BackendError as exc:
-            return {"success": False, "error": str(exc)}
+        result = await _deliver(ctx, frame, "submission")
         if p.finish and result.get("success") is True and p.automation_status != "running":
             ctx.final = FinalSubmission(state=p.automation_status, data=p.data)
         return result
+
+
+@handler("job.submit_task_to_another_job")
+async def submit_task_to_another_job(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any]:
+    """A new task on a data-dump job: durable like submit_task (a `dump` frame, its own key),
+    and nothing of the current task changes. The coordinator checks the target's conditions."""
+    p = SubmitToAnotherJobParams.model_validate(
+        params, context={"max_file_bytes": ctx.max_file_bytes}
+    )
+    frame = Dump(
+        key=uuid.uuid4().hex,
+        task_id=ctx.task_id,
+        job_id=p.job_id,
+        status=p.status,
+        data=p.data,
+        files=_blobs(p.files),
+    )
+    result = await _deliver(ctx, frame, "data dump")
+    if result.get("success") is False and result.get("error"):
+        result = {**result, "error": f"submit_task_to_another_job: {result['error']}"}
+    return result
 
 
 @handler("job.get_current_task")

@@ -16,8 +16,10 @@ from pydantic import ValidationError
 
 from agent.scriptrpc import (
     COORDINATOR_CALLS,
+    MAX_SUB_TASK_IDS,
     SubmitStatus,
     SubmitTaskParams,
+    SubmitToAnotherJobParams,
     describe_validation_error,
     json_check,
 )
@@ -36,6 +38,7 @@ from agent.sdk.results import (
 from agent.sdk.transport import Namespace, Transport
 
 _STATUSES: tuple[str, ...] = get_args(SubmitStatus)
+_DUMP_STATUSES = ("pending", "failed", "declined")
 R = TypeVar("R", bound=Result)
 
 Files = Sequence[File | Mapping[str, Any]]
@@ -47,6 +50,18 @@ def _plain_files(files: Files | None) -> list[Any]:
     if isinstance(files, str | bytes | Mapping) or not isinstance(files, Sequence):
         raise TypeError(f"files must be a list, not {type(files).__name__}")
     return [f.model_dump() if isinstance(f, File) else f for f in files]
+
+
+def _need(value: Any, kind: type, what: str, expected: str) -> None:
+    """TypeError naming the argument unless `value` is an instance of `kind`."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{what} must be {expected}, not {type(value).__name__}")
+
+
+def _need_list(value: Any, what: str) -> list[Any]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise TypeError(f"{what} must be a list, not {type(value).__name__}")
+    return list(value)
 
 
 async def _ask(
@@ -126,17 +141,28 @@ class Job(Namespace):
     ) -> AnotherJobTaskResult:
         """Create a task on the "data-dump" job `job_id` (status pending, failed or declined),
         without touching the current task. Each file's public URL goes into its proof under
-        `proof[name]`."""
-        return await _ask(
-            self._transport,
-            "job.submit_task_to_another_job",
-            AnotherJobTaskResult,
-            self._max_file_bytes,
-            job_id=job_id,
-            data=data,
-            status=status,
-            files=_plain_files(files),
-        )
+        `proof[name]`. Durable like submit_task: `queued=True` when the coordinator is away."""
+        where = "submit_task_to_another_job"
+        _need(job_id, str, f"{where}: job_id", "a str")
+        _need(data, dict, f"{where}: data", "a dict")
+        json_check(data, f"{where}: data")
+        if status not in _DUMP_STATUSES:
+            raise ValueError(
+                f"{where}: status must be one of {', '.join(_DUMP_STATUSES)}, not {status!r}"
+            )
+        try:
+            sent_files = _plain_files(files)
+        except TypeError as exc:
+            raise TypeError(f"{where}: {exc}") from None
+        params = {"job_id": job_id, "data": data, "status": status, "files": sent_files}
+        try:
+            checked = SubmitToAnotherJobParams.model_validate(
+                params, context={"max_file_bytes": self._max_file_bytes}
+            )
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(where, exc)) from None
+        result = await self._transport.call("job.submit_task_to_another_job", checked.model_dump())
+        return AnotherJobTaskResult.model_validate(result)
 
     async def use_another_task(self) -> AnotherTaskResult | None:
         """Another task of this job that marked itself `waiting: True` with
@@ -148,32 +174,66 @@ class Job(Namespace):
 
     async def add_sub_tasks(
         self,
-        job_variables: Sequence[dict[str, Any]],
+        job_variables: Sequence[dict[str, Any]] | Mapping[str, Any],
         run_immediately: bool = True,
         job_id: str | None = None,
         remote_device_id: str | None = None,
     ) -> AddSubTasksResult:
-        """One planned task per item of `job_variables`, on this job or on `job_id`; pinned to
-        `remote_device_id` when given."""
+        """One planned task per item of `job_variables` (at most 1000), on this job or on
+        `job_id`; pinned to `remote_device_id` when given. The seed's three forms all work:
+        `add_sub_tasks(items)`, `add_sub_tasks(items, False, job_id)` and one options dict
+        `add_sub_tasks({"job_variables": items, "run_immediately": ..., "job_id": ...,
+        "remote_device_id": ...})` (keywords work too)."""
+        where = "add_sub_tasks"
+        if isinstance(job_variables, Mapping):
+            options = dict(job_variables)
+            unknown = set(options) - {"job_variables", "run_immediately", "job_id",
+                                      "remote_device_id"}  # fmt: skip
+            if unknown:
+                raise ValueError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
+            if "job_variables" not in options:
+                raise ValueError(f"{where}: the options object needs job_variables")
+            job_variables = options["job_variables"]
+            run_immediately = options.get("run_immediately", True)
+            job_id = options.get("job_id")
+            remote_device_id = options.get("remote_device_id")
+        items = _need_list(job_variables, f"{where}: job_variables")
+        for i, item in enumerate(items):
+            _need(item, dict, f"{where}: job_variables[{i}]", "a dict")
+        if not isinstance(run_immediately, bool):
+            raise TypeError(
+                f"{where}: run_immediately must be True or False, not {run_immediately!r}"
+            )
+        if job_id is not None:
+            _need(job_id, str, f"{where}: job_id", "a str or None")
+        if remote_device_id is not None:
+            _need(remote_device_id, str, f"{where}: remote_device_id", "a str or None")
         return await _ask(
             self._transport,
             "job.add_sub_tasks",
             AddSubTasksResult,
             self._max_file_bytes,
-            job_variables=list(job_variables),
+            job_variables=items,
             run_immediately=run_immediately,
             job_id=job_id,
             remote_device_id=remote_device_id,
         )
 
     async def get_sub_tasks(self, planned_task_ids: Sequence[str]) -> SubTasksResult:
-        """The sub-tasks (of the current task) among `planned_task_ids` (at most 100)."""
+        """The sub-tasks (of the current task) among `planned_task_ids` (at most 100); ids of
+        planned tasks that are not this task's are left out of the answer."""
+        where = "get_sub_tasks"
+        ids = _need_list(planned_task_ids, f"{where}: planned_task_ids")
+        for i, item in enumerate(ids):
+            _need(item, str, f"{where}: planned_task_ids[{i}]", "a str")
+        if len(ids) > MAX_SUB_TASK_IDS:
+            raise ValueError(f"{where}: at most {MAX_SUB_TASK_IDS} ids per call, got {len(ids)}")
         return await _ask(
             self._transport,
             "job.get_sub_tasks",
             SubTasksResult,
             self._max_file_bytes,
-            planned_task_ids=list(planned_task_ids),
+            planned_task_ids=ids,
         )
 
     submitTask = submit_task
@@ -197,7 +257,9 @@ class Utils(Namespace):
         self, variables: dict[str, Any]
     ) -> AutomationVariablesResult:
         """Store `variables` on the current task; `{"waiting": True}` makes it discoverable by
-        `use_another_task` of another task of the same job."""
+        `use_another_task` of another task of the same job. Replaces what was stored."""
+        _need(variables, dict, "set_automation_variables: variables", "a dict")
+        json_check(variables, "set_automation_variables: variables")
         return await _ask(
             self._transport,
             "utils.set_automation_variables",
@@ -217,6 +279,8 @@ class Utils(Namespace):
 
     async def save_checkpoint(self, checkpoint: dict[str, Any]) -> Result:
         """Keep `checkpoint` for this task, across its retries (for resumable scripts)."""
+        _need(checkpoint, dict, "save_checkpoint: checkpoint", "a dict")
+        json_check(checkpoint, "save_checkpoint: checkpoint")
         return await _ask(
             self._transport,
             "utils.save_checkpoint",

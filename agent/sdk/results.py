@@ -22,6 +22,12 @@ class Result(BaseModel):
 class SubmitResult(Result):
     """What `submit_task` answers."""
 
+    @property
+    def queued(self) -> bool:
+        """True when the coordinator was away: the submission waits in the host's outbox and
+        will be delivered (the dict has a `queued` key only then, as the daemon sends it)."""
+        return bool((self.__pydantic_extra__ or {}).get("queued", False))
+
 
 class CurrentTaskResult(Result):
     parent_task_id: str | None = None
@@ -49,6 +55,12 @@ class AnotherJobTaskResult(Result):
 
     job_task_id: str | None = None
     job_id: str | None = None
+
+    @property
+    def queued(self) -> bool:
+        """True when the coordinator was away: the dump waits in the host's outbox (no
+        job_task_id yet) and will be delivered."""
+        return bool((self.__pydantic_extra__ or {}).get("queued", False))
 
 
 class AnotherTaskResult(Result):

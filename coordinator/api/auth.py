@@ -39,3 +39,7 @@ async def require_api_key(
             status_code=401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
     return name
+
+
+CallerDep = Annotated[str, Depends(require_api_key)]
+"""The calling API key's name: the caller's owner identity (jobs it creates are its own)."""

@@ -1,4 +1,8 @@
-"""/api/files: download a task's stored file."""
+"""/api/files: download a task's stored file; /files: the public ones (data-dump proofs).
+
+A public file's URL is its id (128 random bits), put into a proof so that whoever reads the proof
+can fetch it without an API key; every other file needs the key.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 from coordinator.api.auth import ContextDep
-from coordinator.store_files import get_file
+from coordinator.context import Context
+from coordinator.store_files import FileRow, get_file
 
 router = APIRouter(prefix="/files", tags=["files"])
+public_router = APIRouter(prefix="/files", tags=["files"])
 
 _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
@@ -24,6 +30,24 @@ async def download_file(file_id: str, ctx: ContextDep) -> FileResponse:
         row = await get_file(conn, file_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"file {file_id} not found")
+    return _response(ctx, row)
+
+
+@public_router.get(
+    "/{file_id}",
+    name="public_file",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}, "application/octet-stream": {}}}},
+)
+async def public_file(file_id: str, ctx: ContextDep) -> FileResponse:
+    async with ctx.db.transaction() as conn:
+        row = await get_file(conn, file_id)
+    if row is None or not row.public:
+        raise HTTPException(status_code=404, detail=f"public file {file_id} not found")
+    return _response(ctx, row)
+
+
+def _response(ctx: Context, row: FileRow) -> FileResponse:
     filename = f"{row.name}.{row.extension}" if row.extension else row.name
     return FileResponse(
         ctx.settings.files_dir / row.path,

@@ -1,14 +1,35 @@
-"""/api/jobs: create jobs, read them, give them a new script version, add tasks."""
+"""/api/jobs: create jobs, read and change them, share them, new script versions, add tasks.
+
+The caller's owner identity is its API key's name: a job belongs to the key that created it.
+Changing a job (PATCH, a new script) needs its owner or shared_edit; sharing needs its owner.
+"""
 
 from __future__ import annotations
 
+import aiosqlite
 from fastapi import APIRouter, HTTPException, Request
 
-from coordinator.api.auth import ContextDep
-from coordinator.api.models import Job, JobCreate, ScriptUpdate, TasksCreate, TasksCreated
+from coordinator.api.auth import CallerDep, ContextDep
+from coordinator.api.models import (
+    Job,
+    JobCreate,
+    JobUpdate,
+    ScriptUpdate,
+    ShareUpdate,
+    TasksCreate,
+    TasksCreated,
+)
 from coordinator.api.views import job_view, task_view
 from coordinator.store_devices import known_device_ids
-from coordinator.store_jobs import create_job, get_job, set_job_script
+from coordinator.store_jobs import (
+    JobRow,
+    create_job,
+    get_job,
+    remove_share,
+    set_job_script,
+    set_share,
+    update_job,
+)
 from coordinator.store_tasks import NewTask, create_tasks, get_task
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -18,8 +39,25 @@ def _no_job(job_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"job {job_id} not found")
 
 
+async def _job_for(
+    conn: aiosqlite.Connection, job_id: str, caller: str, *, edit: bool, share: bool = False
+) -> JobRow:
+    """The job, if the caller may change it (edit) or share it; else 404 / 403."""
+    job = await get_job(conn, job_id)
+    if job is None:
+        raise _no_job(job_id)
+    access = job.access_of(caller)
+    allowed = access == "owner" if share else (not edit or access in ("owner", "shared_edit"))
+    if not allowed:
+        need = "its owner" if share else "its owner or shared_edit"
+        raise HTTPException(
+            status_code=403, detail=f"job {job_id}: {caller} is not {need} (access: {access})"
+        )
+    return job
+
+
 @router.post("", status_code=201)
-async def post_job(body: JobCreate, ctx: ContextDep) -> Job:
+async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
     async with ctx.db.transaction() as conn:
         job = await create_job(
             conn,
@@ -28,7 +66,51 @@ async def post_job(body: JobCreate, ctx: ContextDep) -> Job:
             parameters=body.parameters,
             timeout_s=body.timeout_s,
             automation_id=body.automation_id,
+            owner=caller,
+            job_type=body.type,
+            allow_sub_tasks=body.allow_sub_tasks,
         )
+    return job_view(job)
+
+
+@router.patch("/{job_id}")
+async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: CallerDep) -> Job:
+    """Change the fields given; needs the job's owner or shared_edit."""
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("name", "parameters", "timeout_s", "type", "allow_sub_tasks"):
+        if required in changes and changes[required] is None:
+            raise HTTPException(status_code=422, detail=f"{required} cannot be null")
+    async with ctx.db.transaction() as conn:
+        await _job_for(conn, job_id, caller, edit=True)
+        job = await update_job(conn, job_id, changes)
+    if job is None:
+        raise _no_job(job_id)
+    await ctx.dispatcher.dispatch()
+    return job_view(job)
+
+
+@router.put("/{job_id}/shares/{owner}")
+async def put_share(
+    job_id: str, owner: str, body: ShareUpdate, ctx: ContextDep, caller: CallerDep
+) -> Job:
+    """Give `owner` shared_view or shared_edit on the job; needs the job's owner."""
+    async with ctx.db.transaction() as conn:
+        job = await _job_for(conn, job_id, caller, edit=True, share=True)
+        if owner == job.owner:
+            raise HTTPException(status_code=422, detail=f"{owner} owns job {job_id} already")
+        await set_share(conn, job_id, owner, body.access)
+        job = await _job_for(conn, job_id, caller, edit=True, share=True)
+    return job_view(job)
+
+
+@router.delete("/{job_id}/shares/{owner}")
+async def delete_share(job_id: str, owner: str, ctx: ContextDep, caller: CallerDep) -> Job:
+    """Take `owner`'s share away; needs the job's owner."""
+    async with ctx.db.transaction() as conn:
+        await _job_for(conn, job_id, caller, edit=True, share=True)
+        if not await remove_share(conn, job_id, owner):
+            raise HTTPException(status_code=404, detail=f"{owner} has no share on job {job_id}")
+        job = await _job_for(conn, job_id, caller, edit=True, share=True)
     return job_view(job)
 
 
@@ -42,9 +124,10 @@ async def read_job(job_id: str, ctx: ContextDep) -> Job:
 
 
 @router.put("/{job_id}/script")
-async def put_script(job_id: str, body: ScriptUpdate, ctx: ContextDep) -> Job:
+async def put_script(job_id: str, body: ScriptUpdate, ctx: ContextDep, caller: CallerDep) -> Job:
     """Make a new script version current; tasks created from now on run it."""
     async with ctx.db.transaction() as conn:
+        await _job_for(conn, job_id, caller, edit=True)
         job = await set_job_script(conn, job_id, body.script)
     if job is None:
         raise _no_job(job_id)

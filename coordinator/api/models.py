@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.protocol import DeviceKind, DeviceState, TaskState
+from coordinator.store_jobs import Access, JobType
 
 
 class _Body(BaseModel):
@@ -20,6 +21,29 @@ class JobCreate(_Body):
     parameters: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(default=300, gt=0, le=86400)
     automation_id: str | None = None
+    type: JobType = Field(
+        default="devices_automation",
+        description="devices_automation: its tasks run the script on devices; manual: its tasks "
+        "are never dispatched (a data-dump target must be devices_automation).",
+    )
+    allow_sub_tasks: bool = Field(
+        default=False, description="Scripts of other jobs may add sub-tasks to this job."
+    )
+
+
+class JobUpdate(_Body):
+    """Fields to change; those left out stay as they are (null clears automation_id)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    parameters: dict[str, Any] | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    automation_id: str | None = None
+    type: JobType | None = None
+    allow_sub_tasks: bool | None = None
+
+
+class ShareUpdate(_Body):
+    access: Access
 
 
 class ScriptUpdate(_Body):
@@ -33,6 +57,10 @@ class Job(BaseModel):
     parameters: dict[str, Any]
     timeout_s: float
     automation_id: str | None
+    owner: str = Field(description="The name of the API key that created the job.")
+    type: JobType
+    allow_sub_tasks: bool
+    shares: dict[str, Access] = Field(description="Other owner -> shared_view or shared_edit.")
     created_at: datetime
     versions: list[str] = Field(description="Script SHA-256s, oldest first.")
 
@@ -73,6 +101,13 @@ class Task(BaseModel):
     attempt: int
     timeout_s: float
     script_sha256: str
+    parent_task_id: str | None = Field(description="The task whose script added this sub-task.")
+    automation_variables: dict[str, Any] | None = Field(
+        description="What the script stored with set_automation_variables."
+    )
+    origin: Literal["run", "dump"] = Field(
+        description="run: work for a device; dump: a record written by submit_task_to_another_job."
+    )
     created_at: datetime
     assigned_at: datetime | None
     started_at: datetime | None

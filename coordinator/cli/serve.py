@@ -48,6 +48,12 @@ def add_parser(commands: Any) -> None:
         default=10.0,
         help="heartbeat interval given to hosts; silence for two intervals closes a session",
     )
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="base URL of the public file links in data-dump proofs (default: the address "
+        "the host connected to)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(run=run)
 
@@ -66,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
     )
     # websockets logs every handshake header at DEBUG, host tokens included.
     logging.getLogger("websockets").setLevel(logging.INFO)
-    settings = Settings(data_dir=args.data_dir, grace_s=args.grace_s, heartbeat_s=args.heartbeat_s)
+    settings = Settings(
+        data_dir=args.data_dir,
+        grace_s=args.grace_s,
+        heartbeat_s=args.heartbeat_s,
+        public_url=args.public_url,
+    )
     config = uvicorn.Config(
         create_app(settings),
         host=args.host,

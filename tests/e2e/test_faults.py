@@ -70,15 +70,20 @@ def states(http: httpx.Client, job_id: str) -> dict[str, dict[str, Any]]:
 def wait_all_final(
     coordinator: Coordinator, job_id: str, deadline_s: float = 240
 ) -> dict[str, Any]:
+    """Every task final at the coordinator, and each one's `finished` item stored too."""
+
     def check() -> dict[str, Any] | None:
         try:
             with coordinator.http() as http:
                 tasks = states(http, job_id)
         except httpx.HTTPError:
             return None
-        return tasks if all(t["state"] in TERMINAL_STATES for t in tasks.values()) else None
+        if not all(t["state"] in TERMINAL_STATES for t in tasks.values()):
+            return None
+        items = stored(coordinator)
+        return tasks if all(items.get(t, [0])[-1] == -1 for t in tasks) else None
 
-    return wait_until(check, "every task to be final", deadline_s, every_s=0.5)
+    return wait_until(check, "every task to be final and its end stored", deadline_s, every_s=0.5)
 
 
 def assert_complete(coordinator: Coordinator, tasks: dict[str, Any]) -> None:
@@ -228,6 +233,7 @@ def test_partition_blackholed_then_reset(coordinator: Coordinator, make_daemon: 
         assert task["state"] == "success", task
         assert items[task["id"]] == [*range(11), -1], items[task["id"]]
     print(
-        f"counted {sum(len(v) for v in items.values())} items for {len(tasks)} tasks after a partition"
+        f"counted {sum(len(v) for v in items.values())} items for {len(tasks)} tasks "
+        "after a partition"
     )
     assert_no_script_left(set(tasks))

@@ -64,14 +64,18 @@ async def test_bad_arguments_raise_before_anything_is_sent(runner: Runner) -> No
             for call in calls:
                 try:
                     await call()
-                except ValueError as exc:
-                    errors.append(str(exc))
+                except (TypeError, ValueError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
             return {"errors": errors}
         """
     )
     assert outcome.data is not None, outcome.error
     errors = outcome.data["errors"]
-    assert errors[0].startswith("get_sub_tasks: planned_task_ids: List should have at most 100")
-    assert errors[1].startswith("submit_task_to_another_job: status: Input should be 'pending'")
-    assert errors[2].startswith("set_automation_variables: variables: not JSON-serialisable")
+    assert errors[0] == "ValueError: get_sub_tasks: at most 100 ids per call, got 101"
+    assert errors[1].startswith(
+        "ValueError: submit_task_to_another_job: status must be one of pending, failed, declined"
+    )
+    assert errors[2].startswith(
+        "TypeError: set_automation_variables: variables is not JSON-serialisable"
+    )
     assert runner.backend.requests == []
