@@ -303,29 +303,32 @@ class Outbox:
         try:
             if self._over:
                 await self._coalesce(puts, changes)
-            await self._db.executemany(
-                "INSERT OR IGNORE INTO outbox (key, task_id, kind, progress, frame, bytes, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        op.frame.key,
-                        op.frame.task_id,
-                        _kind(op.frame),
-                        int(_is_progress(op.frame)),
-                        op.raw,
-                        len(op.raw),
-                        time.time(),
-                    )
-                    for op in puts
-                ],
-            )
+            if puts:
+                await self._db.executemany(
+                    "INSERT OR IGNORE INTO outbox (key, task_id, kind, progress, frame, bytes, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            op.frame.key,
+                            op.frame.task_id,
+                            _kind(op.frame),
+                            int(_is_progress(op.frame)),
+                            op.raw,
+                            len(op.raw),
+                            time.time(),
+                        )
+                        for op in puts
+                    ],
+                )
             changes += [(op.frame.task_id, 1, len(op.raw)) for op in puts]
             ended = [(op.frame.task_id,) for op in puts if op.ends_task]
-            await self._db.executemany("DELETE FROM running WHERE task_id = ?", ended)
-            await self._db.executemany(
-                "INSERT OR REPLACE INTO running VALUES (?, ?, ?)",
-                [(op.task_id, op.remote_device_id, time.time()) for op in started],
-            )
+            if ended:
+                await self._db.executemany("DELETE FROM running WHERE task_id = ?", ended)
+            if started:
+                await self._db.executemany(
+                    "INSERT OR REPLACE INTO running VALUES (?, ?, ?)",
+                    [(op.task_id, op.remote_device_id, time.time()) for op in started],
+                )
             if acks:
                 await self._remove(acks, changes)
             await self._db.execute("COMMIT")

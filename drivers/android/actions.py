@@ -14,9 +14,8 @@ import io
 import math
 import time
 from base64 import b64decode, b64encode
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -40,8 +39,9 @@ from drivers.browser.actions import (
     SwipePolyParams,
     WriteTextParams,
 )
-from drivers.browser.dom import Node
 from drivers.images import ScreenshotRequest, ScreenshotResult, fit_size, render_screenshot
+from drivers.nodes import Node
+from drivers.registry import ActionTable
 
 BROWSER_ONLY = frozenset({"evaluate", "set_input_files"})
 """Actions of the script API that only browsers can do (UnsupportedAction here)."""
@@ -80,25 +80,8 @@ class Params(BaseModel):
         return 0.0
 
 
-P = TypeVar("P", bound=BaseModel)
-Handler = Callable[[Context, P], Any]
-
-
-@dataclass(frozen=True)
-class Action(Generic[P]):
-    params: type[P]
-    run: Handler[P]
-
-
-ACTIONS: dict[str, Action[Any]] = {}
-
-
-def action(name: str, params: type[P]) -> Callable[[Handler[P]], Handler[P]]:
-    def register(run: Handler[P]) -> Handler[P]:
-        ACTIONS[name] = Action(params, run)
-        return run
-
-    return register
+ACTIONS = ActionTable()
+action = ACTIONS.action
 
 
 def extra_time_s(params: BaseModel) -> float:

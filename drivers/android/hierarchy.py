@@ -12,9 +12,10 @@ import re
 import xml.etree.ElementTree as ET
 from typing import cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
-from drivers.browser.dom import Bounds, Node
+from drivers import nodes
+from drivers.nodes import Bounds, Node
 
 MAX_NODES = 5000
 MAX_XML_BYTES = 20 * 1024 * 1024
@@ -110,12 +111,7 @@ def _from_element(element: ET.Element) -> Node:
     )
 
 
-class NodeSelector(BaseModel):
-    """Which nodes `find` and `wait_for_node` return: the visible nodes matching every field
-    given (the same fields as the browser's selectors)."""
-
-    model_config = ConfigDict(extra="forbid")
-
+class NodeSelector(nodes.NodeSelector):
     text: str | None = Field(default=None, description="The node's text, exactly.")
     text_contains: str | None = Field(default=None, description="A part of the node's text.")
     view_id: str | None = Field(
@@ -128,26 +124,11 @@ class NodeSelector(BaseModel):
     )
     description: str | None = Field(default=None, description="The content description.")
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> NodeSelector:
-        if not self.model_dump(exclude_none=True):
-            raise ValueError(
-                "give at least one of text, text_contains, view_id, class_name, description"
-            )
-        return self
+    def same_view_id(self, value: str, wanted: str) -> bool:
+        return _named(value, wanted, ":id/")
 
-    def matches(self, node: Node) -> bool:
-        if not node["visible"]:
-            return False
-        if self.text is not None and node["text"] != self.text:
-            return False
-        if self.text_contains is not None and self.text_contains not in node["text"]:
-            return False
-        if self.view_id is not None and not _named(node["view_id"], self.view_id, ":id/"):
-            return False
-        if self.class_name is not None and not _named(node["class_name"], self.class_name, "."):
-            return False
-        return self.description is None or node["description"] == self.description
+    def same_class(self, value: str, wanted: str) -> bool:
+        return _named(value, wanted, ".")
 
     def find(self, snapshot: Snapshot) -> list[Node]:
         """Matching nodes in document order, without their children (like u2's selectors)."""

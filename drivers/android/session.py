@@ -15,8 +15,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import ValidationError
-
 from drivers.android.actions import (
     ACTIONS,
     BROWSER_ONLY,
@@ -74,13 +72,7 @@ class AndroidSession(DeviceSession):
     async def call(self, action: str, params: dict[str, Any]) -> Any:
         if action in BROWSER_ONLY:
             raise UnsupportedAction(action, "android")
-        entry = ACTIONS.get(action)
-        if entry is None:
-            raise ActionError(action, f"unknown action '{action}'")
-        try:
-            parsed = entry.params.model_validate(params)
-        except ValidationError as exc:
-            raise ActionError(action, f"bad params: {_describe_validation(exc)}") from exc
+        entry, parsed = ACTIONS.prepare(action, params)
         settings = self.device.settings
         budget = settings.call_timeout_s * CALLS_PER_ACTION + extra_time_s(parsed)
         async with self._lock:
@@ -121,10 +113,3 @@ class AndroidSession(DeviceSession):
             log.warning("task %s: resetting %s failed: %s", self.task_id, self.device.slot, exc)
         finally:
             await self.device.session_closed(self)
-
-
-def _describe_validation(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
-        for error in exc.errors()
-    )

@@ -14,10 +14,8 @@ import asyncio
 import binascii
 import json
 from base64 import b64decode
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,11 +27,12 @@ from drivers.browser.dom import (
     MAX_TEXT,
     SKIPPED_TAGS,
     WALK_JS,
-    Node,
     NodeSelector,
     Snapshot,
 )
 from drivers.images import ScreenshotRequest, render_screenshot
+from drivers.nodes import Node
+from drivers.registry import ActionTable
 
 if TYPE_CHECKING:
     from drivers.browser.session import BrowserSession
@@ -70,25 +69,8 @@ class Params(BaseModel):
         return settings.action_timeout_s
 
 
-P = TypeVar("P", bound=BaseModel)
-Handler = Callable[["BrowserSession", P], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Action(Generic[P]):
-    params: type[P]
-    run: Handler[P]
-
-
-ACTIONS: dict[str, Action[Any]] = {}
-
-
-def action(name: str, params: type[P]) -> Callable[[Handler[P]], Handler[P]]:
-    def register(run: Handler[P]) -> Handler[P]:
-        ACTIONS[name] = Action(params, run)
-        return run
-
-    return register
+ACTIONS = ActionTable()
+action = ACTIONS.action
 
 
 def budget_of(params: BaseModel, settings: BrowserSettings) -> float:

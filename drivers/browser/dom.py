@@ -12,9 +12,12 @@ rendered, not transparent or hidden, with a size, and at least partly inside the
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
+
+from drivers import nodes
+from drivers.nodes import Node
 
 MAX_NODES = 5000
 MAX_DEPTH = 200
@@ -104,31 +107,6 @@ WALK_JS = """
 """
 
 
-class Bounds(TypedDict):
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-
-class Node(TypedDict):
-    class_name: str
-    package_name: str
-    view_id: str
-    text: str
-    description: str
-    hint_text: str
-    clickable: bool
-    enabled: bool
-    focused: bool
-    checked: bool
-    scrollable: bool
-    selected: bool
-    visible: bool
-    bounds: Bounds
-    children: list[Node]
-
-
 class Snapshot:
     """One walk of the page: its nodes in document order (each with its children filled in)."""
 
@@ -148,38 +126,15 @@ class Snapshot:
         return self.nodes[0] if self.nodes else None
 
 
-class NodeSelector(BaseModel):
-    """Which nodes `find` and `wait_for_node` return: the visible nodes matching every field
-    given."""
-
-    model_config = ConfigDict(extra="forbid")
-
+class NodeSelector(nodes.NodeSelector):
     text: str | None = Field(default=None, description="The node's own text, exactly.")
     text_contains: str | None = Field(default=None, description="A part of the node's own text.")
     view_id: str | None = Field(default=None, description="The element's id attribute.")
     class_name: str | None = Field(default=None, description="The tag name, e.g. button.")
     description: str | None = Field(default=None, description="aria-label, alt or title.")
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> NodeSelector:
-        if not self.model_dump(exclude_none=True):
-            raise ValueError(
-                "give at least one of text, text_contains, view_id, class_name, description"
-            )
-        return self
-
-    def matches(self, node: Node) -> bool:
-        if not node["visible"]:
-            return False
-        if self.text is not None and node["text"] != self.text:
-            return False
-        if self.text_contains is not None and self.text_contains not in node["text"]:
-            return False
-        if self.view_id is not None and node["view_id"] != self.view_id:
-            return False
-        if self.class_name is not None and node["class_name"] != self.class_name.lower():
-            return False
-        return self.description is None or node["description"] == self.description
+    def same_class(self, value: str, wanted: str) -> bool:
+        return value == wanted.lower()
 
     def find(self, snapshot: Snapshot) -> list[Node]:
         """Matching nodes in document order, without their children (like u2's selectors)."""

@@ -17,7 +17,6 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
-from pydantic import ValidationError
 
 from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
 from drivers.browser.actions import ACTIONS, ANDROID_ONLY, BadRequest, budget_of
@@ -110,13 +109,7 @@ class BrowserSession(DeviceSession):
     async def call(self, action: str, params: dict[str, Any]) -> Any:
         if action in ANDROID_ONLY:
             raise UnsupportedAction(action, "browser")
-        entry = ACTIONS.get(action)
-        if entry is None:
-            raise ActionError(action, f"unknown action '{action}'")
-        try:
-            parsed = entry.params.model_validate(params)
-        except ValidationError as exc:
-            raise ActionError(action, f"bad params: {_describe(exc)}") from exc
+        entry, parsed = ACTIONS.prepare(action, params)
         budget = budget_of(parsed, self.settings)
         async with self._lock:
             if self._closed:
@@ -174,11 +167,3 @@ class BrowserSession(DeviceSession):
             await asyncio.wait_for(context.close(), timeout=self.settings.action_timeout_s)
         except (PlaywrightError, TimeoutError) as exc:
             log.warning("task %s: closing the context failed: %s", self.task_id, exc)
-
-
-def _describe(exc: ValidationError) -> str:
-    """Pydantic's errors as `field: problem; ...`, naming each field the script got wrong."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
-        for error in exc.errors()
-    )

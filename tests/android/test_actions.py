@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from drivers.base import ActionError, UnsupportedAction
-from drivers.browser.dom import Node
+from drivers.nodes import Node
 from tests.android.conftest import DriverHarness, Session, driver, on_phone, stop_sim
 from tests.sim.conftest import AdbServer, SimHandle, poll
 
