@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,23 +24,32 @@ BUTTON_PAGE = b"""<!doctype html>
 BUTTON_CENTER = (200, 140)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = BUTTON_PAGE
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def _handler(
+    pages: Mapping[str, str | bytes], fallback: bytes | None
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = pages.get(self.path.split("?")[0], fallback)
+            body = page if page is not None else "not found"
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(200 if page is not None else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-    def log_message(self, format: str, *args: object) -> None:
-        return
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    return Handler
 
 
 @contextmanager
-def serve_pages() -> Iterator[str]:
-    """Serve the button page at every path; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def serve_pages(pages: Mapping[str, str | bytes] | None = None) -> Iterator[str]:
+    """Serve `pages` (path -> HTML; by default the button page at every path); yields the base
+    URL. A path not in `pages` is a 404."""
+    handler = _handler(pages, None) if pages is not None else _handler({}, BUTTON_PAGE)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -48,3 +57,4 @@ def serve_pages() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(timeout=10)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from scripts.localsite import serve_pages
 
 MAIN_PAGE = """<!doctype html>
 <html><head><title>Main</title>
@@ -52,29 +52,8 @@ HUGE_PAGE = "<!doctype html><html><body>" + "<div>x</div>" * 20_000 + "</body></
 PAGES = {"/": MAIN_PAGE, "/second": SECOND_PAGE, "/huge": HUGE_PAGE}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        page = PAGES.get(self.path.split("?")[0])
-        body = (page if page is not None else "not found").encode()
-        self.send_response(200 if page is not None else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
 @pytest.fixture(scope="session")
 def site() -> Iterator[str]:
     """The base URL (ending in '/') of the test site."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve_pages(PAGES) as url:
+        yield url
