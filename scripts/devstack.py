@@ -5,6 +5,8 @@ Nothing here sleeps to wait: `wait_until` polls a condition against a generous d
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import signal
@@ -44,6 +46,22 @@ def wait_until(
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
         time.sleep(every_s)
+
+
+async def poll_until(
+    check: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.05
+) -> Any:
+    """`wait_until` for async code: `check` may return a value or an awaitable of one."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
+        await asyncio.sleep(every_s)
 
 
 def _cli(module: str, *args: str) -> list[str]:

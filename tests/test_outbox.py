@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection
 from agent import protocol as p
 from agent.cli.outbox import read_outbox
 from agent.outbox import Outbox, OutboxError, OutboxSettings
+from scripts.devstack import poll_until
 from tests.test_link import coordinator_at, make_link, next_frame, welcome
 
 __all__ = ["coordinator_at"]
@@ -183,9 +184,5 @@ async def test_unacknowledged_items_are_resent_in_order_after_a_reconnect(
     assert sessions == [["t1-0", "t1-1", "t1-2"]] * 2
 
 
-async def poll(condition: Callable[[], bool], deadline_s: float = 30) -> None:
-    async with asyncio.timeout(deadline_s):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)  # polling interval, not a wait for a condition
+async def poll(condition: Callable[[], bool]) -> None:
+    await poll_until(condition, "the outbox to get there")

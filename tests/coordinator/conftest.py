@@ -36,6 +36,7 @@ from agent.protocol import (
     encode,
     parse_coordinator_frame,
 )
+from scripts.devstack import poll_until
 
 T = TypeVar("T")
 DEADLINE_S = 30.0
@@ -151,14 +152,8 @@ async def poll(
     check: Callable[[], Awaitable[T | None]], what: str, deadline_s: float = DEADLINE_S
 ) -> T:
     """Await `check` until it returns something other than None (or False); fail at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = await check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)  # polling interval, not a wait for a condition
+    value: T = await poll_until(check, what, deadline_s)
+    return value
 
 
 async def poll_log(coordinator: Coordinator, text: str) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scripts.devstack import poll_until
 from tests.scripthost.conftest import Runner
 
 DEADLINE_S = 30.0
@@ -50,11 +50,7 @@ def live_members(pgid: int) -> list[int]:
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting, after {DEADLINE_S} s, for {what}")
-        await asyncio.sleep(0.05)
+    await poll_until(condition, what, DEADLINE_S)
 
 
 def spawned(caplog: pytest.LogCaptureFixture) -> dict[str, Any] | None:
