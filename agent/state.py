@@ -32,9 +32,8 @@ class StateFileError(Exception):
 
 
 class StateStore:
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
-        self.path = path
 
     @classmethod
     async def open(cls, path: Path) -> StateStore:
@@ -45,7 +44,7 @@ class StateStore:
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        return cls(db)
 
     async def remote_device_id(self, slot: str, kind: str) -> str:
         """The slot's id, made (and committed) the first time the slot is seen."""
