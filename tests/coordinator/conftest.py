@@ -10,7 +10,6 @@ import contextlib
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from agent.protocol import (
     encode,
     parse_coordinator_frame,
 )
-from scripts.devstack import poll_until
+from scripts.devstack import poll_until, wait_until
 
 T = TypeVar("T")
 DEADLINE_S = 30.0
@@ -114,17 +113,20 @@ def start_coordinator(data_dir: Path, *extra: str) -> Coordinator:
             stderr=subprocess.STDOUT,
         )
     coordinator = Coordinator(process, data_dir, port, log_path)
-    deadline = time.monotonic() + START_DEADLINE_S
-    while True:
+
+    def healthy() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"coordinator exited at start:\n{coordinator.log_text()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{coordinator.base_url}/healthz", timeout=2).status_code == 200:
-                return coordinator
-        if time.monotonic() > deadline:
-            stop_coordinator(coordinator)
-            raise RuntimeError(f"coordinator not healthy in time:\n{coordinator.log_text()}")
-        time.sleep(0.05)  # polling interval of the start-up wait, not a wait for a condition
+            return httpx.get(f"{coordinator.base_url}/healthz", timeout=2).status_code == 200
+        return False
+
+    try:
+        wait_until(healthy, "the coordinator's /healthz", START_DEADLINE_S)
+    except AssertionError:
+        stop_coordinator(coordinator)
+        raise
+    return coordinator
 
 
 def stop_coordinator(coordinator: Coordinator) -> int:

@@ -24,6 +24,7 @@ from drivers.browser import (
     BrowserSlot,
     ChromiumHost,
 )
+from scripts.devstack import poll_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -34,15 +35,8 @@ SETTINGS = BrowserSettings()
 
 async def eventually(check: Callable[[], Awaitable[T]], what: str) -> T:
     """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE_S
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > end:
-            raise AssertionError(f"timed out after {DEADLINE_S:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    value: T = await poll_until(check, what, DEADLINE_S)
+    return value
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -95,7 +95,7 @@ import os, subprocess, time
 async def main(agent):
     child = subprocess.Popen(["sleep", "1000"])
     await agent.utils.job.submit_task("running", {"pids": [os.getpid(), child.pid]}, False)
-    time.sleep(1000)
+    time.sleep(1000)  # outlives its timeout: the kill is under test
 """
 
 

@@ -32,7 +32,7 @@ SPAWN_AND_HANG = """
     def main(agent):
         sleeper = subprocess.Popen(["sleep", "1000"])
         agent.log.info("spawned", pgid=os.getpgid(0), sleeper=sleeper.pid)
-        time.sleep(1000)
+        time.sleep(1000)  # outlives its timeout: the group kill is under test
 """
 
 

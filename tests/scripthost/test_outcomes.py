@@ -135,7 +135,7 @@ async def test_garbage_on_the_channel_ends_the_script(runner: Runner) -> None:
 
         def main(agent):
             os.write(int(sys.argv[2]), b"\\xff\\xff\\xff\\xff")
-            time.sleep(1000)
+            time.sleep(1000)  # outlives its timeout: the kill is under test
         """
     )
     assert outcome.reason == "script_crashed"

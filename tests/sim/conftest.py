@@ -19,7 +19,6 @@ import inspect
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +28,7 @@ import pytest
 from adbutils._utils import adb_path  # type: ignore[import-untyped,unused-ignore]
 
 from drivers.sim import SimPhone, SimPhoneError, free_port
+from scripts.devstack import wait_until
 
 T = TypeVar("T")
 
@@ -48,14 +48,7 @@ def bounded(fn: Callable[..., T], *args: Any, timeout: float = CALL_TIMEOUT, **k
 
 def poll(condition: Callable[[], T], timeout: float = STATE_TIMEOUT, interval: float = 0.1) -> T:
     """Call `condition` until it returns something truthy; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        time.sleep(interval)
+    return wait_until(condition, "the condition", timeout, interval)
 
 
 @dataclass
@@ -88,14 +81,15 @@ class AdbServer:
         self, serial: str, *states: str | None, timeout: float = STATE_TIMEOUT
     ) -> str | None:
         """Poll `adb devices` until the serial is in one of `states` (None: not listed)."""
-        deadline = time.monotonic() + timeout
-        while True:
+        reached: list[str | None] = []
+
+        def in_state() -> bool:
             state = self.devices().get(serial)
-            if state in states:
-                return state
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{serial} is {state!r}, expected one of {states}")
-            time.sleep(0.1)
+            reached[:] = [state]
+            return state in states
+
+        wait_until(in_state, f"{serial} to be one of {states}", timeout, 0.1)
+        return reached[0]
 
     def connect(self, serial: str) -> None:
         """`adb disconnect` (clearing a stale entry) then `adb connect`, until it is `device`."""
