@@ -25,44 +25,19 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import TypeVar
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent import outbox_store as store
 from agent import protocol as p
 
 OutboxFrame = p.Submit | p.Dump | p.Finished
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    task_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    progress INTEGER NOT NULL,
-    frame TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_task ON outbox(task_id, progress);
-CREATE TABLE IF NOT EXISTS dead_letter (
-    key TEXT PRIMARY KEY,
-    task_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    frame TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    dead_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS running (
-    task_id TEXT PRIMARY KEY,
-    remote_device_id TEXT NOT NULL,
-    started_at REAL NOT NULL
-);
-"""
+T = TypeVar("T")
 
 
 class OutboxSettings(BaseModel):
@@ -93,7 +68,7 @@ class OutboxError(Exception):
     """The item could not be stored (disk full, I/O error); the message says so."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Put:
     frame: OutboxFrame
     raw: str
@@ -101,12 +76,13 @@ class _Put:
     ends_task: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ack:
     ack: p.SubmitAck
+    row_id: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Started:
     task_id: str
     remote_device_id: str
@@ -116,8 +92,12 @@ class _Started:
 _Op = _Put | _Ack | _Started
 
 
-def _kind(frame: OutboxFrame) -> Literal["submit", "dump", "finished"]:
-    return frame.type
+@dataclass(slots=True)
+class _Commit:
+    ops: list[_Op]
+    batch: store.Batch
+    inserted: list[tuple[int, store.Held]]
+    done: asyncio.Future[None]
 
 
 def _is_progress(frame: OutboxFrame) -> bool:
@@ -126,16 +106,27 @@ def _is_progress(frame: OutboxFrame) -> bool:
 
 class Outbox:
     def __init__(
-        self, db: aiosqlite.Connection, settings: OutboxSettings, log: logging.Logger
+        self,
+        thread: ThreadPoolExecutor,
+        db: sqlite3.Connection,
+        held: dict[int, store.Held],
+        next_id: int,
+        settings: OutboxSettings,
+        log: logging.Logger,
     ) -> None:
+        self._thread = thread
         self._db = db
         self._settings = settings
         self._log = log
-        self._ops: asyncio.Queue[_Op] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._pending: list[_Op] = []
+        self._committing: _Commit | None = None
+        self._begin_soon: asyncio.Handle | None = None
+        self._held = held
+        self._next_id = next_id
+        self._queued_progress: dict[str, set[int]] = {}
         self._waiters: dict[str, asyncio.Future[p.SubmitAck]] = {}
         self._in_flight: dict[str, int] = {}
-        self._acked: set[str] = set()
+        self._acked: set[int] = set()
         self._sent_upto = 0
         self._generation = 0
         self._wake = asyncio.Event()
@@ -146,48 +137,48 @@ class Outbox:
         self._over = False
         self.on_pressure_change: Callable[[], None] | None = None
         """Called when the high-water mark is crossed, either way."""
+        for row_id, row in held.items():
+            self._count(row_id, row, 1)
 
     @classmethod
     async def open(cls, path: Path, settings: OutboxSettings, log: logging.Logger) -> Outbox:
         """Open the outbox in the (already checked) state file."""
-        db = await aiosqlite.connect(path, timeout=30, isolation_level=None)
+        # One thread owns the connection; every statement runs there, a whole commit per hop.
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.executescript(SCHEMA)
-            async with db.execute(
-                "SELECT task_id, COUNT(*), SUM(bytes) FROM outbox GROUP BY task_id"
-            ) as cur:
-                rows = list(await cur.fetchall())
+            db, held, next_id = await asyncio.get_running_loop().run_in_executor(
+                thread, store.connect, path
+            )
         except BaseException:
-            await db.close()
+            thread.shutdown(wait=False)
             raise
-        outbox = cls(db, settings, log)
-        for task_id, count, size in rows:
-            outbox.per_task[str(task_id)] = int(count)
-            outbox.items += int(count)
-            outbox.bytes += int(size)
-        outbox._writer = asyncio.create_task(outbox._write_loop())
+        outbox = cls(thread, db, held, next_id, settings, log)
         outbox._wake.set()
         return outbox
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        await self._db.close()
+        """Commit what callers wait for, then close the file."""
+        while True:
+            if self._begin_soon is not None:
+                self._begin_soon.cancel()
+                self._begin()
+            if self._committing is None:
+                break
+            await asyncio.wait([self._committing.done])
+        await self._call(sqlite3.Connection.close)
+        self._thread.shutdown(wait=False)
 
     # ---- what the daemon calls -----------------------------------------------------------
 
     async def put(self, frame: OutboxFrame, ends_task: bool = False) -> None:
         """Commit one item; `ends_task` also drops the task from `running` (same commit)."""
         future = asyncio.get_running_loop().create_future()
-        await self._ops.put(_Put(frame, p.encode(frame), future, ends_task))
+        self._submit(_Put(frame, p.encode(frame), future, ends_task))
         await future
 
     async def task_started(self, task_id: str, remote_device_id: str) -> None:
         future = asyncio.get_running_loop().create_future()
-        await self._ops.put(_Started(task_id, remote_device_id, future))
+        self._submit(_Started(task_id, remote_device_id, future))
         await future
 
     def expect_ack(self, key: str) -> asyncio.Future[p.SubmitAck]:
@@ -203,12 +194,13 @@ class Outbox:
         waiter = self._waiters.pop(ack.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(ack)
-        if self._in_flight.pop(ack.key, None) is None:
+        row_id = self._in_flight.pop(ack.key, None)
+        if row_id is None:
             self._log.info("ignored an acknowledgement for unknown key %s", ack.key)
             return
-        self._acked.add(ack.key)
+        self._acked.add(row_id)
         self._room.set()
-        self._ops.put_nowait(_Ack(ack))
+        self._submit(_Ack(ack, row_id))
 
     def restart_delivery(self) -> None:
         """A new session: everything unacknowledged goes out again, oldest first."""
@@ -227,8 +219,7 @@ class Outbox:
 
     async def orphaned_tasks(self) -> list[tuple[str, str]]:
         """Tasks a previous daemon was running when it stopped: (task_id, remote_device_id)."""
-        async with self._db.execute("SELECT task_id, remote_device_id FROM running") as cur:
-            return [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+        return await self._call(store.running)
 
     async def deliver(
         self, send: Callable[[str], Awaitable[None]], connected: asyncio.Event
@@ -260,119 +251,133 @@ class Outbox:
 
     # ---- internals -----------------------------------------------------------------------
 
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._db)
+
     async def _next_rows(self, limit: int) -> list[tuple[int, str, str]]:
-        async with self._db.execute(
-            "SELECT id, key, frame FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-            (self._sent_upto, limit + len(self._acked)),
-        ) as cur:
-            rows = [(int(r[0]), str(r[1]), str(r[2])) for r in await cur.fetchall()]
-        fresh = [r for r in rows if r[1] not in self._acked]
-        if not fresh and rows:
-            self._sent_upto = rows[-1][0]
-            return await self._next_rows(limit)
-        return fresh[:limit]
-
-    async def _write_loop(self) -> None:
         while True:
-            batch = [await self._ops.get()]
-            while not self._ops.empty() and len(batch) < 1000:
-                batch.append(self._ops.get_nowait())
-            try:
-                await self._commit(batch)
-            except (sqlite3.Error, OSError) as exc:
-                error = OutboxError(f"the host's outbox cannot store the item: {exc}")
-                self._log.error("%s", error)
-                for op in batch:
-                    if isinstance(op, _Put | _Started) and not op.future.done():
-                        op.future.set_exception(error)
-                continue
-            for op in batch:
-                if isinstance(op, _Put | _Started) and not op.future.done():
-                    op.future.set_result(None)
-            if any(isinstance(op, _Put) for op in batch):
-                self._wake.set()
-            self._check_high_water()
+            rows = await self._call(
+                partial(store.rows_after, after_id=self._sent_upto, limit=limit + len(self._acked))
+            )
+            fresh = [r for r in rows if r[0] not in self._acked]
+            if fresh or not rows:
+                return fresh[:limit]
+            self._sent_upto = rows[-1][0]
 
-    async def _commit(self, batch: list[_Op]) -> None:
-        """One transaction for the whole batch, in a handful of statements (not one per item)."""
-        puts = [op for op in batch if isinstance(op, _Put)]
-        acks = [op.ack for op in batch if isinstance(op, _Ack)]
-        started = [op for op in batch if isinstance(op, _Started)]
-        changes: list[tuple[str, int, int]] = []
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._over:
-                await self._coalesce(puts, changes)
-            if puts:
-                await self._db.executemany(
-                    "INSERT OR IGNORE INTO outbox (key, task_id, kind, progress, frame, bytes, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            op.frame.key,
-                            op.frame.task_id,
-                            _kind(op.frame),
-                            int(_is_progress(op.frame)),
-                            op.raw,
-                            len(op.raw),
-                            time.time(),
-                        )
-                        for op in puts
-                    ],
-                )
-            changes += [(op.frame.task_id, 1, len(op.raw)) for op in puts]
-            ended = [(op.frame.task_id,) for op in puts if op.ends_task]
-            if ended:
-                await self._db.executemany("DELETE FROM running WHERE task_id = ?", ended)
-            if started:
-                await self._db.executemany(
-                    "INSERT OR REPLACE INTO running VALUES (?, ?, ?)",
-                    [(op.task_id, op.remote_device_id, time.time()) for op in started],
-                )
-            if acks:
-                await self._remove(acks, changes)
-            await self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                await self._db.execute("ROLLBACK")
-            raise
-        for task_id, items, size in changes:
-            self.per_task[task_id] += items
-            if self.per_task[task_id] <= 0:
-                del self.per_task[task_id]
-            self.items += items
-            self.bytes += size
-        self._acked.difference_update(ack.key for ack in acks)
+    def _submit(self, op: _Op) -> None:
+        """Group commit: ops gather while a batch commits on the thread, then go in one batch.
 
-    async def _coalesce(self, puts: list[_Put], changes: list[tuple[str, int, int]]) -> None:
-        """Over the high-water mark: a task's new progress update replaces its queued ones."""
-        for task_id in {op.frame.task_id for op in puts if _is_progress(op.frame)}:
-            async with self._db.execute(
-                "DELETE FROM outbox WHERE task_id = ? AND progress = 1 RETURNING bytes",
-                (task_id,),
-            ) as cur:
-                dropped = [int(r[0]) for r in await cur.fetchall()]
-            if dropped:
-                changes.append((task_id, -len(dropped), -sum(dropped)))
+        A commit starts on the loop's next turn, not at once: callers woken by the previous
+        commit run first and add their next ops, so N busy writers share N-row commits.
+        """
+        self._pending.append(op)
+        self._schedule()
 
-    async def _remove(self, acks: list[p.SubmitAck], changes: list[tuple[str, int, int]]) -> None:
-        refused = [a for a in acks if not a.ok]
-        for ack in refused:
-            self._log.error("item %s refused for good: %s", ack.key, ack.error)
-        await self._db.executemany(
-            "INSERT OR REPLACE INTO dead_letter "
-            "SELECT key, task_id, kind, frame, bytes, ?, created_at, ? FROM outbox WHERE key = ?",
-            [(a.error or "refused", time.time(), a.key) for a in refused],
+    def _schedule(self) -> None:
+        if self._committing is None and self._begin_soon is None:
+            self._begin_soon = asyncio.get_running_loop().call_soon(self._begin)
+
+    def _begin(self) -> None:
+        self._begin_soon = None
+        ops, self._pending = self._pending, []
+        batch, inserted = self._plan(ops)
+        done = asyncio.get_running_loop().run_in_executor(
+            self._thread, partial(store.commit, self._db, batch)
         )
-        keys = [a.key for a in acks]
-        for first in range(0, len(keys), 500):
-            chunk = keys[first : first + 500]
-            async with self._db.execute(
-                f"DELETE FROM outbox WHERE key IN ({','.join('?' * len(chunk))}) "
-                "RETURNING task_id, bytes",
-                chunk,
-            ) as cur:
-                changes += [(str(r[0]), -1, -int(r[1])) for r in await cur.fetchall()]
+        commit = _Commit(ops, batch, inserted, done)
+        self._committing = commit
+        done.add_done_callback(lambda _: self._committed(commit))
+
+    def _committed(self, commit: _Commit) -> None:
+        self._committing = None
+        self._settle(commit)
+        if self._pending:
+            self._schedule()
+
+    def _settle(self, commit: _Commit) -> None:
+        """Apply a finished commit to the counts, and answer its callers."""
+        exc = commit.done.exception()
+        if exc is not None:
+            if isinstance(exc, sqlite3.Error | OSError):
+                error: Exception = OutboxError(f"the host's outbox cannot store the item: {exc}")
+                self._log.error("%s", error)
+            else:
+                error = OutboxError(f"the host's outbox failed: {exc!r}")
+                self._log.error("%s", error, exc_info=exc)
+            for op in commit.ops:
+                if isinstance(op, _Put | _Started) and not op.future.done():
+                    op.future.set_exception(error)
+            # Acknowledged rows that could not be deleted go out again on the next session.
+            self._acked.difference_update(op.row_id for op in commit.ops if isinstance(op, _Ack))
+            return
+        self._next_id += len(commit.batch.inserts)
+        for row_id in commit.batch.deletes:
+            row = self._held.pop(row_id, None)
+            if row is not None:
+                self._count(row_id, row, -1)
+        for row_id, row in commit.inserted:
+            self._held[row_id] = row
+            self._count(row_id, row, 1)
+        self._acked.difference_update(op.row_id for op in commit.ops if isinstance(op, _Ack))
+        for op in commit.ops:
+            if isinstance(op, _Put | _Started) and not op.future.done():
+                op.future.set_result(None)
+        if commit.inserted:
+            self._wake.set()
+        self._check_high_water()
+
+    def _plan(self, ops: list[_Op]) -> tuple[store.Batch, list[tuple[int, store.Held]]]:
+        """The batch's statements, and the rows it adds; nothing changes until it commits."""
+        batch = store.Batch()
+        inserted: list[tuple[int, store.Held]] = []
+        now = time.time()
+        for op in ops:
+            if isinstance(op, _Put):
+                frame, row_id = op.frame, self._next_id + len(batch.inserts)
+                row = store.Held(frame.task_id, len(op.raw), _is_progress(frame))
+                batch.inserts.append(
+                    (
+                        row_id,
+                        frame.key,
+                        frame.task_id,
+                        frame.type,
+                        int(row.progress),
+                        op.raw,
+                        row.size,
+                        now,
+                    )
+                )
+                inserted.append((row_id, row))
+                if op.ends_task:
+                    batch.ended.append((frame.task_id,))
+            elif isinstance(op, _Ack):
+                batch.deletes.append(op.row_id)
+                if not op.ack.ok:
+                    self._log.error("item %s refused for good: %s", op.ack.key, op.ack.error)
+                    batch.dead.append((op.ack.error or "refused", now, op.row_id))
+            else:
+                batch.started.append((op.task_id, op.remote_device_id, now))
+        if self._over:
+            # Near the limit a task's new progress update replaces the ones it has queued.
+            updating = {row.task_id for _, row in inserted if row.progress}
+            for task_id in updating:
+                batch.deletes += self._queued_progress.get(task_id, ())
+        return batch, inserted
+
+    def _count(self, row_id: int, row: store.Held, sign: int) -> None:
+        self.items += sign
+        self.bytes += sign * row.size
+        self.per_task[row.task_id] += sign
+        if self.per_task[row.task_id] <= 0:
+            del self.per_task[row.task_id]
+        if row.progress:
+            queued = self._queued_progress.setdefault(row.task_id, set())
+            if sign > 0:
+                queued.add(row_id)
+            else:
+                queued.discard(row_id)
+                if not queued:
+                    del self._queued_progress[row.task_id]
 
     def _check_high_water(self) -> None:
         over = self.over_high_water()

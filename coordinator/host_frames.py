@@ -37,7 +37,7 @@ from coordinator.store_tasks import (
     mark_running,
     record_finished_at,
 )
-from coordinator.submissions import apply_submit
+from coordinator.submissions import apply_submits
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,7 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
         case Started():
             await _on_started(ctx, session, frame)
         case Submit():
-            ack, final = await apply_submit(ctx, session.host_id, frame)
-            if not ack.ok:
-                log.warning("host %s: submit %s refused: %s", session.host_id, frame.key, ack.error)
-            await session.send(ack)
-            if final:
-                log.info("task %s finished as %s (submission)", frame.task_id, frame.status)
-                await ctx.dispatcher.dispatch()
+            await handle_submits(ctx, session, [frame])
         case Dump():
             ack = await apply_dump(ctx, session.host_id, _public_base(ctx, session), frame)
             if not ack.ok:
@@ -107,6 +101,21 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
             )
         case Hello():
             await _refuse(session, "invalid_frame", "hello is only valid as the first frame", None)
+
+
+async def handle_submits(ctx: Context, session: HostSession, submits: list[Submit]) -> None:
+    """A run of consecutive `submit` frames: one commit, then an ack for each, in order."""
+    results = await apply_submits(ctx, session.host_id, submits)
+    finals = 0
+    for frame, (ack, final) in zip(submits, results, strict=True):
+        if not ack.ok:
+            log.warning("host %s: submit %s refused: %s", session.host_id, frame.key, ack.error)
+        await session.send(ack)
+        if final:
+            finals += 1
+            log.info("task %s finished as %s (submission)", frame.task_id, frame.status)
+    if finals:
+        await ctx.dispatcher.dispatch()
 
 
 def _public_base(ctx: Context, session: HostSession) -> str:

@@ -15,20 +15,30 @@ async def is_stored(conn: aiosqlite.Connection, key: str) -> bool:
         return await cur.fetchone() is not None
 
 
-async def store(conn: aiosqlite.Connection, submit: Submit) -> None:
-    """Record the key; call inside the transaction that applies the submission's effect."""
-    await conn.execute(
+async def stored_keys(conn: aiosqlite.Connection, keys: list[str]) -> set[str]:
+    """Which of `keys` are already stored: one query per 500 keys, not one per key."""
+    found: set[str] = set()
+    for first in range(0, len(keys), 500):
+        chunk = keys[first : first + 500]
+        rows = await conn.execute_fetchall(
+            f"SELECT key FROM submissions WHERE key IN ({','.join('?' * len(chunk))})", chunk
+        )
+        found.update(str(r[0]) for r in rows)
+    return found
+
+
+async def store(conn: aiosqlite.Connection, submits: list[Submit]) -> None:
+    """Record the keys; call inside the transaction that applies the submissions' effects."""
+    if not submits:
+        return
+    stamp = now()
+    await conn.executemany(
         "INSERT INTO submissions (key, task_id, seq, status, data, finish, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            submit.key,
-            submit.task_id,
-            submit.seq,
-            submit.status,
-            json.dumps(submit.data),
-            int(submit.finish),
-            now(),
-        ),
+        [
+            (s.key, s.task_id, s.seq, s.status, json.dumps(s.data), int(s.finish), stamp)
+            for s in submits
+        ],
     )
 
 

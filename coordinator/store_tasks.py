@@ -127,6 +127,19 @@ async def get_task(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:
     return rows[0] if rows else None
 
 
+async def get_tasks(conn: aiosqlite.Connection, task_ids: set[str]) -> dict[str, TaskRow]:
+    """The tasks that exist among `task_ids`, by id: one query per 500 ids."""
+    ids = sorted(task_ids)
+    found: dict[str, TaskRow] = {}
+    for first in range(0, len(ids), 500):
+        chunk = ids[first : first + 500]
+        rows = await conn.execute_fetchall(
+            f"SELECT * FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk
+        )
+        found.update((t.id, t) for t in map(_row, rows))
+    return found
+
+
 async def list_tasks(
     conn: aiosqlite.Connection,
     *,
@@ -262,14 +275,14 @@ async def record_finished_at(conn: aiosqlite.Connection, task_id: str, finished_
     )
 
 
-async def set_progress(
-    conn: aiosqlite.Connection, task_id: str, seq: int, data: dict[str, Any]
-) -> None:
-    """Keep the data of the latest (highest seq) running submission."""
-    await conn.execute(
+async def set_progress(conn: aiosqlite.Connection, updates: list[tuple[str, int, Any]]) -> None:
+    """(task_id, seq, data): keep the data of each task's latest (highest seq) update."""
+    if not updates:
+        return
+    await conn.executemany(
         "UPDATE tasks SET progress = ?, progress_seq = ? "
         "WHERE id = ? AND (progress_seq IS NULL OR progress_seq <= ?)",
-        (json.dumps(data), seq, task_id, seq),
+        [(json.dumps(data), seq, task_id, seq) for task_id, seq, data in updates],
     )
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiosqlite
 
 from agent.protocol import MAX_FILE_BYTES, FileBlob, Submit, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
 from coordinator.store_files import add_file, write_blob
-from coordinator.store_submissions import is_stored, store
-from coordinator.store_tasks import ACTIVE_STATES, finish, get_task, set_progress
+from coordinator.store_submissions import store, stored_keys
+from coordinator.store_tasks import ACTIVE_STATES, TaskRow, finish, get_tasks, set_progress
 
 
 @dataclass(frozen=True)
@@ -44,45 +47,82 @@ def decode_files(blobs: list[FileBlob]) -> list[DecodedFile]:
     return decoded
 
 
-async def apply_submit(ctx: Context, host_id: str, submit: Submit) -> tuple[SubmitAck, bool]:
-    """Apply one submission; returns the ack to send and whether the task just became final."""
-    try:
-        final = await _apply(ctx, host_id, submit)
-    except Refused as exc:
-        return SubmitAck(key=submit.key, ok=False, error=str(exc)), False
-    return SubmitAck(key=submit.key, ok=True), final
+async def apply_submits(
+    ctx: Context, host_id: str, submits: list[Submit]
+) -> list[tuple[SubmitAck, bool]]:
+    """Apply a run of one host's submissions in one transaction (one commit for the run).
+
+    Each is judged on its own, in order, as if applied alone: a refused one is acknowledged as
+    refused and the rest apply; a repeated key (stored before, or earlier in the run) is
+    acknowledged with no second effect. The run's keys and tasks are read in one query each and
+    its progress updates and keys written in one statement each. Returns, in order, each ack to
+    send and whether its task just became final.
+    """
+    results: list[tuple[SubmitAck, bool]] = []
+    async with ctx.db.transaction() as conn:
+        seen = await stored_keys(conn, [s.key for s in submits])
+        tasks = await get_tasks(conn, {s.task_id for s in submits})
+        progress: list[tuple[str, int, Any]] = []
+        applied: list[Submit] = []
+        for submit in submits:
+            if submit.key in seen:
+                results.append((SubmitAck(key=submit.key, ok=True), False))
+                continue
+            try:
+                files = _checked_files(submit)
+                task = _checked_task(tasks.get(submit.task_id), submit, host_id)
+            except Refused as exc:
+                results.append((SubmitAck(key=submit.key, ok=False, error=str(exc)), False))
+                continue
+            if submit.finish:
+                await set_progress(conn, progress)  # what came before the final goes first
+                progress = []
+                await _finish(ctx, conn, task, submit, files)
+                tasks[task.id] = replace(task, state=submit.status)
+            else:
+                progress.append((task.id, submit.seq, submit.data))
+            seen.add(submit.key)
+            applied.append(submit)
+            results.append((SubmitAck(key=submit.key, ok=True), submit.finish))
+        await set_progress(conn, progress)
+        await store(conn, applied)
+    return results
 
 
-async def _apply(ctx: Context, host_id: str, submit: Submit) -> bool:
-    files = decode_files(submit.files) if submit.finish else []
+def _checked_files(submit: Submit) -> list[DecodedFile]:
     if submit.finish and submit.status == "running":
         raise Refused("a final submission needs status success, failed or declined")
-    async with ctx.db.transaction() as conn:
-        if await is_stored(conn, submit.key):
-            return False
-        task = await get_task(conn, submit.task_id)
-        if task is None:
-            raise Refused(f"unknown task {submit.task_id}")
-        if task.host_id != host_id:
-            raise Refused(f"task {submit.task_id} is not this host's")
-        if task.is_final:
-            raise Refused(f"task already finished (state {task.state})")
-        if task.state not in ACTIVE_STATES:
-            raise Refused(f"task {submit.task_id} is {task.state}, not running")
-        if not submit.finish:
-            await set_progress(conn, task.id, submit.seq, submit.data)
-        else:
-            await finish(conn, task.id, state=submit.status, result=submit.data, finished_at=now())
-            for item in files:
-                sha, path = await asyncio.to_thread(write_blob, ctx.settings.files_dir, item.data)
-                await add_file(
-                    conn,
-                    task_id=task.id,
-                    name=item.name,
-                    extension=item.extension,
-                    size=len(item.data),
-                    sha256=sha,
-                    path=path,
-                )
-        await store(conn, submit)
-    return submit.finish
+    return decode_files(submit.files) if submit.finish else []
+
+
+def _checked_task(task: TaskRow | None, submit: Submit, host_id: str) -> TaskRow:
+    if task is None:
+        raise Refused(f"unknown task {submit.task_id}")
+    if task.host_id != host_id:
+        raise Refused(f"task {submit.task_id} is not this host's")
+    if task.is_final:
+        raise Refused(f"task already finished (state {task.state})")
+    if task.state not in ACTIVE_STATES:
+        raise Refused(f"task {submit.task_id} is {task.state}, not running")
+    return task
+
+
+async def _finish(
+    ctx: Context,
+    conn: aiosqlite.Connection,
+    task: TaskRow,
+    submit: Submit,
+    files: list[DecodedFile],
+) -> None:
+    await finish(conn, task.id, state=submit.status, result=submit.data, finished_at=now())
+    for item in files:
+        sha, path = await asyncio.to_thread(write_blob, ctx.settings.files_dir, item.data)
+        await add_file(
+            conn,
+            task_id=task.id,
+            name=item.name,
+            extension=item.extension,
+            size=len(item.data),
+            sha256=sha,
+            path=path,
+        )

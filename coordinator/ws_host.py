@@ -28,18 +28,23 @@ from agent.protocol import (
     FrameError,
     Heartbeat,
     Hello,
+    HostFrame,
+    Submit,
     Welcome,
     parse_host_frame,
 )
 from coordinator.context import Context
 from coordinator.db import new_id, now
-from coordinator.host_frames import handle_frame
+from coordinator.host_frames import handle_frame, handle_submits
 from coordinator.sessions import HostSession
 from coordinator.store_devices import replace_host_devices
 from coordinator.store_hosts import digest, host_for_token, touch_host
 from coordinator.store_tasks import active_on_host, back_to_pending, finish, get_task, mark_running
 
 log = logging.getLogger(__name__)
+INBOX_FRAMES = 1024
+MAX_SUBMIT_RUN = 256
+"""At most this many waiting submits share one transaction."""
 
 
 def _bearer(websocket: WebSocket) -> str | None:
@@ -207,39 +212,91 @@ def _error_ref(raw: str) -> str | None:
 
 
 async def _serve(ctx: Context, session: HostSession) -> None:
-    """Receive and handle frames until the host leaves, is replaced, or falls silent."""
+    """Handle frames until the host leaves, is replaced, or falls silent.
+
+    Frames are handled in the order they came. A run of `submit` frames already waiting is
+    applied in one transaction (group commit), which is what lets a reconnected host's outbox
+    drain fast.
+    """
     heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
+    inbox: asyncio.Queue[HostFrame] = asyncio.Queue(maxsize=INBOX_FRAMES)
+    receiving = asyncio.create_task(_receive(ctx, session, inbox))
     try:
-        while True:
-            try:
-                async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
-                    message = await session.websocket.receive()
-            except TimeoutError:
-                log.warning("host %s: heartbeat timeout", session.host_id)
-                await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            await _handle_message(ctx, session, message.get("text"), message.get("bytes"))
+        frame = await _next(inbox, receiving)
+        while frame is not None:
+            if not isinstance(frame, Submit):
+                await _handle(ctx, session, frame)
+                frame = await _next(inbox, receiving)
+                continue
+            run = [frame]
+            frame = None
+            while len(run) < MAX_SUBMIT_RUN and not inbox.empty():
+                frame = inbox.get_nowait()
+                if not isinstance(frame, Submit):
+                    break
+                run.append(frame)
+                frame = None
+            await _handle(ctx, session, run)
+            if frame is None:
+                frame = await _next(inbox, receiving)
     finally:
         heartbeats.cancel()
+        receiving.cancel()
 
 
-async def _handle_message(
-    ctx: Context, session: HostSession, text: str | None, data: bytes | None
-) -> None:
+async def _next(inbox: asyncio.Queue[HostFrame], receiving: asyncio.Task[None]) -> HostFrame | None:
+    """The next frame; None once the receiver has ended (its error, if any, is raised)."""
+    if not inbox.empty():
+        return inbox.get_nowait()
+    if not receiving.done():
+        getter = asyncio.ensure_future(inbox.get())
+        await asyncio.wait([getter, receiving], return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+    receiving.result()
+    return None
+
+
+async def _receive(ctx: Context, session: HostSession, inbox: asyncio.Queue[HostFrame]) -> None:
+    """Read and parse frames into `inbox` until the host is gone or falls silent."""
+    while True:
+        try:
+            async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
+                message = await session.websocket.receive()
+        except TimeoutError:
+            log.warning("host %s: heartbeat timeout", session.host_id)
+            await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        frame = await _parse(session, message.get("text"), message.get("bytes"))
+        if frame is not None:
+            await inbox.put(frame)
+
+
+async def _parse(session: HostSession, text: str | None, data: bytes | None) -> HostFrame | None:
+    """The frame, or None after telling the host what was wrong with it."""
     raw: str | bytes = text if text is not None else (data or b"")
     try:
-        frame = parse_host_frame(raw)
+        return parse_host_frame(raw)
     except FrameError as exc:
         ref = _error_ref(raw) if isinstance(raw, str) and len(raw) <= MAX_FRAME_BYTES else None
         log.warning("host %s sent a bad frame: %s: %s", session.host_id, exc.code, exc.message)
         await session.send(Error(code=exc.code, message=exc.message, ref=ref))
-        return
+        return None
+
+
+async def _handle(ctx: Context, session: HostSession, work: HostFrame | list[Submit]) -> None:
+    """One frame, or a run of submits; a failure is told to the host, never ends the session."""
+    kind = "submit" if isinstance(work, list) else work.type
     try:
-        await handle_frame(ctx, session, frame)
+        if isinstance(work, list):
+            await handle_submits(ctx, session, work)
+        else:
+            await handle_frame(ctx, session, work)
     except Exception:
-        log.exception("host %s: handling %s failed", session.host_id, frame.type)
+        log.exception("host %s: handling %s failed", session.host_id, kind)
         await session.send(
-            Error(code="internal_error", message=f"the coordinator failed on {frame.type}")
+            Error(code="internal_error", message=f"the coordinator failed on {kind}")
         )

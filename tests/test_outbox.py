@@ -106,8 +106,43 @@ async def test_ack_deletes_and_refusal_moves_to_dead_letter(
     ]
 
 
+async def test_row_ids_only_grow_even_once_the_outbox_empties_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    sent: list[str] = []
+
+    async def send(raw: str) -> None:
+        sent.append(raw)
+
+    connected = asyncio.Event()
+    connected.set()
+    box = await Outbox.open(path, OutboxSettings(), log)
+    delivery = asyncio.create_task(box.deliver(send, connected))
+    try:
+        await box.put(progress("t1", 0))
+        await box.put(progress("t1", 1))
+        await poll(lambda: len(sent) == 2)
+        with sqlite3.connect(path) as db:
+            first_ids = [int(r[0]) for r in db.execute("SELECT id FROM outbox")]
+        box.on_ack(p.SubmitAck(key="t1-0", ok=True))
+        box.on_ack(p.SubmitAck(key="t1-1", ok=True))
+        await poll(lambda: box.items == 0)
+    finally:
+        delivery.cancel()
+        await box.close()
+    again = await Outbox.open(path, OutboxSettings(), log)
+    try:
+        assert again.items == 0
+        await again.put(progress("t1", 2))
+    finally:
+        await again.close()
+    with sqlite3.connect(path) as db:
+        [(later,)] = list(db.execute("SELECT id FROM outbox"))
+    assert len(first_ids) == 2 and later > max(first_ids)
+
+
 async def test_a_full_disk_is_reported_not_a_crash(outbox: Outbox) -> None:
-    await outbox._db.execute("PRAGMA max_page_count = 40")  # the file cannot grow: SQLITE_FULL
+    # The file cannot grow: SQLITE_FULL, as on a full disk.
+    await outbox._call(lambda db: db.execute("PRAGMA max_page_count = 40"))
     big = p.Submit(
         key="big", task_id="t1", seq=0, status="running", data={"x": "y" * 400_000}, finish=False
     )

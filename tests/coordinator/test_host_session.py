@@ -162,6 +162,43 @@ async def test_bad_base64_and_foreign_task_submissions_are_refused(farm: Farm) -
         assert (await host.next(Cancel)).task_id == task_id
 
 
+async def test_a_burst_of_submits_is_judged_one_by_one_in_order(farm: Farm) -> None:
+    """Submits sent without waiting share transactions; each is still judged as if alone."""
+    host_id, dev = farm.unique("host"), farm.unique("dev")
+    token = farm.token(host_id)
+    async with farm.client() as client, farm.host(token, host_id, [farm.device(dev)]) as host:
+        task_id = await pinned_task(farm, client, dev)
+        await host.credits(dev)
+        await host.next(Assign)
+        await host.send(Started(task_id=task_id, started_at=now()))
+        burst = [
+            submit(task_id, i, "running", False, data={"i": i}, key=f"p{i}") for i in range(40)
+        ]
+        burst += [
+            submit(task_id, 3, "running", False, data={"i": "again"}, key="p3"),
+            submit(task_id, 40, "running", True, key="bad-final"),
+            submit("no-such-task", 0, "running", False, key="stray"),
+            submit(task_id, 41, "success", True, data={"done": True}, key="final"),
+            submit(task_id, 42, "running", False, key="late"),
+        ]
+        for frame in burst:
+            await host.send(frame)
+        acks = [await host.next(SubmitAck) for _ in burst]
+        assert [a.key for a in acks] == [f.key for f in burst]
+        assert all(a.ok for a in acks[:41]) and acks[43].ok
+        refused = {a.key: a.error or "" for a in acks if not a.ok}
+        assert sorted(refused) == ["bad-final", "late", "stray"]
+        assert "needs status success" in refused["bad-final"]
+        assert "unknown task" in refused["stray"]
+        assert "task already finished" in refused["late"]
+        task = await farm.task(client, task_id)
+        assert (task["state"], task["result"], task["progress"]) == (
+            "success",
+            {"done": True},
+            {"i": 39},
+        )
+
+
 async def test_pinned_task_goes_only_to_the_device_that_has_it(farm: Farm) -> None:
     host_a, host_b = farm.unique("host"), farm.unique("host")
     dev_a, dev_b = farm.unique("dev"), farm.unique("dev")
