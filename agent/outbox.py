@@ -121,7 +121,7 @@ class Outbox:
         self._pending: list[_Op] = []
         self._committing: _Commit | None = None
         self._begin_soon: asyncio.Handle | None = None
-        self._held = held
+        self._held: dict[int, store.Held] = {}
         self._next_id = next_id
         self._queued_progress: dict[str, set[int]] = {}
         self._waiters: dict[str, asyncio.Future[p.SubmitAck]] = {}
@@ -138,7 +138,7 @@ class Outbox:
         self.on_pressure_change: Callable[[], None] | None = None
         """Called when the high-water mark is crossed, either way."""
         for row_id, row in held.items():
-            self._count(row_id, row, 1)
+            self._add(row_id, row)
 
     @classmethod
     async def open(cls, path: Path, settings: OutboxSettings, log: logging.Logger) -> Outbox:
@@ -312,15 +312,13 @@ class Outbox:
             return
         self._next_id += len(commit.batch.inserts)
         for row_id in commit.batch.deletes:
-            row = self._held.pop(row_id, None)
-            if row is not None:
-                self._count(row_id, row, -1)
+            self._drop(row_id)
         for row_id, row in commit.inserted:
-            self._held[row_id] = row
-            self._count(row_id, row, 1)
-        self._acked.difference_update(op.row_id for op in commit.ops if isinstance(op, _Ack))
+            self._add(row_id, row)
         for op in commit.ops:
-            if isinstance(op, _Put | _Started) and not op.future.done():
+            if isinstance(op, _Ack):
+                self._acked.discard(op.row_id)
+            elif not op.future.done():
                 op.future.set_result(None)
         if commit.inserted:
             self._wake.set()
@@ -364,20 +362,28 @@ class Outbox:
                 batch.deletes += self._queued_progress.get(task_id, ())
         return batch, inserted
 
-    def _count(self, row_id: int, row: store.Held, sign: int) -> None:
-        self.items += sign
-        self.bytes += sign * row.size
-        self.per_task[row.task_id] += sign
-        if self.per_task[row.task_id] <= 0:
+    def _add(self, row_id: int, row: store.Held) -> None:
+        self._held[row_id] = row
+        self.items += 1
+        self.bytes += row.size
+        self.per_task[row.task_id] += 1
+        if row.progress:
+            self._queued_progress.setdefault(row.task_id, set()).add(row_id)
+
+    def _drop(self, row_id: int) -> None:
+        row = self._held.pop(row_id, None)
+        if row is None:
+            return  # already gone: an ack for a row that coalescing removed
+        self.items -= 1
+        self.bytes -= row.size
+        self.per_task[row.task_id] -= 1
+        if not self.per_task[row.task_id]:
             del self.per_task[row.task_id]
         if row.progress:
-            queued = self._queued_progress.setdefault(row.task_id, set())
-            if sign > 0:
-                queued.add(row_id)
-            else:
-                queued.discard(row_id)
-                if not queued:
-                    del self._queued_progress[row.task_id]
+            queued = self._queued_progress[row.task_id]
+            queued.discard(row_id)
+            if not queued:
+                del self._queued_progress[row.task_id]
 
     def _check_high_water(self) -> None:
         over = self.over_high_water()
