@@ -143,18 +143,23 @@ async def get_tasks(conn: aiosqlite.Connection, task_ids: set[str]) -> dict[str,
 async def list_tasks(
     conn: aiosqlite.Connection,
     *,
+    visible_to: str,
     job_id: str | None,
     state: str | None,
     device: str | None,
     limit: int,
     offset: int,
 ) -> tuple[list[TaskRow], int]:
-    """One page of tasks, oldest first, and how many match in all.
+    """One page of the tasks of jobs `visible_to` owns or has a share of, oldest first, and
+    how many match in all.
 
     `device` matches the device a task ran on or the device it is pinned to.
     """
-    clauses: list[str] = []
-    args: list[Any] = []
+    clauses = [
+        "job_id IN (SELECT id FROM jobs WHERE owner = ? "
+        "UNION SELECT job_id FROM job_shares WHERE owner = ?)"
+    ]
+    args: list[Any] = [visible_to, visible_to]
     if job_id is not None:
         clauses.append("job_id = ?")
         args.append(job_id)
@@ -164,7 +169,7 @@ async def list_tasks(
     if device is not None:
         clauses.append("(device_id = ? OR pin_device_id = ?)")
         args.extend([device, device])
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    where = f" WHERE {' AND '.join(clauses)}"
     async with conn.execute(f"SELECT COUNT(*) AS n FROM tasks{where}", tuple(args)) as cur:
         count_row = await cur.fetchone()
     total = int(count_row["n"]) if count_row is not None else 0

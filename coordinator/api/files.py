@@ -1,7 +1,7 @@
 """/api/files: download a task's stored file; /files: the public ones (data-dump proofs).
 
 A public file's URL is its id (128 random bits), put into a proof so that whoever reads the proof
-can fetch it without an API key; every other file needs the key.
+can fetch it without an API key; every other file needs a key that may view its task's job.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
-from coordinator.api.auth import ContextDep
+from coordinator.api.access import task_for
+from coordinator.api.auth import CallerDep, ContextDep
 from coordinator.context import Context
 from coordinator.store_files import FileRow, get_file
 
@@ -25,11 +26,13 @@ _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg"}
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}, "application/octet-stream": {}}}},
 )
-async def download_file(file_id: str, ctx: ContextDep) -> FileResponse:
+async def download_file(file_id: str, ctx: ContextDep, caller: CallerDep) -> FileResponse:
+    """A task's file, for callers who may view the task's job."""
     async with ctx.db.transaction() as conn:
         row = await get_file(conn, file_id)
-    if row is None:
-        raise HTTPException(status_code=404, detail=f"file {file_id} not found")
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"file {file_id} not found")
+        await task_for(conn, row.task_id, caller, "view")
     return _response(ctx, row)
 
 

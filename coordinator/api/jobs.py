@@ -1,14 +1,14 @@
 """/api/jobs: create jobs, read and change them, share them, new script versions, add tasks.
 
 The caller's owner identity is its API key's name: a job belongs to the key that created it.
-Changing a job (PATCH, a new script) needs its owner or shared_edit; sharing needs its owner.
+Who may read, change or share it: coordinator/api/access.py.
 """
 
 from __future__ import annotations
 
-import aiosqlite
 from fastapi import APIRouter, HTTPException, Request
 
+from coordinator.api.access import job_for, no_job
 from coordinator.api.auth import CallerDep, ContextDep
 from coordinator.api.models import (
     Job,
@@ -22,9 +22,7 @@ from coordinator.api.models import (
 from coordinator.api.views import job_view, task_view
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import (
-    JobRow,
     create_job,
-    get_job,
     remove_share,
     set_job_script,
     set_share,
@@ -33,27 +31,6 @@ from coordinator.store_jobs import (
 from coordinator.store_tasks import NewTask, create_tasks, get_task
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-
-def _no_job(job_id: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"job {job_id} not found")
-
-
-async def _job_for(
-    conn: aiosqlite.Connection, job_id: str, caller: str, *, edit: bool, share: bool = False
-) -> JobRow:
-    """The job, if the caller may change it (edit) or share it; else 404 / 403."""
-    job = await get_job(conn, job_id)
-    if job is None:
-        raise _no_job(job_id)
-    access = job.access_of(caller)
-    allowed = access == "owner" if share else (not edit or access in ("owner", "shared_edit"))
-    if not allowed:
-        need = "its owner" if share else "its owner or shared_edit"
-        raise HTTPException(
-            status_code=403, detail=f"job {job_id}: {caller} is not {need} (access: {access})"
-        )
-    return job
 
 
 @router.post("", status_code=201)
@@ -81,10 +58,10 @@ async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: Calle
         if required in changes and changes[required] is None:
             raise HTTPException(status_code=422, detail=f"{required} cannot be null")
     async with ctx.db.transaction() as conn:
-        await _job_for(conn, job_id, caller, edit=True)
+        await job_for(conn, job_id, caller, "edit")
         job = await update_job(conn, job_id, changes)
     if job is None:
-        raise _no_job(job_id)
+        raise no_job(job_id)
     await ctx.dispatcher.dispatch()
     return job_view(job)
 
@@ -95,11 +72,11 @@ async def put_share(
 ) -> Job:
     """Give `owner` shared_view or shared_edit on the job; needs the job's owner."""
     async with ctx.db.transaction() as conn:
-        job = await _job_for(conn, job_id, caller, edit=True, share=True)
+        job = await job_for(conn, job_id, caller, "share")
         if owner == job.owner:
             raise HTTPException(status_code=422, detail=f"{owner} owns job {job_id} already")
         await set_share(conn, job_id, owner, body.access)
-        job = await _job_for(conn, job_id, caller, edit=True, share=True)
+        job = await job_for(conn, job_id, caller, "share")
     return job_view(job)
 
 
@@ -107,19 +84,17 @@ async def put_share(
 async def delete_share(job_id: str, owner: str, ctx: ContextDep, caller: CallerDep) -> Job:
     """Take `owner`'s share away; needs the job's owner."""
     async with ctx.db.transaction() as conn:
-        await _job_for(conn, job_id, caller, edit=True, share=True)
+        await job_for(conn, job_id, caller, "share")
         if not await remove_share(conn, job_id, owner):
             raise HTTPException(status_code=404, detail=f"{owner} has no share on job {job_id}")
-        job = await _job_for(conn, job_id, caller, edit=True, share=True)
+        job = await job_for(conn, job_id, caller, "share")
     return job_view(job)
 
 
 @router.get("/{job_id}")
-async def read_job(job_id: str, ctx: ContextDep) -> Job:
+async def read_job(job_id: str, ctx: ContextDep, caller: CallerDep) -> Job:
     async with ctx.db.transaction() as conn:
-        job = await get_job(conn, job_id)
-    if job is None:
-        raise _no_job(job_id)
+        job = await job_for(conn, job_id, caller, "view")
     return job_view(job)
 
 
@@ -127,23 +102,21 @@ async def read_job(job_id: str, ctx: ContextDep) -> Job:
 async def put_script(job_id: str, body: ScriptUpdate, ctx: ContextDep, caller: CallerDep) -> Job:
     """Make a new script version current; tasks created from now on run it."""
     async with ctx.db.transaction() as conn:
-        await _job_for(conn, job_id, caller, edit=True)
+        await job_for(conn, job_id, caller, "edit")
         job = await set_job_script(conn, job_id, body.script)
     if job is None:
-        raise _no_job(job_id)
+        raise no_job(job_id)
     return job_view(job)
 
 
 @router.post("/{job_id}/tasks", status_code=201)
 async def post_tasks(
-    job_id: str, body: TasksCreate, request: Request, ctx: ContextDep
+    job_id: str, body: TasksCreate, request: Request, ctx: ContextDep, caller: CallerDep
 ) -> TasksCreated:
-    """Create pending tasks (all or none) and dispatch them to free devices."""
+    """Create pending tasks (all or none) and dispatch them to free devices; needs edit."""
     pins = {t.remote_device_id for t in body.tasks if t.remote_device_id is not None}
     async with ctx.db.transaction() as conn:
-        job = await get_job(conn, job_id)
-        if job is None:
-            raise _no_job(job_id)
+        job = await job_for(conn, job_id, caller, "edit")
         unknown = sorted(pins - await known_device_ids(conn, pins))
         if unknown:
             raise HTTPException(

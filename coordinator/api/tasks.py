@@ -1,4 +1,4 @@
-"""/api/tasks: read, list and cancel tasks."""
+"""/api/tasks: read, list and cancel tasks (of the jobs the caller may use: access.py)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from agent.protocol import TaskState
-from coordinator.api.auth import ContextDep
+from coordinator.api.access import job_for, task_for
+from coordinator.api.auth import CallerDep, ContextDep
 from coordinator.api.models import Task, TaskList
 from coordinator.api.views import task_view
 from coordinator.cancel import CancelRefused, cancel_task
-from coordinator.store_tasks import get_task, list_tasks
+from coordinator.store_tasks import list_tasks
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
 @router.get("/{task_id}")
-async def read_task(task_id: str, request: Request, ctx: ContextDep) -> Task:
+async def read_task(task_id: str, request: Request, ctx: ContextDep, caller: CallerDep) -> Task:
     async with ctx.db.transaction() as conn:
-        task = await get_task(conn, task_id)
-        if task is None:
-            raise HTTPException(status_code=404, detail=f"task {task_id} not found")
+        task = await task_for(conn, task_id, caller, "view")
         return await task_view(conn, request, task)
 
 
@@ -29,6 +28,7 @@ async def read_task(task_id: str, request: Request, ctx: ContextDep) -> Task:
 async def read_tasks(
     request: Request,
     ctx: ContextDep,
+    caller: CallerDep,
     job_id: str | None = None,
     state: TaskState | None = None,
     device: Annotated[
@@ -37,18 +37,29 @@ async def read_tasks(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> TaskList:
-    """Tasks oldest first, filtered, one page at a time."""
+    """Tasks of the jobs the caller may view, oldest first, filtered, one page at a time."""
     async with ctx.db.transaction() as conn:
+        if job_id is not None:
+            await job_for(conn, job_id, caller, "view")
         rows, total = await list_tasks(
-            conn, job_id=job_id, state=state, device=device, limit=limit, offset=offset
+            conn,
+            visible_to=caller,
+            job_id=job_id,
+            state=state,
+            device=device,
+            limit=limit,
+            offset=offset,
         )
         items = [await task_view(conn, request, row) for row in rows]
     return TaskList(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post("/{task_id}/cancel")
-async def post_cancel(task_id: str, request: Request, ctx: ContextDep) -> Task:
-    """Cancel a task; see `coordinator.cancel.cancel_task` for what happens in each state."""
+async def post_cancel(task_id: str, request: Request, ctx: ContextDep, caller: CallerDep) -> Task:
+    """Cancel a task (needs edit on its job); `coordinator.cancel.cancel_task` says what
+    happens in each state."""
+    async with ctx.db.transaction() as conn:
+        await task_for(conn, task_id, caller, "edit")
     try:
         task = await cancel_task(ctx, task_id)
     except CancelRefused as exc:

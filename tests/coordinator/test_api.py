@@ -9,6 +9,8 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from tests.coordinator.conftest import api_client
+
 if TYPE_CHECKING:
     from tests.coordinator.conftest import Farm
 
@@ -188,6 +190,47 @@ async def test_cancel_pending_task_then_again_is_409(farm: Farm) -> None:
         again = await client.post(f"/api/tasks/{task['id']}/cancel")
         assert again.status_code == 409
         assert "already cancelled" in again.json()["detail"]
+
+
+async def test_other_keys_see_and_change_a_job_only_through_its_shares(farm: Farm) -> None:
+    """Reading needs the owner or a share; adding and cancelling tasks needs owner or edit."""
+    bob_id = farm.unique("bob")
+    bob_key = farm.coordinator.create_api_key(bob_id)
+    async with farm.client() as owner, api_client(farm.coordinator, bob_key) as bob:
+        job = await farm.make_job(owner)
+        [task] = await farm.make_tasks(owner, job["id"], {"input": {}})
+        job_url, task_url = f"/api/jobs/{job['id']}", f"/api/tasks/{task['id']}"
+        add = {"tasks": [{"input": {}}]}
+
+        async def codes() -> dict[str, int]:
+            listed = (await bob.get("/api/tasks")).json()["items"]
+            assert (task["id"] in [t["id"] for t in listed]) == (
+                (await bob.get(task_url)).status_code == 200
+            )
+            return {
+                "job": (await bob.get(job_url)).status_code,
+                "task": (await bob.get(task_url)).status_code,
+                "list": (await bob.get("/api/tasks", params={"job_id": job["id"]})).status_code,
+                "add": (await bob.post(f"{job_url}/tasks", json=add)).status_code,
+            }
+
+        alone = await codes()
+        assert alone == {"job": 403, "task": 403, "list": 403, "add": 403}
+        refused = await bob.post(f"{task_url}/cancel")
+        assert refused.status_code == 403
+        assert f"{bob_id} is not its owner or shared_edit (access: None)" in refused.text
+
+        assert (
+            await owner.put(f"{job_url}/shares/{bob_id}", json={"access": "shared_view"})
+        ).is_success
+        assert await codes() == {"job": 200, "task": 200, "list": 200, "add": 403}
+        assert (await bob.post(f"{task_url}/cancel")).status_code == 403
+
+        assert (
+            await owner.put(f"{job_url}/shares/{bob_id}", json={"access": "shared_edit"})
+        ).is_success
+        assert await codes() == {"job": 200, "task": 200, "list": 200, "add": 201}
+        assert (await bob.post(f"{task_url}/cancel")).json()["state"] == "cancelled"
 
 
 def test_cli_bad_arguments_exit_2(farm: Farm) -> None:

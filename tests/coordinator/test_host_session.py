@@ -31,6 +31,7 @@ from agent.protocol import (
     Submit,
     SubmitAck,
 )
+from tests.coordinator.conftest import api_client
 
 if TYPE_CHECKING:
     from tests.coordinator.conftest import FakeHost, Farm
@@ -72,6 +73,17 @@ async def pinned_task(farm: Farm, client: httpx.AsyncClient, device_id: str, **t
     job = await farm.make_job(client, parameters={"p": 1}, automation_id="auto-7")
     [created] = await farm.make_tasks(client, job["id"], {"remote_device_id": device_id, **task})
     return str(created["id"])
+
+
+async def started_task(
+    farm: Farm, client: httpx.AsyncClient, host: FakeHost, dev: str, **task: Any
+) -> str:
+    """A task pinned to `dev`, assigned to `host` and reported started by it."""
+    task_id = await pinned_task(farm, client, dev, **task)
+    await host.credits(dev)
+    await host.next(Assign)
+    await host.send(Started(task_id=task_id, started_at=now()))
+    return task_id
 
 
 async def test_task_life_with_progress_result_and_file(farm: Farm) -> None:
@@ -135,6 +147,9 @@ async def test_task_life_with_progress_result_and_file(farm: Farm) -> None:
         assert download.headers["content-type"] == "image/jpeg"
         assert download.content == picture
         assert file["url"].startswith(farm.coordinator.base_url)
+        stranger = farm.coordinator.create_api_key(farm.unique("stranger"))
+        async with api_client(farm.coordinator, stranger) as other:
+            assert (await other.get(file["url"])).status_code == 403
 
 
 async def _finished(farm: Farm, client: httpx.AsyncClient, task_id: str) -> dict[str, Any] | None:
@@ -146,10 +161,7 @@ async def test_bad_base64_and_foreign_task_submissions_are_refused(farm: Farm) -
     host_id, dev = farm.unique("host"), farm.unique("dev")
     token = farm.token(host_id)
     async with farm.client() as client, farm.host(token, host_id, [farm.device(dev)]) as host:
-        task_id = await pinned_task(farm, client, dev)
-        await host.credits(dev)
-        await host.next(Assign)
-        await host.send(Started(task_id=task_id, started_at=now()))
+        task_id = await started_task(farm, client, host, dev)
         bad = FileBlob(name="x", extension="bin", data_b64="%%%not base64")
         await host.send(submit(task_id, 0, "success", True, files=[bad]))
         ack = await host.next(SubmitAck)
@@ -167,10 +179,7 @@ async def test_a_burst_of_submits_is_judged_one_by_one_in_order(farm: Farm) -> N
     host_id, dev = farm.unique("host"), farm.unique("dev")
     token = farm.token(host_id)
     async with farm.client() as client, farm.host(token, host_id, [farm.device(dev)]) as host:
-        task_id = await pinned_task(farm, client, dev)
-        await host.credits(dev)
-        await host.next(Assign)
-        await host.send(Started(task_id=task_id, started_at=now()))
+        task_id = await started_task(farm, client, host, dev)
         burst = [
             submit(task_id, i, "running", False, data={"i": i}, key=f"p{i}") for i in range(40)
         ]
@@ -350,10 +359,7 @@ async def test_get_current_task_request(farm: Farm) -> None:
         farm.client() as client,
         farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host,
     ):
-        task_id = await pinned_task(farm, client, dev, input={"url": "u"}, timeout_s=42)
-        await host.credits(dev)
-        await host.next(Assign)
-        await host.send(Started(task_id=task_id, started_at=now()))
+        task_id = await started_task(farm, client, host, dev, input={"url": "u"}, timeout_s=42)
         await host.send(Request(id="r1", task_id=task_id, method="get_current_task"))
         reply = await host.next(Reply)
         assert reply == Reply(
@@ -405,10 +411,7 @@ async def test_cancel_of_a_running_task_asks_its_host(farm: Farm) -> None:
         farm.client() as client,
         farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host,
     ):
-        task_id = await pinned_task(farm, client, dev)
-        await host.credits(dev)
-        await host.next(Assign)
-        await host.send(Started(task_id=task_id, started_at=now()))
+        task_id = await started_task(farm, client, host, dev)
         await probe(host)
         response = await client.post(f"/api/tasks/{task_id}/cancel")
         assert response.json()["state"] == "running"
