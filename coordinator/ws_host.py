@@ -42,9 +42,10 @@ from coordinator.store_hosts import digest, host_for_token, touch_host
 from coordinator.store_tasks import active_on_host, back_to_pending, finish, get_task, mark_running
 
 log = logging.getLogger(__name__)
-INBOX_FRAMES = 1024
-MAX_SUBMIT_RUN = 256
-"""At most this many waiting submits share one transaction."""
+READ_AHEAD_FRAMES = 32
+"""Frames parsed ahead of their handling, per host, and so the longest run of submits that
+shares a transaction. Frames may be 16 MiB: this bounds what one host makes us hold, as
+uvicorn's own read-ahead (ws_max_queue, 32) does."""
 
 
 def _bearer(websocket: WebSocket) -> str | None:
@@ -219,7 +220,7 @@ async def _serve(ctx: Context, session: HostSession) -> None:
     drain fast.
     """
     heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
-    inbox: asyncio.Queue[HostFrame] = asyncio.Queue(maxsize=INBOX_FRAMES)
+    inbox: asyncio.Queue[HostFrame] = asyncio.Queue(maxsize=READ_AHEAD_FRAMES)
     receiving = asyncio.create_task(_receive(ctx, session, inbox))
     try:
         frame = await _next(inbox, receiving)
@@ -230,7 +231,7 @@ async def _serve(ctx: Context, session: HostSession) -> None:
                 continue
             run = [frame]
             frame = None
-            while len(run) < MAX_SUBMIT_RUN and not inbox.empty():
+            while not inbox.empty():
                 frame = inbox.get_nowait()
                 if not isinstance(frame, Submit):
                     break
