@@ -1,8 +1,8 @@
-"""The host websocket (`/ws/host`): authentication, the opening handshake, and the session loop.
+"""The host websocket (`/ws/host`): authentication, the opening handshake, reconciliation.
 
 See docs/protocol.md: token checked before the upgrade (HTTP 401), `hello` then `welcome`,
-reconciliation, takeover of an older session (4001), heartbeats (4003 after two silent
-intervals), and an `error` frame (never a closed connection) for every frame that is refused.
+reconciliation, takeover of an older session (4001). The session loop that follows (heartbeats,
+4003 after two silent intervals, an `error` frame for every refused frame) is host_loop.py.
 """
 
 from __future__ import annotations
@@ -10,42 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from agent.protocol import (
     AUTH_HEADER,
-    CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_SESSION_REPLACED,
     CLOSE_UNSUPPORTED_VERSION,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Cancel,
-    Error,
     FrameError,
-    Heartbeat,
     Hello,
-    HostFrame,
-    Submit,
     Welcome,
     parse_host_frame,
 )
 from coordinator.context import Context
 from coordinator.db import new_id, now
-from coordinator.host_frames import handle_frame, handle_submits
+from coordinator.host_loop import serve
 from coordinator.sessions import HostSession
 from coordinator.store_devices import replace_host_devices
 from coordinator.store_hosts import digest, host_for_token, touch_host
 from coordinator.store_tasks import active_on_host, back_to_pending, finish, get_task, mark_running
 
 log = logging.getLogger(__name__)
-READ_AHEAD_FRAMES = 32
-"""Frames parsed ahead of their handling, per host, and so the longest run of submits that
-shares a transaction. Frames may be 16 MiB: this bounds what one host makes us hold, as
-uvicorn's own read-ahead (ws_max_queue, 32) does."""
 
 
 def _bearer(websocket: WebSocket) -> str | None:
@@ -97,7 +87,7 @@ async def host_endpoint(websocket: WebSocket) -> None:
         )
         await _reconcile(ctx, session, hello)
         log.info("host %s connected (session %s)", host_id, session.session_id)
-        await _serve(ctx, session)
+        await serve(ctx, session)
     finally:
         ctx.sessions.remove(session)
         session.closed = True
@@ -192,112 +182,3 @@ async def _reconcile(ctx: Context, session: HostSession, hello: Hello) -> None:
     for task_id, reason in to_cancel:
         await session.send(Cancel(task_id=task_id, reason=reason))
     await ctx.dispatcher.dispatch()
-
-
-async def _send_heartbeats(session: HostSession, interval_s: float) -> None:
-    while not session.closed:
-        await asyncio.sleep(interval_s)
-        await session.send(Heartbeat(sent_at=datetime.now(UTC)))
-
-
-def _error_ref(raw: str) -> str | None:
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(obj, dict):
-        for field in ("key", "id", "task_id"):
-            if isinstance(obj.get(field), str):
-                return str(obj[field])
-    return None
-
-
-async def _serve(ctx: Context, session: HostSession) -> None:
-    """Handle frames until the host leaves, is replaced, or falls silent.
-
-    Frames are handled in the order they came. A run of `submit` frames already waiting is
-    applied in one transaction (group commit), which is what lets a reconnected host's outbox
-    drain fast.
-    """
-    heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
-    inbox: asyncio.Queue[HostFrame] = asyncio.Queue(maxsize=READ_AHEAD_FRAMES)
-    receiving = asyncio.create_task(_receive(ctx, session, inbox))
-    try:
-        frame = await _next(inbox, receiving)
-        while frame is not None:
-            if not isinstance(frame, Submit):
-                await _handle(ctx, session, frame)
-                frame = await _next(inbox, receiving)
-                continue
-            run = [frame]
-            frame = None
-            while not inbox.empty():
-                frame = inbox.get_nowait()
-                if not isinstance(frame, Submit):
-                    break
-                run.append(frame)
-                frame = None
-            await _handle(ctx, session, run)
-            if frame is None:
-                frame = await _next(inbox, receiving)
-    finally:
-        heartbeats.cancel()
-        receiving.cancel()
-
-
-async def _next(inbox: asyncio.Queue[HostFrame], receiving: asyncio.Task[None]) -> HostFrame | None:
-    """The next frame; None once the receiver has ended (its error, if any, is raised)."""
-    if not inbox.empty():
-        return inbox.get_nowait()
-    if not receiving.done():
-        getter = asyncio.ensure_future(inbox.get())
-        await asyncio.wait([getter, receiving], return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-    receiving.result()
-    return None
-
-
-async def _receive(ctx: Context, session: HostSession, inbox: asyncio.Queue[HostFrame]) -> None:
-    """Read and parse frames into `inbox` until the host is gone or falls silent."""
-    while True:
-        try:
-            async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
-                message = await session.websocket.receive()
-        except TimeoutError:
-            log.warning("host %s: heartbeat timeout", session.host_id)
-            await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        frame = await _parse(session, message.get("text"), message.get("bytes"))
-        if frame is not None:
-            await inbox.put(frame)
-
-
-async def _parse(session: HostSession, text: str | None, data: bytes | None) -> HostFrame | None:
-    """The frame, or None after telling the host what was wrong with it."""
-    raw: str | bytes = text if text is not None else (data or b"")
-    try:
-        return parse_host_frame(raw)
-    except FrameError as exc:
-        ref = _error_ref(raw) if isinstance(raw, str) and len(raw) <= MAX_FRAME_BYTES else None
-        log.warning("host %s sent a bad frame: %s: %s", session.host_id, exc.code, exc.message)
-        await session.send(Error(code=exc.code, message=exc.message, ref=ref))
-        return None
-
-
-async def _handle(ctx: Context, session: HostSession, work: HostFrame | list[Submit]) -> None:
-    """One frame, or a run of submits; a failure is told to the host, never ends the session."""
-    kind = "submit" if isinstance(work, list) else work.type
-    try:
-        if isinstance(work, list):
-            await handle_submits(ctx, session, work)
-        else:
-            await handle_frame(ctx, session, work)
-    except Exception:
-        log.exception("host %s: handling %s failed", session.host_id, kind)
-        await session.send(
-            Error(code="internal_error", message=f"the coordinator failed on {kind}")
-        )

@@ -175,7 +175,7 @@ async def test_bad_base64_and_foreign_task_submissions_are_refused(farm: Farm) -
 
 
 async def test_a_burst_of_submits_is_judged_one_by_one_in_order(farm: Farm) -> None:
-    """Submits sent without waiting share transactions; each is still judged as if alone."""
+    """Frames sent without waiting: submits share transactions, each judged as if alone."""
     host_id, dev = farm.unique("host"), farm.unique("dev")
     token = farm.token(host_id)
     async with farm.client() as client, farm.host(token, host_id, [farm.device(dev)]) as host:
@@ -190,9 +190,16 @@ async def test_a_burst_of_submits_is_judged_one_by_one_in_order(farm: Farm) -> N
             submit(task_id, 41, "success", True, data={"done": True}, key="final"),
             submit(task_id, 42, "running", False, key="late"),
         ]
-        for frame in burst:
+        for frame in burst[:20]:
             await host.send(frame)
-        acks = [await host.next(SubmitAck) for _ in burst]
+        await host.send_raw('{"type": "submit", "key": "broken"}')
+        for frame in burst[20:]:
+            await host.send(frame)
+        # Answers come in the order of the frames, the bad frame's error included.
+        acks = [await host.next(SubmitAck) for _ in burst[:20]]
+        broken = await host.next(Error)
+        assert (broken.code, broken.ref) == ("invalid_frame", "broken")
+        acks += [await host.next(SubmitAck) for _ in burst[20:]]
         assert [a.key for a in acks] == [f.key for f in burst]
         assert all(a.ok for a in acks[:41]) and acks[43].ok
         refused = {a.key: a.error or "" for a in acks if not a.ok}

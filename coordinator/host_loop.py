@@ -1,0 +1,150 @@
+"""A welcomed host's session loop: frames read ahead, handled in order, submits in runs.
+
+A reader task parses frames as they arrive, at most READ_AHEAD_FRAMES ahead of their handling.
+The handler takes them in order; a run of consecutive `submit` frames already waiting is
+applied in one transaction (group commit, docs/outbox.md), which is what lets a reconnected
+host's outbox drain fast. Every answer, an `error` for a frame that did not parse included,
+goes out in the order of the frames it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agent.protocol import (
+    CLOSE_HEARTBEAT_TIMEOUT,
+    MAX_FRAME_BYTES,
+    Error,
+    FrameError,
+    Heartbeat,
+    HostFrame,
+    Submit,
+    parse_host_frame,
+)
+from coordinator.context import Context
+from coordinator.host_frames import handle_frame, handle_submits
+from coordinator.sessions import HostSession
+
+log = logging.getLogger(__name__)
+
+READ_AHEAD_FRAMES = 32
+"""Frames parsed ahead of their handling, per host, and so the longest run of submits that
+shares a transaction. Frames may be 16 MiB: this bounds what one host makes us hold, as
+uvicorn's own read-ahead (ws_max_queue, 32) does."""
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame that did not parse: the `error` that answers it, in its turn."""
+
+    error: Error
+
+
+Item = HostFrame | BadFrame
+
+
+async def serve(ctx: Context, session: HostSession) -> None:
+    """Handle frames until the host leaves, is replaced, or falls silent."""
+    heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
+    inbox: asyncio.Queue[Item] = asyncio.Queue(maxsize=READ_AHEAD_FRAMES)
+    receiving = asyncio.create_task(_receive(ctx, session, inbox))
+    try:
+        item = await _next(inbox, receiving)
+        while item is not None:
+            if not isinstance(item, Submit):
+                await _handle(ctx, session, item)
+                item = await _next(inbox, receiving)
+                continue
+            run = [item]
+            item = None
+            while not inbox.empty():
+                item = inbox.get_nowait()
+                if not isinstance(item, Submit):
+                    break
+                run.append(item)
+                item = None
+            await _handle(ctx, session, run)
+            if item is None:
+                item = await _next(inbox, receiving)
+    finally:
+        heartbeats.cancel()
+        receiving.cancel()
+
+
+async def _send_heartbeats(session: HostSession, interval_s: float) -> None:
+    while not session.closed:
+        await asyncio.sleep(interval_s)
+        await session.send(Heartbeat(sent_at=datetime.now(UTC)))
+
+
+async def _next(inbox: asyncio.Queue[Item], receiving: asyncio.Task[None]) -> Item | None:
+    """The next frame; None once the reader has ended (its error, if any, is raised)."""
+    if not inbox.empty():
+        return inbox.get_nowait()
+    if not receiving.done():
+        getter = asyncio.ensure_future(inbox.get())
+        await asyncio.wait([getter, receiving], return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+    receiving.result()
+    return None
+
+
+async def _receive(ctx: Context, session: HostSession, inbox: asyncio.Queue[Item]) -> None:
+    """Read and parse frames into `inbox` until the host is gone or falls silent."""
+    while True:
+        try:
+            async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
+                message = await session.websocket.receive()
+        except TimeoutError:
+            log.warning("host %s: heartbeat timeout", session.host_id)
+            await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        await inbox.put(_parse(session, message.get("text"), message.get("bytes")))
+
+
+def _parse(session: HostSession, text: str | None, data: bytes | None) -> Item:
+    raw: str | bytes = text if text is not None else (data or b"")
+    try:
+        return parse_host_frame(raw)
+    except FrameError as exc:
+        ref = _error_ref(raw) if isinstance(raw, str) and len(raw) <= MAX_FRAME_BYTES else None
+        log.warning("host %s sent a bad frame: %s: %s", session.host_id, exc.code, exc.message)
+        return BadFrame(Error(code=exc.code, message=exc.message, ref=ref))
+
+
+def _error_ref(raw: str) -> str | None:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(obj, dict):
+        for field in ("key", "id", "task_id"):
+            if isinstance(obj.get(field), str):
+                return str(obj[field])
+    return None
+
+
+async def _handle(ctx: Context, session: HostSession, work: Item | list[Submit]) -> None:
+    """One frame, or a run of submits; a failure is told to the host, never ends the session."""
+    if isinstance(work, BadFrame):
+        await session.send(work.error)
+        return
+    kind = "submit" if isinstance(work, list) else work.type
+    try:
+        if isinstance(work, list):
+            await handle_submits(ctx, session, work)
+        else:
+            await handle_frame(ctx, session, work)
+    except Exception:
+        log.exception("host %s: handling %s failed", session.host_id, kind)
+        await session.send(
+            Error(code="internal_error", message=f"the coordinator failed on {kind}")
+        )
