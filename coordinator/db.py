@@ -9,6 +9,7 @@ stored as REAL Unix seconds (UTC) so that timeout arithmetic stays in SQL.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
+
+from coordinator.db_version import check_and_stamp
 
 DB_FILE_NAME = "coordinator.db"
 
@@ -151,6 +154,23 @@ def now() -> float:
     return time.time()
 
 
+def prepare(data_dir: Path) -> Path:
+    """Make DATA_DIR if needed and check (or create) its database, in WAL mode; its path.
+
+    Raises SchemaError (coordinator/db_version.py) for a file this coordinator cannot use.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / DB_FILE_NAME
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        check_and_stamp(db, path, SCHEMA)
+        # The CLI writes tokens while `serve` runs: WAL plus a busy timeout lets both proceed.
+        db.execute("PRAGMA journal_mode=WAL")
+    finally:
+        db.close()
+    return path
+
+
 class Database:
     """The open database; use `transaction()` for every access."""
 
@@ -160,17 +180,14 @@ class Database:
 
     @classmethod
     async def open(cls, data_dir: Path) -> Database:
-        """Open (creating if needed) DATA_DIR/coordinator.db in WAL mode with the schema applied."""
-        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+        """Open (creating if needed) DATA_DIR/coordinator.db; SchemaError if it is not ours."""
+        path = await asyncio.to_thread(prepare, data_dir)
         # isolation_level=None: transactions are begun explicitly in `transaction()`.
-        conn = await aiosqlite.connect(data_dir / DB_FILE_NAME, timeout=30, isolation_level=None)
+        conn = await aiosqlite.connect(path, timeout=30, isolation_level=None)
         conn.row_factory = aiosqlite.Row
-        # The CLI writes tokens while `serve` runs: WAL plus a busy timeout lets both proceed.
-        await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA busy_timeout=30000")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.executescript(SCHEMA)
         return cls(conn)
 
     @asynccontextmanager

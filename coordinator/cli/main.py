@@ -10,6 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from coordinator.cli import apikey, serve, token
+from coordinator.db_version import SchemaError
+
+EXIT_USAGE = 2
+"""Bad arguments (argparse's own code) or a data directory this coordinator cannot use."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except SchemaError as exc:
+        print(f"device-coordinator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return result
 
 

@@ -63,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from coordinator.app import create_app
+    from coordinator.db import prepare
     from coordinator.settings import Settings
+
+    prepare(args.data_dir)  # a data dir this coordinator cannot use fails here, with exit 2
 
     logging.basicConfig(
         stream=sys.stderr,
