@@ -121,6 +121,7 @@ class Outbox:
         self._pending: list[_Op] = []
         self._committing: _Commit | None = None
         self._begin_soon: asyncio.Handle | None = None
+        self._closed = False
         self._held: dict[int, store.Held] = {}
         self._next_id = next_id
         self._queued_progress: dict[str, set[int]] = {}
@@ -165,6 +166,7 @@ class Outbox:
             if self._committing is None:
                 break
             await asyncio.wait([self._committing.done])
+        self._closed = True
         await self._call(sqlite3.Connection.close)
         self._thread.shutdown(wait=False)
 
@@ -191,6 +193,8 @@ class Outbox:
         self._waiters.pop(key, None)
 
     def on_ack(self, ack: p.SubmitAck) -> None:
+        if self._closed:
+            return  # the next daemon sends the item again and gets a new acknowledgement
         waiter = self._waiters.pop(ack.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(ack)
@@ -270,6 +274,8 @@ class Outbox:
         A commit starts on the loop's next turn, not at once: callers woken by the previous
         commit run first and add their next ops, so N busy writers share N-row commits.
         """
+        if self._closed:
+            raise OutboxError("the host's outbox is closed: the daemon is stopping")
         self._pending.append(op)
         self._schedule()
 

@@ -58,6 +58,17 @@ async def test_put_is_committed_before_it_returns(outbox: Outbox, tmp_path: Path
     assert outbox.items == 50 and outbox.per_task["t1"] == 50
 
 
+async def test_close_commits_what_callers_wait_for(tmp_path: Path) -> None:
+    box = await Outbox.open(tmp_path / "state.db", OutboxSettings(), log)
+    puts = [asyncio.create_task(box.put(progress("t1", i))) for i in range(10)]
+    await asyncio.sleep(0)  # a yield, not a wait: the puts queue, their commit is not begun
+    await box.close()
+    await asyncio.gather(*puts)  # every caller was answered: committed
+    assert len(rows(tmp_path / "state.db")) == 10
+    with pytest.raises(OutboxError, match="outbox is closed"):
+        await box.put(progress("t1", 10))
+
+
 async def test_items_survive_a_reopen_and_running_tasks_are_remembered(tmp_path: Path) -> None:
     box = await Outbox.open(tmp_path / "state.db", OutboxSettings(), log)
     await box.task_started("t1", "dev-1")
