@@ -133,6 +133,9 @@ class Device(BaseModel):
     state: DeviceState
     properties: dict[str, Any]
     connected: bool = Field(description="Its host has a live session now.")
+    free: bool = Field(
+        description="Offered for work right now: in its host's latest credits, not assigned since."
+    )
     updated_at: datetime
 
 

@@ -84,12 +84,14 @@ async def task_view(conn: aiosqlite.Connection, request: Request, task: TaskRow)
 
 
 def device_view(device: DeviceRow, sessions: SessionRegistry) -> Device:
+    session = sessions.get(device.host_id)
     return Device(
         remote_device_id=device.remote_device_id,
         host_id=device.host_id,
         kind=device.kind,
         state=device.state,
         properties=device.properties,
-        connected=sessions.get(device.host_id) is not None,
+        connected=session is not None,
+        free=session is not None and device.remote_device_id in session.credits,
         updated_at=_when(device.updated_at),
     )

@@ -142,6 +142,7 @@ async def test_pin_to_unknown_device_is_422_but_known_device_works(farm: Farm) -
             [listed] = [d for d in devices if d["remote_device_id"] == known]
             assert listed["host_id"] == host_id
             assert listed["connected"] is True
+            assert listed["free"] is False  # its host offered it in no credits
             assert listed["kind"] == "sim"
         stranger = farm.unique("dev")
         response = await client.post(

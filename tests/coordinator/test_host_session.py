@@ -215,6 +215,24 @@ async def test_a_burst_of_submits_is_judged_one_by_one_in_order(farm: Farm) -> N
         )
 
 
+async def test_a_device_is_free_from_its_credits_until_it_is_assigned(farm: Farm) -> None:
+    host_id, dev = farm.unique("host"), farm.unique("dev")
+    token = farm.token(host_id)
+    async with farm.client() as client, farm.host(token, host_id, [farm.device(dev)]) as host:
+
+        async def free() -> bool:
+            devices = (await client.get("/api/devices")).json()
+            return bool(next(d for d in devices if d["remote_device_id"] == dev)["free"])
+
+        assert not await free()
+        await host.credits(dev)
+        await probe(host)
+        assert await free()
+        task_id = await pinned_task(farm, client, dev)
+        assert (await host.next(Assign)).task.task_id == task_id
+        assert not await free()
+
+
 async def test_pinned_task_goes_only_to_the_device_that_has_it(farm: Farm) -> None:
     host_a, host_b = farm.unique("host"), farm.unique("host")
     dev_a, dev_b = farm.unique("dev"), farm.unique("dev")

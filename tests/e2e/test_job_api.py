@@ -74,6 +74,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         coordinator.stop()
 
 
+@pytest.fixture(autouse=True)
+def idle_devices(stack: Stack) -> None:
+    """Each test starts with every device free: the previous test's tasks are final at the
+    coordinator as soon as their final submission lands, a moment before their devices are
+    reset and offered again."""
+
+    def all_free() -> bool:
+        with stack.http() as http:
+            devices = http.get("/api/devices").json()
+        return sum(1 for d in devices if d["free"]) == len(stack.devices)
+
+    wait_until(all_free, "every device of the stack to be free")
+
+
 def job(http: httpx.Client, script: str, **fields: Any) -> str:
     return str(create_job(http, textwrap.dedent(script), timeout_s=90, **fields)["id"])
 
