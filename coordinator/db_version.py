@@ -27,7 +27,13 @@ def _columns(db: sqlite3.Connection) -> dict[str, list[str]]:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
-    return {t: [str(c[1]) for c in db.execute(f"PRAGMA table_info('{t}')")] for t in tables}
+    return {
+        t: [
+            str(c[0])
+            for c in db.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", (t,))
+        ]
+        for t in tables
+    }
 
 
 def _difference(found: dict[str, list[str]], schema: str) -> str | None:
