@@ -5,8 +5,8 @@ connection: a group commit is one call, so it costs one thread hop whatever it h
 
 Rows are found by id (the rowid), never by key or task. The keys are random (uuid4) and a
 batch holds many tasks, so an index on either would dirty a page per item in every commit;
-with `synchronous=FULL` each dirty page is written and fsynced, and such indexes cost a third
-of the write rate (docs/outbox.md). The daemon keeps what it needs to find rows in memory.
+with `synchronous=FULL` each dirty page is written and fsynced. The daemon keeps what it
+needs to find rows in memory (docs/outbox.md).
 """
 
 from __future__ import annotations

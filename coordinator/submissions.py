@@ -58,18 +58,21 @@ async def apply_submits(
     its progress updates and keys written in one statement each. Returns, in order, each ack to
     send and whether its task just became final.
     """
+    # Files are decoded before the transaction: the database lock is not held for base64 work.
+    decoded = [_checked_files(submit) for submit in submits]
     results: list[tuple[SubmitAck, bool]] = []
     async with ctx.db.transaction() as conn:
         seen = await stored_keys(conn, [s.key for s in submits])
         tasks = await get_tasks(conn, {s.task_id for s in submits})
         progress: list[tuple[str, int, Any]] = []
         applied: list[Submit] = []
-        for submit in submits:
+        for submit, files in zip(submits, decoded, strict=True):
             if submit.key in seen:
                 results.append((SubmitAck(key=submit.key, ok=True), False))
                 continue
             try:
-                files = _checked_files(submit)
+                if isinstance(files, Refused):
+                    raise files
                 task = _checked_task(tasks.get(submit.task_id), submit, host_id)
             except Refused as exc:
                 results.append((SubmitAck(key=submit.key, ok=False, error=str(exc)), False))
@@ -89,10 +92,14 @@ async def apply_submits(
     return results
 
 
-def _checked_files(submit: Submit) -> list[DecodedFile]:
+def _checked_files(submit: Submit) -> list[DecodedFile] | Refused:
+    """The final submission's files, or why the submission is refused."""
     if submit.finish and submit.status == "running":
-        raise Refused("a final submission needs status success, failed or declined")
-    return decode_files(submit.files) if submit.finish else []
+        return Refused("a final submission needs status success, failed or declined")
+    try:
+        return decode_files(submit.files) if submit.finish else []
+    except Refused as exc:
+        return exc
 
 
 def _checked_task(task: TaskRow | None, submit: Submit, host_id: str) -> TaskRow:
