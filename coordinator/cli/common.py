@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import math
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from coordinator.db import Database
+from coordinator.store_hosts import digest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -47,7 +50,33 @@ def positive_seconds(value: str) -> float:
 SaveSecret = Callable[[aiosqlite.Connection, str, str], Awaitable[None]]
 
 
-def store_secret(data_dir: Path, save: SaveSecret, name: str, secret_sha256: str) -> None:
+def add_secret_command(
+    commands: Any, command: str, noun: str, metavar: str, save: SaveSecret
+) -> None:
+    """`COMMAND create METAVAR --data-dir DIR`: print a new secret (a host token, an API key)
+    for METAVAR, replacing its old one; only the secret's SHA-256 is stored, by `save`."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        command, help=f"manage {noun}s", description=f"Manage {noun}s."
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help=f"print a new {noun} for {metavar} (replacing its old one)",
+        description=f"Print a new {noun} for {metavar} on stdout; only its SHA-256 is stored.",
+    )
+    create.add_argument("name", metavar=metavar, type=name_arg)
+    add_data_dir(create)
+
+    def run(args: argparse.Namespace) -> int:
+        secret = secrets.token_urlsafe(32)
+        _store_secret(args.data_dir, save, args.name, digest(secret))
+        print(secret)
+        return 0
+
+    create.set_defaults(run=run)
+
+
+def _store_secret(data_dir: Path, save: SaveSecret, name: str, secret_sha256: str) -> None:
     """Open (or create) the database and store one digest with `save`."""
 
     async def write() -> None:

@@ -1,6 +1,7 @@
 """`device-coordinator`: the command line of the reference coordinator.
 
-Each subcommand lives in its own module with `add_parser(subparsers)` and `run(args) -> int`.
+Each subcommand lives in its own module with `add_parser(subparsers)`, which sets the
+`run(args) -> int` the subcommand dispatches to.
 """
 
 from __future__ import annotations
