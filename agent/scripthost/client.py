@@ -36,6 +36,8 @@ class RpcClient:
         self._loop_thread = threading.get_ident()
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
+        # Held so the reader task is not garbage-collected while it runs (asyncio keeps only
+        # weak references to tasks).
         self._reading: asyncio.Task[None] | None = None
 
     async def receive_init(self) -> Init:
