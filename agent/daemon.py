@@ -19,6 +19,7 @@ from agent.backend import CoordinatorBackend
 from agent.config import AgentConfig
 from agent.link import Link
 from agent.outbox import Outbox
+from agent.sandbox import Isolation
 from agent.scheduler import Scheduler
 from agent.state import StateStore
 from agent.sweep import kill_tagged
@@ -53,7 +54,7 @@ async def recover_previous_run(outbox: Outbox) -> None:
     )
 
 
-async def run_daemon(config: AgentConfig, token: str) -> None:
+async def run_daemon(config: AgentConfig, token: str, isolation: Isolation) -> None:
     state = await StateStore.open(config.agent.state_file)
     outbox = await Outbox.open(config.agent.state_file, config.outbox, log)
     chromium = ChromiumHost(config.browser)
@@ -75,7 +76,7 @@ async def run_daemon(config: AgentConfig, token: str) -> None:
             link=link,
             outbox=outbox,
             backend=CoordinatorBackend(link, outbox, config.outbox.ack_wait_s),
-            scripts=config.scripts,
+            isolation=isolation,
             log=log,
         )
         outbox.on_pressure_change = sched.pressure_changed

@@ -28,7 +28,8 @@ import uvicorn
 from agent.config import AgentConfig, AgentSettings, CoordinatorSettings, DevicesSettings
 from agent.daemon import run_daemon
 from agent.protocol import MAX_FRAME_BYTES, TERMINAL_STATES
-from agent.runner import ScriptSettings
+from agent.sandbox import probe, refuse_unsandboxed
+from agent.script_settings import ScriptSettings
 from coordinator.app import create_app
 from coordinator.context import Context
 from coordinator.settings import Settings
@@ -214,7 +215,11 @@ async def run_local(
                 scripts=ScriptSettings(work_root=root / "work"),
                 devices=DEVICE_KINDS[device](),
             )
-            daemon = asyncio.create_task(run_daemon(config, token))
+            isolation = await asyncio.to_thread(probe, config.scripts)
+            refusal = refuse_unsandboxed(isolation)
+            if refusal is not None:
+                raise LocalRunError(refusal)
+            daemon = asyncio.create_task(run_daemon(config, token, isolation))
             try:
                 async with httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{port}",

@@ -1,47 +1,52 @@
 """Run one task's user script in its own process and supervise it (daemon side).
 
-`run_task` writes the script into a fresh temp dir, starts `python -m agent.scripthost` there in
-its own process group with a scrubbed environment, serves the script's calls over a private
-socketpair (agent/scriptrpc.py framing, agent/hostapi handlers), logs the child's stdout/stderr
-line by line, enforces the task's timeout, and turns what happened into a `TaskOutcome`.
+`run_task` writes the script into a fresh private work dir, starts `python -m agent.scripthost`
+for it in its sandbox and cgroup (agent/sandbox) with an environment built from scratch, serves
+the script's calls over a private socketpair (agent/scriptrpc.py framing, agent/hostapi
+handlers), logs the child's stdout/stderr line by line within the task's output budget
+(agent/taskoutput.py), enforces the task's timeout, and turns what happened into a `TaskOutcome`.
 
 How the outcome is decided, first rule that applies:
 1. a final submission (`submit_task(..., finish=True)`) that the backend accepted wins: its
    status and data are the outcome, whatever the script does afterwards (returns, raises, crashes
    or runs past its timeout): the coordinator already holds the task as final;
 2. the driver reported the device lost during the task: failed, reason `device_lost`;
-3. the script host reported how `main` ended: returned (success, data = the dict, `{"result": v}`
-   for another JSON value, None for None), `stop_current_automation()` (success, no data), raised
-   (`script_error`), could not load (`script_load_error`), returned a non-JSON value
-   (`bad_return_value`);
-4. the task ran past `timeout_s`: `timeout`;
-5. the child broke the channel protocol or died without reporting: failed, `script_crashed`.
-Whatever happens, the whole process group is ended (SIGTERM, `kill_grace_s`, SIGKILL) and the
-temp dir removed before `run_task` returns or re-raises its cancellation.
+3. the script host reported that `main` returned (success, data = the dict, `{"result": v}` for
+   another JSON value, None for None) or called `stop_current_automation()` (success, no data);
+4. the kernel enforced the task's memory or process limit: failed, `memory_limit` or
+   `pids_limit`;
+5. the script host reported that `main` raised (`script_error`), could not load
+   (`script_load_error`) or returned a non-JSON value (`bad_return_value`);
+6. the task ran past `timeout_s`: `timeout`;
+7. the child broke the channel protocol or died without reporting: failed, `script_crashed`.
+Whatever happens, every process of the task is ended (SIGTERM, `kill_grace_s`, SIGKILL) and the
+work dir removed before `run_task` returns or re-raises its cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import re
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from agent.hostapi import BackendError, CallFailed, JobBackend, TaskContext, dispatch
-from agent.protocol import MAX_FILE_BYTES, Assignment, FinalState
+from agent.protocol import Assignment, FinalState
+from agent.sandbox import Isolation, ScriptProcess, start_script_host
+from agent.sandbox.bwrap import WORKDIR
+from agent.script_settings import ScriptSettings
 from agent.scriptrpc import (
     Call,
     CallError,
@@ -54,46 +59,14 @@ from agent.scriptrpc import (
     read_frame,
 )
 from agent.sweep import TASK_ENV
+from agent.taskoutput import OutputBudget, pump
 from drivers.base import DeviceSession
 
 __all__ = ["BackendError", "JobBackend", "ScriptSettings", "TaskOutcome", "run_task"]
 
 SCRIPT_NAME = "script.py"
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_OUTPUT_LINE_LIMIT = 1024 * 1024
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class ScriptSettings(BaseModel):
-    """The `[scripts]` section of the daemon config: how script hosts are run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    python: str = Field(
-        default=sys.executable,
-        description="Interpreter for script hosts; it must be able to import the agent package.",
-    )
-    kill_grace_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="Seconds between SIGTERM and SIGKILL when a script's process group is ended.",
-    )
-    max_file_bytes: int = Field(
-        default=MAX_FILE_BYTES,
-        gt=0,
-        le=MAX_FILE_BYTES,
-        description="Largest file (decoded) a script may attach to submit_task.",
-    )
-    work_root: Path | None = Field(
-        default=None,
-        description="Parent of the per-task temp dirs (created if missing); unset: system temp.",
-    )
-    request_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
-        description="How long a script call waits on the coordinator link before it fails.",
-    )
+_PIPE_BUFFER_BYTES = 256 * 1024
 
 
 class TaskOutcome(BaseModel):
@@ -110,7 +83,7 @@ async def run_task(
     session: DeviceSession,
     device_info: dict[str, Any],
     backend: JobBackend,
-    settings: ScriptSettings,
+    isolation: Isolation,
     log: logging.Logger,
 ) -> TaskOutcome:
     """Run the assignment's script to its end; see the module docstring for the outcome rules.
@@ -120,7 +93,7 @@ async def run_task(
     `failed`/`agent_error`, never raised.
     """
     try:
-        return await _run(assignment, session, device_info, backend, settings, log)
+        return await _run(assignment, session, device_info, backend, isolation, log)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -135,15 +108,22 @@ async def _run(
     session: DeviceSession,
     device_info: dict[str, Any],
     backend: JobBackend,
-    settings: ScriptSettings,
+    isolation: Isolation,
     log: logging.Logger,
 ) -> TaskOutcome:
+    settings = isolation.settings
     if settings.work_root is not None:
-        settings.work_root.mkdir(parents=True, exist_ok=True)
+        settings.work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", assignment.task_id)[:40]
+    # mkdtemp makes it 0700; as root it is handed to the scripts' account, and only its sandbox
+    # sees it (at /task).
     task_dir = Path(tempfile.mkdtemp(prefix=f"task-{safe_id}-", dir=settings.work_root))
     try:
-        (task_dir / SCRIPT_NAME).write_text(assignment.script_source, encoding="utf-8")
+        script_file = task_dir / SCRIPT_NAME
+        script_file.write_text(assignment.script_source, encoding="utf-8")
+        if isolation.bwrap is not None and isolation.as_root:
+            for path in (task_dir, script_file):
+                os.chown(path, isolation.uid, isolation.gid)
         ctx = TaskContext(
             assignment=assignment,
             session=session,
@@ -154,41 +134,45 @@ async def _run(
             request_timeout_s=settings.request_timeout_s,
             started_at=datetime.now(UTC),
         )
-        return await _supervise(ctx, task_dir, settings)
+        return await _supervise(ctx, task_dir, isolation)
     finally:
         shutil.rmtree(task_dir, ignore_errors=True)
 
 
-async def _supervise(ctx: TaskContext, task_dir: Path, settings: ScriptSettings) -> TaskOutcome:
+async def _supervise(ctx: TaskContext, task_dir: Path, isolation: Isolation) -> TaskOutcome:
+    settings = isolation.settings
+    sandboxed = isolation.bwrap is not None
+    if not Path(settings.python).is_file():  # noqa: ASYNC240 (one stat)
+        raise FileNotFoundError(f"key `scripts.python`: no interpreter at {settings.python}")
     parent_sock, child_sock = socket.socketpair()
     try:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                settings.python,
-                "-m",
-                "agent.scripthost",
-                "--fd",
-                str(child_sock.fileno()),
-                cwd=task_dir,
-                env=_child_env(task_dir, settings.python, ctx.task_id),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(child_sock.fileno(),),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-                limit=_OUTPUT_LINE_LIMIT,
+            script = await start_script_host(
+                isolation,
+                ctx.task_id,
+                task_dir,
+                [settings.python, "-m", "agent.scripthost", "--fd", str(child_sock.fileno())],
+                _child_env(
+                    Path(WORKDIR) if sandboxed else task_dir,
+                    Path("/tmp") if sandboxed else task_dir,
+                    settings.python,
+                    ctx.task_id,
+                ),
+                child_sock.fileno(),
+                _PIPE_BUFFER_BYTES,
             )
         finally:
             child_sock.close()
-        channel = _Channel(ctx, proc.pid)
+        proc = script.proc
+        channel = _Channel(ctx, lambda: script.kill())
+        budget = OutputBudget(settings.output_max_bytes, settings.output_lines_per_s)
         pumps: list[asyncio.Task[None]] = []
         serving: asyncio.Task[None] | None = None
         try:
             assert proc.stdout is not None and proc.stderr is not None
             pumps = [
-                asyncio.create_task(_pump(proc.stdout, "stdout", logging.INFO, ctx)),
-                asyncio.create_task(_pump(proc.stderr, "stderr", logging.WARNING, ctx)),
+                asyncio.create_task(pump(proc.stdout, _emitter(ctx, "stdout"), budget)),
+                asyncio.create_task(pump(proc.stderr, _emitter(ctx, "stderr"), budget)),
             ]
             reader, writer = await asyncio.open_connection(sock=parent_sock)
             channel.writer = writer
@@ -207,15 +191,37 @@ async def _supervise(ctx: TaskContext, task_dir: Path, settings: ScriptSettings)
                     await _script_ended(proc, serving)
             except TimeoutError:
                 timed_out = True
+            else:
+                await script.settle(settings.kill_grace_s)
         finally:
             try:
-                await _end_group(proc, settings.kill_grace_s)
+                await script.end(settings.kill_grace_s)
             finally:
                 await channel.close(serving)
                 await _finish_pumps(pumps, settings.kill_grace_s)
-        return _decide(ctx, channel, timed_out, proc.returncode)
+                dropped = budget.dropped_summary()
+                if dropped is not None:
+                    ctx.log.warning("task %s: %s", ctx.task_id, dropped)
+        return _decide(ctx, channel, timed_out, script, settings)
     finally:
         parent_sock.close()
+
+
+def _emitter(ctx: TaskContext, source: str) -> Callable[[str], None]:
+    """Log a line of the script's output, so `print` in a script lands in the task's log."""
+    level = logging.INFO if source == "stdout" else logging.WARNING
+
+    def emit(text: str) -> None:
+        ctx.log.log(
+            level,
+            "task %s %s: %s",
+            ctx.task_id,
+            source,
+            text,
+            extra={"task_id": ctx.task_id, "source": source},
+        )
+
+    return emit
 
 
 async def _script_ended(proc: asyncio.subprocess.Process, serving: asyncio.Task[None]) -> None:
@@ -230,18 +236,28 @@ async def _script_ended(proc: asyncio.subprocess.Process, serving: asyncio.Task[
 
 
 def _decide(
-    ctx: TaskContext, channel: _Channel, timed_out: bool, returncode: int | None
+    ctx: TaskContext,
+    channel: _Channel,
+    timed_out: bool,
+    script: ScriptProcess,
+    settings: ScriptSettings,
 ) -> TaskOutcome:
     if ctx.final is not None:
         return TaskOutcome(state=ctx.final.state, data=ctx.final.data)
     if ctx.device_lost is not None:
         return TaskOutcome(state="failed", reason="device_lost", error=ctx.device_lost)
     report = channel.report
+    if report is not None and report.kind == "returned":
+        return TaskOutcome(state="success", data=report.data)
+    if report is not None and report.kind == "stopped":
+        return TaskOutcome(state="success")
+    if script.limit_hit == "memory_limit":
+        error = f"the task's processes reached its memory limit of {settings.memory_max_mb} MiB"
+        return TaskOutcome(state="failed", reason="memory_limit", error=error)
+    if script.limit_hit == "pids_limit":
+        error = f"the task's processes reached its limit of {settings.pids_max} processes"
+        return TaskOutcome(state="failed", reason="pids_limit", error=error)
     if report is not None:
-        if report.kind == "returned":
-            return TaskOutcome(state="success", data=report.data)
-        if report.kind == "stopped":
-            return TaskOutcome(state="success")
         return TaskOutcome(state="failed", reason=report.kind, error=report.error)
     if timed_out:
         return TaskOutcome(
@@ -249,13 +265,19 @@ def _decide(
             reason="timeout",
             error=f"script ran past its timeout of {ctx.assignment.timeout_s:g} s",
         )
+    return TaskOutcome(state="failed", reason="script_crashed", error=_crash(channel, script))
+
+
+def _crash(channel: _Channel, script: ScriptProcess) -> str:
+    returncode = script.proc.returncode
     if channel.broken is not None:
-        error = f"script host broke the channel protocol: {channel.broken}"
-    elif returncode is not None and returncode < 0:
-        error = f"script process was killed by {_signal_name(-returncode)}"
-    else:
-        error = f"script process exited with code {returncode} without reporting an outcome"
-    return TaskOutcome(state="failed", reason="script_crashed", error=error)
+        return f"script host broke the channel protocol: {channel.broken}"
+    if returncode is not None and returncode < 0:
+        return f"script process was killed by {_signal_name(-returncode)}"
+    if returncode is not None and returncode > 128 and script.sandboxed:
+        # bubblewrap reports its child's death by a signal as 128 + the signal's number.
+        return f"script process was killed by {_signal_name(returncode - 128)}"
+    return f"script process exited with code {returncode} without reporting an outcome"
 
 
 def _signal_name(number: int) -> str:
@@ -268,9 +290,9 @@ def _signal_name(number: int) -> str:
 class _Channel:
     """The daemon's end of one script's socketpair: serves calls, keeps the report."""
 
-    def __init__(self, ctx: TaskContext, pgid: int) -> None:
+    def __init__(self, ctx: TaskContext, kill: Callable[[], None]) -> None:
         self.ctx = ctx
-        self.pgid = pgid
+        self.kill = kill
         self.writer: asyncio.StreamWriter | None = None
         self.report: Report | None = None
         self.broken: str | None = None
@@ -293,7 +315,7 @@ class _Channel:
         except ChannelError as exc:
             self.broken = str(exc)
             self.ctx.log.warning("task %s: %s; killing the script", self.ctx.task_id, exc)
-            _signal_group(self.pgid, signal.SIGKILL)
+            self.kill()
         except ConnectionError:
             return
 
@@ -341,32 +363,6 @@ class _Channel:
                 await self.writer.wait_closed()
 
 
-async def _pump(stream: asyncio.StreamReader, name: str, level: int, ctx: TaskContext) -> None:
-    """Log the child's output line by line, so `print` in a script lands in the task's log."""
-    while True:
-        try:
-            line = await stream.readline()
-        except ValueError:
-            ctx.log.warning(
-                "task %s %s: a line over %d bytes was dropped",
-                ctx.task_id,
-                name,
-                _OUTPUT_LINE_LIMIT,
-            )
-            continue
-        if not line:
-            return
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-        ctx.log.log(
-            level,
-            "task %s %s: %s",
-            ctx.task_id,
-            name,
-            text,
-            extra={"task_id": ctx.task_id, "source": name},
-        )
-
-
 async def _finish_pumps(pumps: list[asyncio.Task[None]], grace: float) -> None:
     """Let the pumps drain what the dead group wrote; a process that escaped the group and still
     holds a pipe must not keep us waiting."""
@@ -378,7 +374,7 @@ async def _finish_pumps(pumps: list[asyncio.Task[None]], grace: float) -> None:
     await asyncio.gather(*pumps, return_exceptions=True)
 
 
-def _child_env(task_dir: Path, python: str, task_id: str) -> dict[str, str]:
+def _child_env(home: Path, tmp: Path, python: str, task_id: str) -> dict[str, str]:
     """The child's whole environment, built from scratch: nothing of the daemon's leaks in.
 
     TASK_ENV tags the script and what it starts, so a restarted daemon can find and kill what
@@ -389,65 +385,8 @@ def _child_env(task_dir: Path, python: str, task_id: str) -> dict[str, str]:
         "PATH": f"{Path(python).parent}:{_SYSTEM_PATH}",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
-        "HOME": str(task_dir),
-        "TMPDIR": str(task_dir),
+        "HOME": str(home),
+        "TMPDIR": str(tmp),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-
-
-def _die_with_parent() -> None:
-    """Runs in the forked child before exec: SIGKILL it when the daemon dies."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Signal every process of the group; False when none is left."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a live process (not a zombie waiting for its reaper) is left in the group."""
-    if not _signal_group(pgid, 0):
-        return False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, IndexError, ValueError):
-            continue  # the process went away while we looked
-        if int(group) == pgid and state != "Z":
-            return True
-    return False
-
-
-async def _group_gone(pgid: int) -> None:
-    # No event tells when the last member of a process group is gone: poll.
-    while True:
-        if not _group_alive(pgid):
-            return
-        await asyncio.sleep(0.02)
-
-
-async def _end_group(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM the script's process group, wait up to `grace` for all of it to go, then SIGKILL.
-
-    Also used after a normal exit: anything the script started and left running dies too.
-    A second cancellation during the grace period goes straight to SIGKILL.
-    """
-    pgid = proc.pid  # start_new_session made the child its group's leader
-    if _signal_group(pgid, signal.SIGTERM):
-        try:
-            async with asyncio.timeout(grace):
-                await proc.wait()
-                await _group_gone(pgid)
-        except TimeoutError:
-            pass
-        finally:
-            _signal_group(pgid, signal.SIGKILL)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(grace):
-            await proc.wait()

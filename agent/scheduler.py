@@ -19,7 +19,8 @@ from agent import protocol as p
 from agent.link import Link, LinkDown
 from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
-from agent.runner import JobBackend, ScriptSettings, TaskOutcome, run_task
+from agent.runner import JobBackend, TaskOutcome, run_task
+from agent.sandbox import Isolation
 from drivers.base import Device
 
 FAILING_CANCELS = frozenset({"agent_stopped", "device_lost"})
@@ -52,7 +53,7 @@ class Scheduler:
     link: Link
     outbox: Outbox
     backend: JobBackend
-    scripts: ScriptSettings
+    isolation: Isolation
     log: logging.Logger
     stopping: bool = False
     _background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -173,7 +174,7 @@ class Scheduler:
         try:
             await self._send_quietly(p.Started(task_id=task.task_id, started_at=datetime.now(UTC)))
             return await run_task(
-                task, session, slot.script_device_info(), self.backend, self.scripts, self.log
+                task, session, slot.script_device_info(), self.backend, self.isolation, self.log
             )
         finally:
             await session.close()

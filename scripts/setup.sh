@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what device-agent needs on a Debian/Ubuntu host, idempotently: Debian's Chromium
-# and Python venv support, then a virtualenv in .venv with the project and its dev tools.
+# Installs what device-agent needs on a Debian/Ubuntu host, idempotently: Debian's Chromium,
+# bubblewrap and slirp4netns (the script sandbox) and Python venv support, then a virtualenv
+# in .venv with the project and its dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt-get"

@@ -11,8 +11,9 @@ from agent.backend import CoordinatorBackend
 from agent.config import CoordinatorSettings
 from agent.link import Link
 from agent.outbox import Outbox, OutboxSettings
-from agent.runner import ScriptSettings
+from agent.sandbox import probe
 from agent.scheduler import Scheduler, Slot
+from agent.script_settings import ScriptSettings
 from drivers.base import Device, DeviceSession
 
 log = logging.getLogger("test.scheduler")
@@ -57,7 +58,7 @@ async def test_over_the_high_water_mark_no_task_is_taken(tmp_path: Path) -> None
         link=link,
         outbox=outbox,
         backend=CoordinatorBackend(link, outbox, 1.0),
-        scripts=ScriptSettings(),
+        isolation=probe(ScriptSettings()),
         log=log,
     )
     try:

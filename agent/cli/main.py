@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.cli import outbox, run, script, sim
+from agent.cli import doctor, outbox, run, script, sim
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     outbox.register(commands)
     script.register(commands)
     sim.register(commands)
+    doctor.register(commands)
     args = parser.parse_args(argv)
     code: int = args.handler(args)
     return code

@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.daemon import run_daemon
+from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.state import StateFileError
 
 EXIT_CONFIG = 2
@@ -34,6 +35,11 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"device-agent: config error: {args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    isolation = probe(config.scripts)
+    refusal = refuse_unsandboxed(isolation)
+    if refusal is not None:
+        print(f"device-agent: config error: {args.config}: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
     logging.basicConfig(
         level=config.agent.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -41,16 +47,17 @@ def handle(args: argparse.Namespace) -> int:
     )
     # websockets logs every handshake header at DEBUG, the Authorization header included.
     logging.getLogger("websockets").setLevel(logging.INFO)
+    log_isolation(isolation, logging.getLogger("device_agent"))
     try:
-        asyncio.run(_serve(config, token))
+        asyncio.run(_serve(config, token, isolation))
     except StateFileError as exc:
         logging.getLogger("device_agent").error("%s", exc)
         return EXIT_CONFIG
     return 0
 
 
-async def _serve(config: AgentConfig, token: str) -> None:
-    daemon = asyncio.create_task(run_daemon(config, token))
+async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
+    daemon = asyncio.create_task(run_daemon(config, token, isolation))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.cancel)

@@ -19,6 +19,7 @@ from scripts.devstack import (
     wait_until,
 )
 from scripts.localsite import BUTTON_CENTER
+from tests.taskprocs import task_processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "scripts" / "examples" / "browser_click.py"
 
@@ -93,18 +94,10 @@ SLEEPER = """
 import os, subprocess, time
 
 async def main(agent):
-    child = subprocess.Popen(["sleep", "1000"])
+    child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     await agent.utils.job.submit_task("running", {"pids": [os.getpid(), child.pid]}, False)
     time.sleep(1000)  # outlives its timeout: the kill is under test
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_script_past_its_timeout_ends_timeout_and_leaves_no_process(
@@ -115,14 +108,12 @@ def test_script_past_its_timeout_ends_timeout_and_leaves_no_process(
         wait_devices(http, "host-1", 1)
         job = create_job(http, SLEEPER, timeout_s=3)
         (task,) = add_tasks(http, job["id"], {"input": {}})
-        progress = wait_until(
-            lambda: http.get(f"/api/tasks/{task['id']}").json()["progress"], "progress"
-        )
+        wait_until(lambda: http.get(f"/api/tasks/{task['id']}").json()["progress"], "progress")
+        assert len(task_processes(task["id"])) >= 2  # the script host and its sleeper
         done = wait_terminal(http, task["id"])
     assert done["state"] == "timeout"
     assert done["failure_reason"] == "timeout"
-    for pid in progress["pids"]:
-        wait_until(lambda pid=pid: not _alive(pid), f"process {pid} to be gone", 15)
+    wait_until(lambda: task_processes(task["id"]) == [], "the task's processes to be gone", 15)
 
 
 def test_second_final_submission_gets_a_clear_error(

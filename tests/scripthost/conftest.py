@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from agent.protocol import Assignment, Submit
 from agent.runner import BackendError, ScriptSettings, TaskOutcome, run_task
+from agent.sandbox import Isolation, probe
 from drivers.base import ActionError, DeviceSession
 
 LOG_NAME = "test.scripthost"
@@ -66,23 +68,32 @@ class RecordingBackend:
 
 
 def assignment(source: str, timeout_s: float = 60, **fields: Any) -> Assignment:
+    defaults: dict[str, Any] = {"task_id": "task-1", "job_id": "job-1", "remote_device_id": "dev-1"}
     return Assignment(
-        task_id="task-1",
-        job_id="job-1",
-        remote_device_id="dev-1",
+        **{**defaults, **fields},
         script_sha256="0" * 64,
         script_source=textwrap.dedent(source),
         timeout_s=timeout_s,
-        **fields,
     )
 
 
 class Runner:
-    def __init__(self, work_root: Path) -> None:
+    def __init__(self, work_root: Path, isolation: Isolation) -> None:
         self.session = RecordingSession()
         self.backend = RecordingBackend()
-        self.settings = ScriptSettings(work_root=work_root, kill_grace_s=5)
+        self.isolation = replace(
+            isolation, settings=ScriptSettings(work_root=work_root, kill_grace_s=5)
+        )
         self.log = logging.getLogger(LOG_NAME)
+
+    @property
+    def settings(self) -> ScriptSettings:
+        return self.isolation.settings
+
+    def configure(self, **settings: Any) -> None:
+        """Run the next scripts with these `[scripts]` keys changed."""
+        changed = self.settings.model_copy(update=settings)
+        self.isolation = replace(self.isolation, settings=changed)
 
     async def run(self, source: str, timeout_s: float = 60, **fields: Any) -> TaskOutcome:
         return await run_task(
@@ -90,7 +101,7 @@ class Runner:
             self.session,
             dict(DEVICE_INFO),
             self.backend,
-            self.settings,
+            self.isolation,
             self.log,
         )
 
@@ -100,7 +111,15 @@ def work_root(tmp_path: Path) -> Path:
     return tmp_path / "work"
 
 
+@pytest.fixture(scope="session")
+def host_isolation() -> Isolation:
+    """What this machine enforces, probed once: every script host test runs sandboxed."""
+    isolation = probe(ScriptSettings())
+    assert not isolation.problems, isolation.report()
+    return isolation
+
+
 @pytest.fixture
-def runner(work_root: Path, caplog: pytest.LogCaptureFixture) -> Runner:
+def runner(work_root: Path, host_isolation: Isolation, caplog: pytest.LogCaptureFixture) -> Runner:
     caplog.set_level(logging.DEBUG, logger=LOG_NAME)
-    return Runner(work_root)
+    return Runner(work_root, host_isolation)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from scripts.devstack import poll_until
+from tests import taskprocs
 from tests.scripthost.conftest import Runner
 
 DEADLINE_S = 30.0
@@ -24,29 +26,21 @@ ALLOWED_ENV = {
     "TMPDIR",
     "PYTHONUNBUFFERED",
     "PYTHONDONTWRITEBYTECODE",
+    "PWD",  # bubblewrap's --chdir sets it
 }
 
 SPAWN_AND_HANG = """
     import os, subprocess, time
 
     def main(agent):
-        sleeper = subprocess.Popen(["sleep", "1000"])
+        sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
         agent.log.info("spawned", pgid=os.getpgid(0), sleeper=sleeper.pid)
-        time.sleep(1000)  # outlives its timeout: the group kill is under test
+        time.sleep(1000)  # outlives its timeout: the kill of every process is under test
 """
 
 
-def live_members(pgid: int) -> list[int]:
-    """Processes of group `pgid` that are still alive (zombies are dead, awaiting their reaper)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+def task_processes(task_id: str = "task-1") -> list[int]:
+    return taskprocs.task_processes(task_id)
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -87,15 +81,19 @@ async def test_cwd_home_and_tmpdir_are_a_task_dir_removed_afterwards(
 
         def main(agent):
             Path("left-behind.txt").write_text("x")
+            Path("/tmp/private").write_text("x")
+            st = os.stat(".")
             return {"cwd": os.getcwd(), "home": os.environ["HOME"], "tmp": tempfile.gettempdir(),
-                    "script": Path("script.py").exists()}
+                    "script": Path("script.py").exists(), "mode": st.st_mode & 0o777,
+                    "owner": st.st_uid, "uid": os.getuid()}
         """
     )
     assert outcome.data is not None, outcome.error
-    cwd = Path(outcome.data["cwd"])
-    assert cwd.parent == work_root and cwd.name.startswith("task-task-1-")
-    assert outcome.data["home"] == outcome.data["tmp"] == str(cwd)
+    assert outcome.data["cwd"] == outcome.data["home"] == "/task"
+    assert outcome.data["tmp"] == "/tmp"
     assert outcome.data["script"] is True
+    assert outcome.data["mode"] == 0o700
+    assert outcome.data["owner"] == outcome.data["uid"] != 0
     assert leftovers(work_root) == []  # the task dir (cwd) with it
 
 
@@ -116,33 +114,30 @@ async def test_print_lands_in_the_task_log(
     assert "task task-1 stderr: to stderr" in caplog.messages
 
 
-async def test_timeout_kills_the_whole_process_group(
+async def test_timeout_kills_every_process_of_the_task(
     runner: Runner, caplog: pytest.LogCaptureFixture, work_root: Path
 ) -> None:
-    outcome = await runner.run(SPAWN_AND_HANG, timeout_s=6)
+    running = asyncio.create_task(runner.run(SPAWN_AND_HANG, timeout_s=6))
+    await until(lambda: spawned(caplog) is not None, "the script to start its child")
+    assert len(task_processes()) >= 2  # the script host and its sleeper in its own session
+    outcome = await running
     assert outcome.state == "timeout"
     assert outcome.reason == "timeout"
     assert outcome.error == "script ran past its timeout of 6 s"
-    fields = spawned(caplog)
-    assert fields is not None, "the script did not start its child before the timeout"
-    assert fields["sleeper"] != fields["pgid"]
-    await until(lambda: live_members(fields["pgid"]) == [], "the process group to be gone")
+    assert task_processes() == []
     assert leftovers(work_root) == []
 
 
-async def test_cancelling_run_task_kills_the_group_and_cleans_up(
+async def test_cancelling_run_task_kills_every_process_and_cleans_up(
     runner: Runner, caplog: pytest.LogCaptureFixture, work_root: Path
 ) -> None:
     task = asyncio.create_task(runner.run(SPAWN_AND_HANG))
     await until(lambda: spawned(caplog) is not None, "the script to start its child")
-    fields = spawned(caplog)
-    assert fields is not None
-    pgid = fields["pgid"]
-    assert fields["sleeper"] in live_members(pgid)
+    assert len(task_processes()) >= 2
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await until(lambda: live_members(pgid) == [], "the process group to be gone")
+    assert task_processes() == []
     assert leftovers(work_root) == []
 
 
@@ -154,15 +149,14 @@ async def test_processes_left_behind_by_a_finished_script_are_ended(
         import os, subprocess
 
         def main(agent):
-            sleeper = subprocess.Popen(["sleep", "1000"])
+            sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
             agent.log.info("spawned", pgid=os.getpgid(0), sleeper=sleeper.pid)
             return {"sleeper": sleeper.pid}
         """
     )
     assert outcome.state == "success"
-    fields = spawned(caplog)
-    assert fields is not None
-    await until(lambda: live_members(fields["pgid"]) == [], "the sleeper to end")
+    assert spawned(caplog) is not None
+    assert task_processes() == []
 
 
 async def test_the_script_host_imports_no_daemon_modules(runner: Runner) -> None:
@@ -182,7 +176,7 @@ async def test_the_script_host_imports_no_daemon_modules(runner: Runner) -> None
 
 
 async def test_an_internal_failure_is_an_agent_error(runner: Runner, work_root: Path) -> None:
-    runner.settings.python = str(work_root / "no-such-python")
+    runner.configure(python=str(work_root / "no-such-python"))
     outcome = await runner.run("async def main(agent):\n    pass\n")
     assert (outcome.state, outcome.reason) == ("failed", "agent_error")
     assert "no-such-python" in (outcome.error or "")
@@ -195,27 +189,28 @@ from pathlib import Path
 from tests.scripthost.conftest import Runner
 
 SCRIPT = '''
-import os, time
-from pathlib import Path
+import subprocess, time
 
 async def main(agent):
-    Path(agent.arguments.job_variables["out"]).write_text(str(os.getpid()))
+    subprocess.Popen(["sleep", "1000"], start_new_session=True)
     time.sleep(1000)  # blocks the host's loop too: only the parent-death signal can end it
 '''
-asyncio.run(Runner(Path(sys.argv[1])).run(SCRIPT, input={"out": sys.argv[2]}))
+from agent.sandbox import probe
+from agent.script_settings import ScriptSettings
+
+runner = Runner(Path(sys.argv[1]), probe(ScriptSettings()))
+asyncio.run(runner.run(SCRIPT, task_id=sys.argv[2]))
 """
 
 
-async def test_the_script_dies_with_the_daemon(work_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "script-pid"
+async def test_the_script_dies_with_the_daemon(work_root: Path) -> None:
+    task_id = f"dies-with-daemon-{uuid.uuid4().hex[:8]}"
     daemon = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", DAEMON, str(work_root), str(out), cwd=Path(__file__).parents[2]
+        sys.executable, "-c", DAEMON, str(work_root), task_id, cwd=Path(__file__).parents[2]
     )
     try:
-        await until(lambda: out.exists() and out.read_text() != "", "the script to start")
-        script_pid = int(out.read_text())
-        assert live_members(script_pid) == [script_pid]
+        await until(lambda: len(task_processes(task_id)) >= 2, "the script and its child")
     finally:
         daemon.kill()
         await daemon.wait()
-    await until(lambda: live_members(script_pid) == [], "the script to die with its daemon")
+    await until(lambda: task_processes(task_id) == [], "the script to die with its daemon")

@@ -43,7 +43,7 @@ async def test_data_must_be_a_json_serialisable_dict(runner: Runner) -> None:
 
 
 async def test_bad_files_raise_value_error(runner: Runner) -> None:
-    runner.settings.max_file_bytes = 10
+    runner.configure(max_file_bytes=10)
     outcome = await runner.run(
         """
         async def main(agent):
@@ -120,7 +120,7 @@ async def test_after_a_final_submission_later_ones_fail(
 
 
 async def test_the_daemon_checks_what_a_script_sends_past_the_sdk(runner: Runner) -> None:
-    runner.settings.max_file_bytes = 4
+    runner.configure(max_file_bytes=4)
     outcome = await runner.run(
         """
         async def main(agent):
