@@ -201,6 +201,7 @@ class Daemon:
         if not self.token:
             self.token = self.coordinator.cli("token", "create", self.host_id)
         (self.dir / "token").write_text(self.token)
+        (self.dir / "token").chmod(0o600)  # the daemon refuses a token file others can read
         lines = [
             "[agent]",
             f'host_id = "{self.host_id}"',
