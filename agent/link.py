@@ -46,8 +46,8 @@ class HandshakeFailed(Exception):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
-            f"certificate verify failed: {exc.verify_message}: the coordinator's TLS "
-            "certificate is not signed by a CA this host trusts (coordinator.ca_file)"
+            f"the coordinator's TLS certificate: certificate verify failed: {exc.verify_message} "
+            "(coordinator.ca_file names the CA that verifies it)"
         )
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
