@@ -9,14 +9,25 @@ the CLI turns it into exit code 2 before anything connects.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
+import ssl
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from agent.outbox import OutboxSettings
 from agent.runner import ScriptSettings
@@ -48,13 +59,36 @@ class AgentSettings(_Section):
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: traffic that never leaves this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _in_clear_off_host(url: str) -> bool:
+    return url.startswith("ws://") and not is_loopback(urlsplit(url).hostname or "")
+
+
 class CoordinatorSettings(_Section):
+    # Declared before `url`, whose validator reads it.
+    allow_insecure: bool = Field(
+        default=False,
+        description="Allow ws:// (no TLS) to a coordinator that is not on this machine.",
+    )
     url: str = Field(
         default="ws://127.0.0.1:8765/ws/host",
         description="The coordinator's host websocket (ws:// or wss://).",
     )
     token: str = Field(default="", repr=False, description="Host token; prefer token_file.")
     token_file: Path | None = Field(default=None, description="File holding the host token.")
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that verifies a wss:// coordinator; unset: the system's CAs.",
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     backoff_initial_s: float = Field(default=1.0, gt=0, le=60)
     backoff_max_s: float = Field(default=60.0, gt=0, le=3600)
@@ -64,26 +98,60 @@ class CoordinatorSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _websocket_url(cls, value: str) -> str:
+    def _websocket_url(cls, value: str, info: ValidationInfo) -> str:
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
+        if _in_clear_off_host(value) and not info.data.get("allow_insecure", False):
+            raise ValueError(
+                f"ws:// to {urlsplit(value).hostname} would send the host token and every frame "
+                "in clear: use wss://, or set coordinator.allow_insecure = true"
+            )
         return value
 
+    @field_validator("ca_file")
+    @classmethod
+    def _loadable_ca(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=value)
+            except OSError as exc:  # ssl.SSLError (not PEM) is an OSError too
+                raise ValueError(f"cannot load {value} as a PEM CA bundle: {exc}") from None
+        return value
+
+    @property
+    def insecure(self) -> bool:
+        """True when the link has no TLS and leaves this machine (allowed by allow_insecure)."""
+        return _in_clear_off_host(self.url)
+
     def read_token(self) -> str:
-        """The token from `token`, else from `token_file`; raises ConfigError if neither."""
+        """The token from `token`, else from `token_file`; raises ConfigError if neither, or if
+        the file is open to its group or others (as ssh refuses such a private key)."""
         if self.token:
             return self.token
         if self.token_file is None:
             raise ConfigError("key `coordinator.token`: no token (set token_file or token)")
         try:
-            token = self.token_file.read_text().strip()
+            with self.token_file.open() as fh:
+                mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+                token = fh.read().strip()
         except OSError as exc:
             raise ConfigError(
                 f"key `coordinator.token_file`: cannot read {self.token_file}: {exc.strerror}"
             ) from None
+        if mode & 0o077:
+            raise ConfigError(
+                f"key `coordinator.token_file`: {self.token_file} has mode {mode:04o}; "
+                f"it must not be open to group or others (chmod 600 {self.token_file})"
+            )
         if not token:
             raise ConfigError(f"key `coordinator.token_file`: {self.token_file} is empty")
         return token
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of a wss:// link: ca_file's CAs, else the system's; None for ws://."""
+        if not self.url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 class DevicesSettings(_Section):

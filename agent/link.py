@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,11 @@ class HandshakeFailed(Exception):
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the coordinator's TLS certificate: certificate verify failed: {exc.verify_message} "
+            "(coordinator.ca_file names the CA that verifies it)"
+        )
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status in (401, 403):
@@ -71,6 +77,7 @@ class Link:
         self._on_session = on_session
         self._on_ack = on_ack
         self._log = log
+        self._ssl = settings.ssl_context()
         self._ws: ClientConnection | None = None
         self._replies: dict[str, asyncio.Future[p.Reply]] = {}
         self._last_rx = 0.0
@@ -151,8 +158,15 @@ class Link:
         )
 
     async def _handshake(self) -> tuple[ClientConnection, p.Welcome]:
+        if self._settings.insecure:
+            self._log.warning(
+                "connecting to %s without TLS (coordinator.allow_insecure): the host token "
+                "and every frame travel in clear",
+                self._settings.url,
+            )
         ws = await connect(
             self._settings.url,
+            ssl=self._ssl,
             additional_headers={p.AUTH_HEADER: f"Bearer {self._token}"},
             open_timeout=self._settings.connect_timeout_s,
             max_size=p.MAX_FRAME_BYTES + 1024 * 1024,

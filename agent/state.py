@@ -13,6 +13,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from agent.private_files import PRIVATE_DIR_MODE, private_sqlite
+
 FORMAT = "device-agent-state"
 SCHEMA_VERSION = 1
 
@@ -37,7 +39,11 @@ class StateStore:
 
     @classmethod
     async def open(cls, path: Path) -> StateStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        try:
+            private_sqlite(path)
+        except OSError as exc:
+            raise StateFileError(f"state file {path}: cannot make it private: {exc}") from None
         db = await aiosqlite.connect(path, timeout=10)
         try:
             await _check_and_init(db, path)

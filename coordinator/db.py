@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from agent.private_files import private_dir, private_sqlite
 from coordinator.db_version import check_and_stamp
 
 DB_FILE_NAME = "coordinator.db"
@@ -157,10 +158,13 @@ def now() -> float:
 def prepare(data_dir: Path) -> Path:
     """Make DATA_DIR if needed and check (or create) its database, in WAL mode; its path.
 
+    DATA_DIR is made 0700 and the database 0600: what is under DATA_DIR (tokens' digests,
+    scripts, results, files) is the coordinator's user's alone.
     Raises SchemaError (coordinator/db_version.py) for a file this coordinator cannot use.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     path = data_dir / DB_FILE_NAME
+    private_sqlite(path)
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         check_and_stamp(db, path, SCHEMA)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from agent.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from coordinator.db import new_id, now
 
 
@@ -36,9 +37,10 @@ def write_blob(files_dir: Path, data: bytes) -> tuple[str, str]:
     rel = f"{sha[:2]}/{sha}"
     target = files_dir / rel
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         tmp = target.with_name(f"{sha}.{new_id()}.tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        with open(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -112,22 +113,37 @@ class Proc:
             self.popen.wait(10)
 
 
+@dataclass(frozen=True)
+class Tls:
+    """PEM files for a coordinator served over TLS, and the CA that verifies it."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 @dataclass
 class Coordinator:
     data_dir: Path
     port: int
     grace_s: float = 2.0
     heartbeat_s: float = 1.0
+    tls: Tls | None = None
     proc: Proc | None = None
     api_key: str = ""
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/host"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws/host"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client verifies the coordinator with (`verify=` of httpx)."""
+        return ssl.create_default_context(cafile=self.tls.ca) if self.tls else True
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(
@@ -154,6 +170,11 @@ class Coordinator:
                 str(self.grace_s),
                 "--heartbeat-s",
                 str(self.heartbeat_s),
+                *(
+                    ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+                    if self.tls
+                    else []
+                ),
             ),
             self.data_dir / "coordinator.log",
         )
@@ -165,7 +186,8 @@ class Coordinator:
         if self.proc.popen.poll() is not None:
             raise AssertionError(f"coordinator exited:\n{self.proc.log()}")
         try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+            response = httpx.get(f"{self.base_url}/healthz", timeout=2, verify=self.verify)
+            return response.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -174,6 +196,7 @@ class Coordinator:
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.api_key}"},
             timeout=30,
+            verify=self.verify,
         )
 
     def stop(self) -> None:
@@ -191,6 +214,10 @@ class Daemon:
     extra: str = ""
     env: dict[str, str] = field(default_factory=dict)
     """Environment overrides (DEVICE_AGENT__SECTION__KEY) for the daemon process."""
+    ca_file: Path | None = None
+    """`coordinator.ca_file`: the CA that verifies a coordinator served over TLS."""
+    argv_prefix: list[str] = field(default_factory=list)
+    """A command the daemon runs under (e.g. setpriv to drop its capabilities)."""
     proc: Proc | None = None
 
     @property
@@ -201,6 +228,7 @@ class Daemon:
         if not self.token:
             self.token = self.coordinator.cli("token", "create", self.host_id)
         (self.dir / "token").write_text(self.token)
+        (self.dir / "token").chmod(0o600)  # the daemon refuses a token file others can read
         lines = [
             "[agent]",
             f'host_id = "{self.host_id}"',
@@ -212,6 +240,7 @@ class Daemon:
             "backoff_initial_s = 0.2",
             "backoff_max_s = 2.0",
             "request_timeout_s = 20.0",
+            f'ca_file = "{self.ca_file}"' if self.ca_file else "",
             "[scripts]",
             "kill_grace_s = 1.0",
             f'work_root = "{self.dir / "work"}"',
@@ -226,7 +255,7 @@ class Daemon:
     def start(self) -> None:
         self.write_config()
         self.proc = Proc(
-            _cli("agent.cli.main", "run", "--config", str(self.config_path)),
+            [*self.argv_prefix, *_cli("agent.cli.main", "run", "--config", str(self.config_path))],
             self.dir / "agent.log",
             env=self.env,
         )

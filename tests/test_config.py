@@ -66,6 +66,70 @@ def test_missing_token_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert "key `coordinator.token_file`" in result.stderr and str(config) in result.stderr
 
 
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o644])
+def test_token_file_open_to_others_exits_2_naming_key_file_and_mode(
+    tmp_path: Path, mode: int
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("secret-token\n")
+    token.chmod(mode)
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[coordinator]\ntoken_file = '{token}'\n")
+    result = run_agent(config)
+    assert result.returncode == 2
+    assert "key `coordinator.token_file`" in result.stderr
+    assert f"{token} has mode {mode:04o}" in result.stderr
+    assert "secret-token" not in result.stderr
+
+
+def test_private_token_file_is_read(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("secret-token\n")
+    token.chmod(0o600)
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[coordinator]\ntoken_file = '{token}'\n")
+    assert load_config(config, env={}).coordinator.read_token() == "secret-token"
+
+
+@pytest.mark.parametrize("host", ["coordinator.example", "10.1.2.3", "[fe80::1]"])
+def test_ws_to_another_machine_exits_2_unless_allowed(tmp_path: Path, host: str) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[coordinator]\nurl = 'ws://{host}:8765/ws/host'\ntoken = 't'\n")
+    result = run_agent(config)
+    assert result.returncode == 2
+    assert "key `coordinator.url`" in result.stderr and str(config) in result.stderr
+    assert "coordinator.allow_insecure = true" in result.stderr
+    allowed = load_config(config, env={"DEVICE_AGENT__COORDINATOR__ALLOW_INSECURE": "true"})
+    assert allowed.coordinator.insecure
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://127.0.0.1:8765/ws/host",
+        "ws://127.8.9.10/ws/host",
+        "ws://[::1]:8765/ws/host",
+        "ws://LocalHost:8765/ws/host",
+        "wss://coordinator.example/ws/host",
+    ],
+)
+def test_loopback_ws_and_any_wss_need_no_allowance(tmp_path: Path, url: str) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[coordinator]\nurl = '{url}'\n")
+    assert not load_config(config, env={}).coordinator.insecure
+
+
+def test_ca_file_that_is_not_a_pem_bundle_is_a_config_error(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[coordinator]\nurl = 'wss://127.0.0.1/ws/host'\nca_file = '{ca}'\n")
+    with pytest.raises(ConfigError, match=rf"key `coordinator\.ca_file`: .*cannot load {ca}"):
+        load_config(config, env={})
+    with pytest.raises(ConfigError, match=r"key `coordinator\.ca_file`: .*cannot load"):
+        load_config(config, env={"DEVICE_AGENT__COORDINATOR__CA_FILE": str(tmp_path / "absent")})
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text("[agent]\nhost_id = 'from-file'\n")

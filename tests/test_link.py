@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -12,6 +13,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from agent import protocol as p
 from agent.config import CoordinatorSettings
 from agent.link import Link
+from scripts.devstack import poll_until
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
@@ -63,8 +65,11 @@ def make_link(
     frames: asyncio.Queue[p.CoordinatorFrame],
     on_ack: Callable[[p.SubmitAck], None] = lambda ack: None,
     on_session: Callable[[], Awaitable[None]] | None = None,
+    **overrides: Any,
 ) -> Link:
-    settings = CoordinatorSettings(url=url, backoff_initial_s=0.05, backoff_max_s=0.2)
+    settings = CoordinatorSettings(
+        **{"url": url, "backoff_initial_s": 0.05, "backoff_max_s": 0.2, **overrides}
+    )
 
     async def on_frame(frame: p.CoordinatorFrame) -> None:
         await frames.put(frame)
@@ -148,3 +153,26 @@ async def test_silent_coordinator_is_noticed_and_the_link_reconnects(
         running.cancel()
     assert len(sessions) == 2
     assert "no frame from the coordinator for" in caplog.text
+
+
+async def test_allowed_insecure_link_warns_at_every_connect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) never answers: every attempt fails and the link tries again.
+    link = make_link(
+        "ws://192.0.2.1:8765/ws/host",
+        asyncio.Queue(),
+        allow_insecure=True,
+        connect_timeout_s=0.2,
+        backoff_max_s=0.1,
+    )
+    caplog.set_level(logging.INFO)
+    running = asyncio.create_task(link.run())
+    try:
+        await poll_until(
+            lambda: caplog.text.count("without TLS (coordinator.allow_insecure)") >= 2,
+            "a warning at each of two connects",
+        )
+    finally:
+        running.cancel()
+    assert "secret-token" not in caplog.text

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import ENV_PREFIX, AgentConfig, ConfigError, load_config
 from agent.daemon import run_daemon
+from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.state import StateFileError
 
@@ -25,11 +27,17 @@ def register(commands: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # Before anything holds a secret or makes a file: scripts run on this host are untrusted.
+    make_non_dumpable()
+    os.umask(PRIVATE_UMASK)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"device-agent: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        # Read once, then gone: Playwright, Chromium, adb and scripts inherit no token.
+        scrub_environment(ENV_PREFIX)
     try:
         token = config.coordinator.read_token()
     except ConfigError as exc:

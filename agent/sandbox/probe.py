@@ -22,6 +22,7 @@ from agent.sandbox.cgroup import CgroupTree, CgroupUnavailable, Limits, find_tre
 from agent.script_settings import MIB, ScriptSettings
 
 TRIAL_TIMEOUT_S = 30.0
+_SETUP_CAP_BITS = (6, 7, 21)  # CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def probe(settings: ScriptSettings) -> Isolation:
     """Find what isolation is in force for `settings` (blocking: run it off the event loop)."""
     facts: list[str] = []
     problems: list[str] = []
-    as_root = os.geteuid() == 0
+    as_root = _privileged()
     uid, gid = settings.account() if as_root else (os.getuid(), os.getgid())
     bwrap = shutil.which("bwrap")
     slirp = shutil.which("slirp4netns")
@@ -167,6 +168,21 @@ def _sandbox_problems(
             'key `scripts.network` = "outbound" needs slirp4netns (apt-get install slirp4netns)'
         )
     return problems
+
+
+def _privileged() -> bool:
+    """Whether the daemon may mount and switch users itself (root with its capabilities); a
+    root without them sandboxes as any other user does, through a user namespace."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    effective = next(
+        (int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapEff:")), 0
+    )
+    return all(effective >> bit & 1 for bit in _SETUP_CAP_BITS)
 
 
 def _userns_fact() -> str:

@@ -16,6 +16,9 @@ import aiosqlite
 from coordinator.db import Database
 from coordinator.store_hosts import digest
 
+EXIT_USAGE = 2
+"""Bad arguments (argparse's own code) or a data directory this coordinator cannot use."""
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -11,10 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from coordinator.cli import apikey, serve, token
+from coordinator.cli.common import EXIT_USAGE
 from coordinator.db_version import SchemaError
-
-EXIT_USAGE = 2
-"""Bad arguments (argparse's own code) or a data directory this coordinator cannot use."""
 
 
 def build_parser() -> argparse.ArgumentParser:

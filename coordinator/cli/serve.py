@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import ssl
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agent.hardening import PRIVATE_UMASK
 from agent.protocol import MAX_FRAME_BYTES
-from coordinator.cli.common import add_data_dir, positive_seconds
+from coordinator.cli.common import EXIT_USAGE, add_data_dir, positive_seconds
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Above MAX_FRAME_BYTES so that a slightly oversized frame reaches the parser and its sender
@@ -54,8 +58,27 @@ def add_parser(commands: Any) -> None:
         help="base URL of the public file links in data-dump proofs (default: the address "
         "the host connected to)",
     )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        help="PEM certificate (chain) to serve HTTPS and wss:// with; needs --tls-key",
+    )
+    parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(run=run)
+
+
+def tls_problem(cert: Path | None, key: Path | None) -> str | None:
+    """What is wrong with --tls-cert/--tls-key (both or neither, and a pair that loads)."""
+    if (cert is None) != (key is None):
+        return "--tls-cert and --tls-key go together"
+    if cert is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            return f"cannot load --tls-cert {cert} with --tls-key {key}: {exc}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from coordinator.db import prepare
     from coordinator.settings import Settings
 
+    # What the coordinator writes (database, stored files) is its user's alone.
+    os.umask(PRIVATE_UMASK)
+    problem = tls_problem(args.tls_cert, args.tls_key)
+    if problem is not None:
+        print(f"device-coordinator: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     prepare(args.data_dir)  # a data dir this coordinator cannot use fails here, with exit 2
 
     logging.basicConfig(
@@ -89,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         ws_max_size=WS_MAX_SIZE,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
