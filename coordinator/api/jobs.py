@@ -6,7 +6,7 @@ Who may read, change or share it: coordinator/api/access.py.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from coordinator.api.access import job_for, no_job
 from coordinator.api.auth import CallerDep, ContextDep
@@ -19,6 +19,7 @@ from coordinator.api.models import (
     TasksCreate,
     TasksCreated,
 )
+from coordinator.api.strict_json import api_router
 from coordinator.api.views import job_view, task_view
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import (
@@ -30,7 +31,7 @@ from coordinator.store_jobs import (
 )
 from coordinator.store_tasks import NewTask, create_tasks, get_task
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = api_router(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=201)

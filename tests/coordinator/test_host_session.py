@@ -304,6 +304,8 @@ async def test_invalid_frames_get_an_error_and_the_session_stays_up(farm: Farm) 
     async with farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host:
         cases: list[tuple[str | bytes, str]] = [
             ("this is not json", "bad_json"),
+            ('{"type": "credits", "free": [], "x": NaN}', "bad_json"),
+            ('{"type": "heartbeat", "sent_at": -Infinity}', "bad_json"),
             ('{"type": "teleport"}', "unknown_type"),
             ('{"type": "credits", "free": "d1"}', "invalid_frame"),
             (b"\x00\x01", "binary_frame"),
