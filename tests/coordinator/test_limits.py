@@ -1,11 +1,11 @@
-"""Poison input: size caps on scripts and inputs (413)."""
+"""Poison input: size caps on scripts and inputs (413), and assignments too large for a frame."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.protocol import Assign, Reply, Request, Started
-from tests.coordinator.test_host_session import now
+from agent.protocol import MAX_FRAME_BYTES, Assign, Finished, Reply, Request, Started, SubmitAck
+from tests.coordinator.test_host_session import now, probe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,3 +93,38 @@ def test_cap_flags_must_be_positive_byte_counts(farm: Farm) -> None:
             done = farm.run_cli("serve", "--data-dir", "/tmp/x", flag, value)
             assert done.returncode == 2, (flag, value)
             assert f"argument {flag}" in done.stderr
+
+
+async def test_an_assignment_over_the_frame_limit_fails_once_and_the_device_works_on(
+    start_farm: Callable[..., Farm],
+) -> None:
+    # Caps above the frame limit: only dispatch stands between this task and the host's link.
+    farm = start_farm("--max-script-bytes", str(64 * MIB), "--max-input-bytes", str(64 * MIB))
+    host_id, dev = farm.unique("host"), farm.unique("dev")
+    async with farm.client() as client:
+        huge = await farm.make_job(client, script=script_of(MAX_FRAME_BYTES + 1))
+        [doomed] = await farm.make_tasks(client, huge["id"], {})
+        small = await farm.make_job(client)
+        [fine] = await farm.make_tasks(client, small["id"], {})
+        async with farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host:
+            await host.credits(dev)
+            assert (await host.next(Assign)).task.task_id == fine["id"]
+            failed = await farm.task(client, doomed["id"])
+            assert (failed["state"], failed["failure_reason"]) == ("failed", "assignment_too_large")
+            assert failed["error"].startswith("the assign frame would be ")
+            assert f"over the websocket frame limit of {MAX_FRAME_BYTES} bytes" in failed["error"]
+            assert f"script {MAX_FRAME_BYTES + 1} bytes" in failed["error"]
+
+            await host.send(
+                Finished(
+                    key="f-" + fine["id"], task_id=fine["id"], state="success", finished_at=now()
+                )
+            )
+            assert (await host.next(SubmitAck)).ok
+            await host.credits(dev)
+            await probe(host)  # every frame sent before it has been handled
+            assigns = [frame for frame in host.seen if isinstance(frame, Assign)]
+            assert [a.task.task_id for a in assigns] == [fine["id"]]
+        assert (await farm.task(client, doomed["id"]))["state"] == "failed"
+    log = farm.coordinator.log_text()
+    assert log.count(f"task {doomed['id']} failed (assignment_too_large)") == 1
