@@ -5,8 +5,9 @@
 of the chosen kind, makes a job of the script and one task with the given input, waits until
 that task ends, and reports: every submission in order, the data dumps it wrote, the sub-tasks it
 added, and the final state. Files (the task's, and those of its data dumps) are saved into the
-output folder with `result.json`. Sub-tasks are listed but not waited for (they would run on the
-same device after the task). Nothing of it outlives the call.
+output folder with `result.json`, under safe names (agent/filenames.py) and never outside it.
+Sub-tasks are listed but not waited for (they would run on the same device after the task).
+Nothing of it outlives the call.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import uvicorn
 
 from agent.config import AgentConfig, AgentSettings, CoordinatorSettings, DevicesSettings
 from agent.daemon import run_daemon
+from agent.filenames import file_name
 from agent.protocol import MAX_FRAME_BYTES, TERMINAL_STATES
 from agent.sandbox import probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
@@ -49,7 +51,8 @@ DEVICE_KINDS: DeviceKinds = {
 
 
 class LocalRunError(Exception):
-    """The local stack could not be started or the task did not end in time."""
+    """The local stack could not be started, the task did not end in time, or one of its files
+    would have been written outside the output folder."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,15 @@ async def _children(http: httpx.AsyncClient, ctx: Context, task_id: str) -> list
     return [(await http.get(f"/api/tasks/{i}")).json() for i in ids]
 
 
+def _target(output_dir: Path, name: str) -> Path:
+    """Where a file named `name` (already safe) goes: never outside `output_dir`, even through
+    a symbolic link left in it (the resolved path is checked)."""
+    target = output_dir / name
+    if not target.resolve().is_relative_to(output_dir.resolve()):
+        raise LocalRunError(f"refusing to write {target}: it resolves outside {output_dir}")
+    return target
+
+
 async def _save_files(
     http: httpx.AsyncClient, tasks: list[dict[str, Any]], output_dir: Path
 ) -> list[Path]:
@@ -175,10 +187,11 @@ async def _save_files(
     for task in tasks:
         for f in task["files"]:
             data = (await http.get(f["url"])).content
-            name = f"{f['name']}.{f['extension']}" if f["extension"] else f["name"]
+            # Reduced here too: the names come from a script, through a coordinator.
+            name = file_name(f["name"], f["extension"])
             if task["origin"] == "dump":
                 name = f"dump-{task['id'][:8]}-{name}"
-            target = output_dir / name
+            target = _target(output_dir, name)
             await asyncio.to_thread(target.write_bytes, data)
             saved.append(target)
     return saved

@@ -1,7 +1,7 @@
 """The private channel between the daemon and one script host: framing and message models.
 
 Both ends import this module (the daemon in agent/runner.py, the child in agent/scripthost/), so
-it stays light: pydantic and the standard library only, no import of agent.protocol.
+it stays light: pydantic, the standard library and agent.filenames only, no agent.protocol.
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON, an object with a
 `type`. The daemon speaks first (`init`); then the child sends `call`s (an `id` of None makes it a
@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from agent.filenames import safe_extension, safe_file_name
 
 MAX_CHANNEL_FRAME_BYTES = 24 * 1024 * 1024
 """Largest frame either end accepts (room for a submission with its base64 files)."""
@@ -155,16 +157,24 @@ def json_check(value: Any, what: str) -> None:
 
 
 class FileParam(_Message):
-    """A file as the job API takes it; validation needs `max_file_bytes` in the context."""
+    """A file as the job API takes it; validation needs `max_file_bytes` in the context.
+
+    Its name and extension are reduced to safe ones (agent/filenames.py)."""
 
     name: str = Field(min_length=1, max_length=200)
     extension: str = Field(max_length=20)
     base64Data: str
 
+    # Names are reduced, not refused: a script's `../../x` or `a\0b` becomes a plain base name.
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_file_name(value)
+
     @field_validator("extension")
     @classmethod
-    def _strip_dot(cls, value: str) -> str:
-        return value[1:] if value.startswith(".") else value
+    def _safe_extension(cls, value: str) -> str:
+        return safe_extension(value)
 
     @field_validator("base64Data")
     @classmethod

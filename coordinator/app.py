@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 
 from agent.protocol import WS_PATH
 from coordinator.api import devices, files, jobs, tasks
 from coordinator.api.auth import require_api_key
 from coordinator.api.models import Health
+from coordinator.api.strict_json import api_router
 from coordinator.context import Context
 from coordinator.db import Database
 from coordinator.dispatch import Dispatcher
@@ -45,7 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             log.info("coordinator stopped")
 
     app = FastAPI(title="device-agent coordinator", version="1", lifespan=lifespan)
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+    api = api_router(prefix="/api", dependencies=[Depends(require_api_key)])
     for module in (jobs, tasks, files, devices):
         api.include_router(module.router)
     app.include_router(api)

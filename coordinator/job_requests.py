@@ -20,6 +20,7 @@ from agent.scriptrpc import (
     GetSubTasksParams,
     describe_validation_error,
 )
+from coordinator.limits import input_too_large
 from coordinator.request_call import Call, RequestFailed
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import JobRow, get_job
@@ -79,6 +80,10 @@ async def _target_job(call: Call, job_id: str | None) -> JobRow:
 
 async def add_sub_tasks(call: Call) -> dict[str, Any]:
     p = _params(call, AddSubTasksParams, "add_sub_tasks")
+    for i, item in enumerate(p.job_variables):
+        problem = input_too_large(f"job_variables[{i}]", item, call.ctx.settings.max_input_bytes)
+        if problem is not None:
+            raise RequestFailed(f"add_sub_tasks: {problem}")
     target = await _target_job(call, p.job_id)
     async with call.ctx.db.transaction() as conn:
         pin = p.remote_device_id

@@ -12,6 +12,10 @@ class Settings:
     grace_s: float = 30.0
     """How long past its timeout an active task may stay silent before the coordinator ends it."""
     heartbeat_s: float = 10.0
+    max_script_bytes: int = 1024 * 1024
+    """Largest job script (UTF-8) the API takes; bigger is HTTP 413 (coordinator/limits.py)."""
+    max_input_bytes: int = 256 * 1024
+    """Largest task input (compact JSON) the API or a script's add_sub_tasks takes."""
     public_url: str | None = None
     """Base of the public file URLs put into data-dump proofs, e.g. https://coord.example;
     None: the scheme, host and port the host's websocket reached us on (ws -> http)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from agent.filenames import safe_extension, safe_file_name
 from agent.protocol import MAX_FILE_BYTES, FileBlob, Submit, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
@@ -34,7 +35,8 @@ class Refused(Exception):
 
 
 def decode_files(blobs: list[FileBlob]) -> list[DecodedFile]:
-    """The files' bytes; Refused naming the first that is not base64 or is too big."""
+    """The files' bytes under safe names (agent/filenames.py); Refused naming the first that is
+    not base64 or is too big."""
     decoded = []
     for blob in blobs:
         try:
@@ -43,7 +45,8 @@ def decode_files(blobs: list[FileBlob]) -> list[DecodedFile]:
             raise Refused(f"file '{blob.name}' is not valid base64") from None
         if len(data) > MAX_FILE_BYTES:
             raise Refused(f"file '{blob.name}' is {len(data)} bytes, over {MAX_FILE_BYTES}")
-        decoded.append(DecodedFile(blob.name, blob.extension.lstrip("."), data))
+        # Any host may send any name: stored names are reduced here whatever the daemon did.
+        decoded.append(DecodedFile(safe_file_name(blob.name), safe_extension(blob.extension), data))
     return decoded
 
 

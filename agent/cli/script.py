@@ -3,7 +3,8 @@
 Everything runs in this process (agent/localrun.py): a coordinator on a free 127.0.0.1 port, the
 daemon with one device, one task with `--input`. Prints the submissions and the final state and
 saves the files into `--output` (default ./script-run-output). Exit status: 0 when the task ended
-`success`, 1 for any other final state, 2 for bad arguments or a stack that could not start.
+`success`, 1 for any other final state, 2 for bad arguments, a stack that could not start or a
+file that would land outside `--output` (names are reduced to safe ones first: agent/filenames.py).
 """
 
 from __future__ import annotations

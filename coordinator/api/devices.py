@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from coordinator.api.auth import ContextDep
 from coordinator.api.models import Device
+from coordinator.api.strict_json import api_router
 from coordinator.api.views import device_view
 from coordinator.store_devices import list_devices
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+router = api_router(prefix="/devices", tags=["devices"])
 
 
 @router.get("")

@@ -6,16 +6,18 @@ can fetch it without an API key; every other file needs a key that may view its 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from fastapi.responses import FileResponse
 
+from agent.filenames import file_name
 from coordinator.api.access import task_for
 from coordinator.api.auth import CallerDep, ContextDep
+from coordinator.api.strict_json import api_router
 from coordinator.context import Context
 from coordinator.store_files import FileRow, get_file
 
-router = APIRouter(prefix="/files", tags=["files"])
-public_router = APIRouter(prefix="/files", tags=["files"])
+router = api_router(prefix="/files", tags=["files"])
+public_router = api_router(prefix="/files", tags=["files"])
 
 _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
@@ -51,9 +53,9 @@ async def public_file(file_id: str, ctx: ContextDep) -> FileResponse:
 
 
 def _response(ctx: Context, row: FileRow) -> FileResponse:
-    filename = f"{row.name}.{row.extension}" if row.extension else row.name
+    # Stored names are safe already; reducing again also covers rows from before that rule.
     return FileResponse(
         ctx.settings.files_dir / row.path,
         media_type=_CONTENT_TYPES.get(row.extension.lower(), "application/octet-stream"),
-        filename=filename,
+        filename=file_name(row.name, row.extension),
     )

@@ -6,7 +6,7 @@ Who may read, change or share it: coordinator/api/access.py.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from coordinator.api.access import job_for, no_job
 from coordinator.api.auth import CallerDep, ContextDep
@@ -19,7 +19,9 @@ from coordinator.api.models import (
     TasksCreate,
     TasksCreated,
 )
+from coordinator.api.strict_json import api_router
 from coordinator.api.views import job_view, task_view
+from coordinator.limits import input_too_large, script_too_large
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import (
     create_job,
@@ -30,11 +32,17 @@ from coordinator.store_jobs import (
 )
 from coordinator.store_tasks import NewTask, create_tasks, get_task
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = api_router(prefix="/jobs", tags=["jobs"])
+
+
+def _refuse_if_too_large(problem: str | None) -> None:
+    if problem is not None:
+        raise HTTPException(status_code=413, detail=problem)
 
 
 @router.post("", status_code=201)
 async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
+    _refuse_if_too_large(script_too_large(body.script, ctx.settings.max_script_bytes))
     async with ctx.db.transaction() as conn:
         job = await create_job(
             conn,
@@ -101,6 +109,7 @@ async def read_job(job_id: str, ctx: ContextDep, caller: CallerDep) -> Job:
 @router.put("/{job_id}/script")
 async def put_script(job_id: str, body: ScriptUpdate, ctx: ContextDep, caller: CallerDep) -> Job:
     """Make a new script version current; tasks created from now on run it."""
+    _refuse_if_too_large(script_too_large(body.script, ctx.settings.max_script_bytes))
     async with ctx.db.transaction() as conn:
         await job_for(conn, job_id, caller, "edit")
         job = await set_job_script(conn, job_id, body.script)
@@ -114,6 +123,9 @@ async def post_tasks(
     job_id: str, body: TasksCreate, request: Request, ctx: ContextDep, caller: CallerDep
 ) -> TasksCreated:
     """Create pending tasks (all or none) and dispatch them to free devices; needs edit."""
+    for i, task in enumerate(body.tasks):
+        limit = ctx.settings.max_input_bytes
+        _refuse_if_too_large(input_too_large(f"tasks[{i}].input", task.input, limit))
     pins = {t.remote_device_id for t in body.tasks if t.remote_device_id is not None}
     async with ctx.db.transaction() as conn:
         job = await job_for(conn, job_id, caller, "edit")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 
 from agent.protocol import TaskState
 from coordinator.api.access import job_for, task_for
 from coordinator.api.auth import CallerDep, ContextDep
 from coordinator.api.models import Task, TaskList
+from coordinator.api.strict_json import api_router
 from coordinator.api.views import task_view
 from coordinator.cancel import CancelRefused, cancel_task
 from coordinator.store_tasks import list_tasks
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = api_router(prefix="/tasks", tags=["tasks"])
 
 
 @router.get("/{task_id}")

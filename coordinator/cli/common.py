@@ -50,6 +50,16 @@ def positive_seconds(value: str) -> float:
     return seconds
 
 
+def positive_bytes(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of bytes") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number of bytes")
+    return size
+
+
 SaveSecret = Callable[[aiosqlite.Connection, str, str], Awaitable[None]]
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from agent.hardening import PRIVATE_UMASK
 from agent.protocol import MAX_FRAME_BYTES
-from coordinator.cli.common import EXIT_USAGE, add_data_dir, positive_seconds
+from coordinator.cli.common import EXIT_USAGE, add_data_dir, positive_bytes, positive_seconds
+from coordinator.settings import Settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Above MAX_FRAME_BYTES so that a slightly oversized frame reaches the parser and its sender
@@ -53,6 +54,19 @@ def add_parser(commands: Any) -> None:
         help="heartbeat interval given to hosts; silence for two intervals closes a session",
     )
     parser.add_argument(
+        "--max-script-bytes",
+        type=positive_bytes,
+        default=Settings.max_script_bytes,
+        help="largest job script the API takes, in bytes (bigger: HTTP 413; default 1 MiB)",
+    )
+    parser.add_argument(
+        "--max-input-bytes",
+        type=positive_bytes,
+        default=Settings.max_input_bytes,
+        help="largest task input (its JSON) the API or add_sub_tasks takes, in bytes "
+        "(default 256 KiB)",
+    )
+    parser.add_argument(
         "--public-url",
         default=None,
         help="base URL of the public file links in data-dump proofs (default: the address "
@@ -87,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
     from coordinator.app import create_app
     from coordinator.db import prepare
-    from coordinator.settings import Settings
 
     # What the coordinator writes (database, stored files) is its user's alone.
     os.umask(PRIVATE_UMASK)
@@ -108,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         grace_s=args.grace_s,
         heartbeat_s=args.heartbeat_s,
+        max_script_bytes=args.max_script_bytes,
+        max_input_bytes=args.max_input_bytes,
         public_url=args.public_url,
     )
     config = uvicorn.Config(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.filenames import MAX_NAME_BYTES, safe_file_name
 from drivers.browser.config import BrowserSettings
 from drivers.browser.dom import (
     MAX_DEPTH,
@@ -452,8 +453,13 @@ class EvaluateParams(Params):
 
 
 def plain_file_name(name: str) -> str:
-    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
-        raise ValueError(f"{name!r} must be a plain file name without folders")
+    """`name` if it is already a safe name (agent/filenames.py): refused, not reduced, so that
+    save_file and set_input_files can never disagree on what a name means."""
+    if safe_file_name(name) != name:
+        raise ValueError(
+            f"{name!r} must be a plain file name: no folders, no '..', no control characters, "
+            f"at most {MAX_NAME_BYTES} bytes"
+        )
     return name
 
 

@@ -111,6 +111,52 @@ async def test_invalid_bodies_get_422_naming_the_field(farm: Farm) -> None:
         assert "limit" in bad_limit.text
 
 
+NON_FINITE = ("NaN", "Infinity", "-Infinity")
+
+
+async def test_nan_and_infinity_in_any_body_are_422(farm: Farm) -> None:
+    async with farm.client() as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        routes = [
+            (method.upper(), path)
+            for path, operations in paths.items()
+            for method, operation in operations.items()
+            if "requestBody" in operation
+        ]
+        assert {
+            ("POST", "/api/jobs"),
+            ("PATCH", "/api/jobs/{job_id}"),
+            ("PUT", "/api/jobs/{job_id}/script"),
+            ("PUT", "/api/jobs/{job_id}/shares/{owner}"),
+            ("POST", "/api/jobs/{job_id}/tasks"),
+        } <= set(routes)
+        job = await farm.make_job(client)
+        ids = {"job_id": job["id"], "owner": "someone", "task_id": "t", "file_id": "f"}
+        for method, path in routes:
+            for word in NON_FINITE:
+                response = await client.request(
+                    method,
+                    path.format(**ids),
+                    content=f'{{"x": [1, {word}]}}',
+                    headers={"Content-Type": "application/json"},
+                )
+                assert response.status_code == 422, (method, path, word, response.text)
+                assert f"{word} is not valid JSON" in response.text, (method, path)
+        # Bodies that would validate but for the number: before, these were stored and then
+        # failed as a 500 when the answer was rendered.
+        for word in NON_FINITE:
+            for url, body in (
+                ("/api/jobs", f'{{"name": "j", "script": "x = 1", "parameters": {{"a": {word}}}}}'),
+                (f"/api/jobs/{job['id']}/tasks", f'{{"tasks": [{{"input": {{"v": {word}}}}}]}}'),
+            ):
+                response = await client.post(
+                    url, content=body, headers={"Content-Type": "application/json"}
+                )
+                assert response.status_code == 422, (url, word, response.text)
+        tasks = (await client.get("/api/tasks", params={"job_id": job["id"]})).json()
+        assert tasks["total"] == 0
+
+
 async def test_unknown_ids_get_404(farm: Farm) -> None:
     async with farm.client() as client:
         for method, path in (

@@ -157,6 +157,36 @@ async def _finished(farm: Farm, client: httpx.AsyncClient, task_id: str) -> dict
     return task if task["finished_at"] is not None else None
 
 
+async def test_file_names_from_a_host_are_stored_and_served_reduced(farm: Farm) -> None:
+    host_id, dev = farm.unique("host"), farm.unique("dev")
+    data_b64 = base64.b64encode(b"payload").decode()
+    hostile = [
+        FileBlob(name="../../../etc/passwd", extension="/../sh", data_b64=data_b64),
+        FileBlob(name="..", extension="..", data_b64=data_b64),
+        FileBlob(name="a\x00b\nc", extension=".jpg", data_b64=data_b64),
+    ]
+    async with (
+        farm.client() as client,
+        farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host,
+    ):
+        task_id = await started_task(farm, client, host, dev)
+        final = submit(task_id, 0, "success", True, files=hostile)
+        await host.send(final)
+        assert await host.next(SubmitAck) == SubmitAck(key=final.key, ok=True)
+        files = (await farm.task(client, task_id))["files"]
+        assert [(f["name"], f["extension"]) for f in files] == [
+            ("passwd", "sh"),
+            ("file", ""),
+            ("a_b_c", "jpg"),
+        ]
+        served = [(await client.get(f["url"])).headers["content-disposition"] for f in files]
+    assert [header.rpartition("filename=")[2] for header in served] == [
+        '"passwd.sh"',
+        '"file"',
+        '"a_b_c.jpg"',
+    ]
+
+
 async def test_bad_base64_and_foreign_task_submissions_are_refused(farm: Farm) -> None:
     host_id, dev = farm.unique("host"), farm.unique("dev")
     token = farm.token(host_id)
@@ -274,6 +304,8 @@ async def test_invalid_frames_get_an_error_and_the_session_stays_up(farm: Farm) 
     async with farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host:
         cases: list[tuple[str | bytes, str]] = [
             ("this is not json", "bad_json"),
+            ('{"type": "credits", "free": [], "x": NaN}', "bad_json"),
+            ('{"type": "heartbeat", "sent_at": -Infinity}', "bad_json"),
             ('{"type": "teleport"}', "unknown_type"),
             ('{"type": "credits", "free": "d1"}', "invalid_frame"),
             (b"\x00\x01", "binary_frame"),

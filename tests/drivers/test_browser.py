@@ -383,6 +383,8 @@ async def test_save_file_and_set_input_files(session: BrowserSession) -> None:
 
     with pytest.raises(ActionError, match=r"save_file: bad params: name: .*plain file name"):
         await session.call("save_file", {"name": "../escape.txt", "data": "x"})
+    with pytest.raises(ActionError, match=r"save_file: bad params: name: .*plain file name"):
+        await session.call("save_file", {"name": "two\nlines.txt", "data": "x"})
     with pytest.raises(ActionError, match="save_file: data is not valid base64"):
         await session.call("save_file", {"name": "x", "data": "%%%", "base64": True})
     with pytest.raises(ActionError, match="set_input_files: no such saved file"):

@@ -519,3 +519,36 @@ def test_script_run_command_runs_an_example_locally(tmp_path: Path, site: str) -
     assert len(snapshots) == 1 and snapshots[0].read_bytes()[:2] == b"\xff\xd8"
     summary = json.loads((out / "result.json").read_text())
     assert summary["task"]["state"] == "success" and len(summary["dumps"]) == 1
+
+
+def test_script_run_never_writes_outside_its_output_folder(tmp_path: Path) -> None:
+    script = tmp_path / "escape.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            async def main(agent):
+                files = [
+                    agent.files.from_bytes("../escape", "txt", b"one"),
+                    agent.files.from_bytes("linked", "txt", b"two"),
+                ]
+                await agent.utils.job.submit_task("success", {}, True, files)
+            """
+        )
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    # A link left in the output folder must not carry a file out of it either.
+    (out / "linked.txt").symlink_to(tmp_path / "outside.txt")
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli.main", "script", "run", str(script), "--output", out],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"refusing to write {out / 'linked.txt'}: it resolves outside {out}" in done.stderr
+    assert (out / "escape.txt").read_bytes() == b"one"
+    assert not (tmp_path / "escape.txt").exists()
+    assert not (tmp_path / "outside.txt").exists()

@@ -97,6 +97,25 @@ async def test_submissions_become_submit_frames(runner: Runner) -> None:
     assert progress.key != final.key and len(final.key) == 32
 
 
+async def test_file_names_are_reduced_in_the_sdk_and_again_in_the_daemon(runner: Runner) -> None:
+    outcome = await runner.run(
+        """
+        async def main(agent):
+            shot = agent.files.from_bytes("../../etc/passwd", "/../sh", b"x")
+            # Past the SDK: the daemon's own model reduces what a raw call sends.
+            raw = {"name": "..", "extension": "..\\\\x\\x00", "base64Data": "eQ=="}
+            await agent.utils.job._transport.call(
+                "job.submit_task",
+                {"automation_status": "success", "data": {"sdk": [shot.name, shot.extension]},
+                 "finish": True, "files": [raw]},
+            )
+        """
+    )
+    assert outcome.data == {"sdk": ["passwd", "sh"]}, outcome.error
+    [final] = runner.backend.submits
+    assert [(f.name, f.extension) for f in final.files] == [("file", "x_")]
+
+
 async def test_after_a_final_submission_later_ones_fail(
     runner: Runner, caplog: pytest.LogCaptureFixture
 ) -> None:
