@@ -9,6 +9,8 @@ it (the host's /proc, the coordinator's HTTP API, the daemon's log file).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,14 +295,13 @@ def test_setsid_children_and_a_double_forked_daemon_end_with_the_task(farm: Farm
     done = farm.beside_a_normal_task(ESCAPE, {"marker": marker})
     assert (done["state"], done["result"]) == ("success", {"sleepers": 2}), done
 
-    def sleepers_left() -> list[str]:
-        return [
-            p.parent.name
-            for p in Path("/proc").glob("[0-9]*/cmdline")
-            if _read(p) == f"sleep\0{marker}\0".encode()
-        ]
+    wait_until(lambda: _sleepers(marker) == [], "the script's sleepers to be gone", 15)
 
-    wait_until(lambda: sleepers_left() == [], "the script's sleepers to be gone", 15)
+
+def _sleepers(marker: str) -> list[str]:
+    """Host pids of `sleep <marker>`, whatever environment or session they run in."""
+    wanted = f"sleep\0{marker}\0".encode()
+    return [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if _read(p) == wanted]
 
 
 def _read(path: Path) -> bytes:
@@ -347,3 +348,56 @@ def test_the_host_is_fine_afterwards(farm: Farm) -> None:
         devices = wait_devices(http, HOST, 3)
     assert all(d["state"] == "available" for d in devices), devices
     assert _phone_online(farm)
+
+
+LOCAL_ESCAPE = """
+import os, subprocess
+from pathlib import Path
+
+def main(agent):
+    marker = agent.arguments.job_variables["marker"]
+    subprocess.Popen(["sleep", marker], start_new_session=True)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execve("/usr/bin/sleep", ["sleep", marker], {})
+        os._exit(0)
+    return {
+        "uid": os.getuid(),
+        "tmp": sorted(os.listdir("/tmp")),
+        "pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
+        "home": os.listdir(os.path.expanduser("~")),
+    }
+"""
+
+
+def test_script_run_contains_a_script_the_same_way(tmp_path: Path) -> None:
+    script = tmp_path / "escape.py"
+    script.write_text(LOCAL_ESCAPE)
+    marker = f"{5000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli.main",
+            "script",
+            "run",
+            str(script),
+            "--input",
+            json.dumps({"marker": marker}),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())["task"]["result"]
+    assert result["uid"] != 0
+    assert result["tmp"] == []  # not the host's /tmp, where the local coordinator keeps its data
+    assert result["home"] == ["script.py"]
+    assert result["pids"] <= 6  # bubblewrap's init, the host and its own children
+    wait_until(lambda: _sleepers(marker) == [], "the script's sleepers to be gone", 15)
