@@ -13,12 +13,15 @@ from agent.config import ConfigError, load_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_agent(config: Path) -> subprocess.CompletedProcess[str]:
+def run_agent(
+    config: Path, command: str = "run", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "run", "--config", str(config)],
+        [sys.executable, "-m", "agent.cli.main", command, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
 
 
@@ -30,6 +33,12 @@ def run_agent(config: Path) -> subprocess.CompletedProcess[str]:
         ("[agent]\ncolour = 'blue'\n", "agent.colour", "Extra inputs are not permitted"),
         ("[scripts]\nkill_grace_s = 'soon'\n", "scripts.kill_grace_s", "valid number"),
         ("[[devices.browser]]\nviewport_width = 'wide'\n", "devices.browser.0", ""),
+        ("[scripts]\nuser = 'no-such-account'\n", "scripts.user", "no account"),
+        ("[scripts]\nmemory_max_mb = 0\n", "scripts.memory_max_mb", "greater than or equal"),
+        ("[scripts]\npids_max = -5\n", "scripts.pids_max", "greater than or equal"),
+        ("[scripts]\ncpus = 0\n", "scripts.cpus", "greater than 0"),
+        ("[scripts]\nnetwork = 'everywhere'\n", "scripts.network", "'none', 'outbound'"),
+        ("[scripts]\nsandbox = 'maybe'\n", "scripts.sandbox", "'bwrap' or 'off'"),
     ],
 )
 def test_bad_value_exits_2_naming_file_and_key(
@@ -150,3 +159,34 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
             assert key in text, f"config.example.toml does not document {section_name}.{key}"
     for key in type(loaded.devices.browser[0]).model_fields:
         assert key in text
+
+
+def test_a_host_without_bubblewrap_refuses_to_start_unless_sandbox_is_off(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    token.chmod(0o600)
+    config = tmp_path / "agent.toml"
+    body = f"[agent]\nstate_file = '{tmp_path / 'state.db'}'\n"
+    body += f"[coordinator]\ntoken_file = '{token}'\n"
+    config.write_text(body)
+    no_bwrap = {"PATH": "/nonexistent", "LANG": "C.UTF-8"}
+    for command in ("run", "doctor"):
+        result = run_agent(config, command, env=no_bwrap)
+        assert result.returncode == 2, result.stderr
+        assert "key `scripts.sandbox`: this host cannot sandbox scripts" in result.stderr
+        assert "bubblewrap is not installed" in result.stderr
+    config.write_text(body + "[scripts]\nsandbox = 'off'\n")
+    result = run_agent(config, "doctor", env=no_bwrap)
+    assert result.returncode == 0, result.stderr
+    assert "sandbox: OFF" in result.stdout
+
+
+def test_doctor_says_which_isolation_is_in_force(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("[scripts]\nnetwork = 'outbound'\n")
+    result = run_agent(config, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sandbox: bubblewrap at " in result.stdout
+    assert "network: outbound" in result.stdout
+    assert "limits: cgroup v" in result.stdout
+    assert "trial: a sandboxed interpreter imported the script host" in result.stdout

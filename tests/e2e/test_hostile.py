@@ -264,6 +264,7 @@ def test_a_script_reaches_no_secret_file_process_or_loopback_service(farm: Farm)
             "daemon_environ": f"/proc/{daemon_pid}/environ",
             "daemon_mem": f"/proc/{daemon_pid}/mem",
             "chromium_environ": f"/proc/{chromium[0]}/environ",
+            "chromium_mem": f"/proc/{chromium[0]}/mem",
             "coordinator_db": str(farm.coordinator.data_dir / "coordinator.db"),
         },
         "dirs": {"work_root": str(daemon_dir / "work"), "daemon_dir": str(daemon_dir)},
