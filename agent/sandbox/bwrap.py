@@ -61,7 +61,7 @@ def bwrap_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
         for cap in _SETUP_CAPS:
             argv += ["--cap-add", cap]
     else:
-        argv += ["--unshare-user", "--disable-userns"]
+        argv.append("--unshare-user")
         argv += ["--uid", str(NAMESPACE_UID), "--gid", str(NAMESPACE_UID)]
     argv += ["--hostname", "sandbox"]
     argv += _file_system(spec.read_only)

@@ -191,11 +191,18 @@ async def _outbound_network(isolation: Isolation, info_fd: int) -> asyncio.subpr
     """Give the sandbox's network namespace user-mode networking without the host's loopback."""
     info = json.loads(await _read_all(info_fd))
     pid = int(info["child-pid"])
+    if os.geteuid() == 0:
+        # Root may enter any namespace: name the network namespace by path, so slirp4netns does
+        # not first join the sandbox's user namespace, where it would lose that right.
+        target = ["--netns-type=path", f"/proc/{pid}/ns/net"]
+    else:
+        # The network namespace belongs to the user namespace bwrap made: join that first,
+        # once it is mapped (bwrap reports the child before its map is written).
+        await _until(lambda: _mapped(pid))
+        target = [f"--userns-path=/proc/{pid}/ns/user", str(pid)]
     ready_r, ready_w = os.pipe()
     argv = [str(isolation.slirp4netns), "--configure", "--mtu=65520", "--disable-host-loopback"]
-    if not isolation.as_root:
-        argv.append(f"--userns-path=/proc/{pid}/ns/user")
-    argv += ["--ready-fd", str(ready_w), str(pid), "tap0"]
+    argv += ["--ready-fd", str(ready_w), *target, "tap0"]
     try:
         helper = await asyncio.create_subprocess_exec(
             *argv,
@@ -273,6 +280,10 @@ def _group_alive(pgid: int) -> bool:
         if int(group) == pgid and state != "Z":
             return True
     return False
+
+
+def _mapped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/uid_map").read_text().strip() != ""
 
 
 def _emptied(cgroup: TaskCgroup) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -53,10 +54,12 @@ async def test_none_has_only_its_own_loopback(runner: Runner, host_service: int)
     assert outcome.data["slirp_gateway"].startswith("error: ")
 
 
+@pytest.mark.parametrize("privileged", [True, False], ids=["setpriv", "userns"])
 async def test_outbound_has_a_network_but_not_the_hosts_loopback(
-    runner: Runner, host_service: int
+    runner: Runner, host_service: int, privileged: bool
 ) -> None:
     runner.configure(network="outbound")
+    runner.isolation = replace(runner.isolation, as_root=privileged)
     outcome = await runner.run(PROBE, input={"port": host_service})
     assert outcome.data is not None, outcome.error
     assert outcome.data["interfaces"] == ["lo", "tap0"]
