@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import uuid
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class CgroupTree:
         )
 
     def create(self, task_id: str, limits: Limits) -> TaskCgroup:
-        name = f"task-{task_id[:40]}-{uuid.uuid4().hex[:8]}"
+        name = f"task-{re.sub(r'[^A-Za-z0-9_-]', '_', task_id)[:40]}-{uuid.uuid4().hex[:8]}"
         dirs = tuple(base / name for base in self.bases)
         made: list[Path] = []
         try:

@@ -60,13 +60,13 @@ class ScriptProcess:
         return _group_alive(self.proc.pid)
 
     def _signal(self, sig: int) -> None:
-        if self.cgroup is not None:
-            if sig == signal.SIGKILL:
-                self.cgroup.kill()
-            else:
-                self.cgroup.signal_all(sig)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+        if self.cgroup is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        elif sig == signal.SIGKILL:
+            self.cgroup.kill()
+        else:
+            self.cgroup.signal_all(sig)
 
     async def settle(self, grace: float) -> None:
         """After the script host has gone (its channel closed), give its first process (bwrap,

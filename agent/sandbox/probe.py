@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import agent
@@ -139,12 +139,10 @@ def probe(settings: ScriptSettings) -> Isolation:
 
 
 def _with(isolation: Isolation, fact: str | None = None, problem: str | None = None) -> Isolation:
-    return Isolation(
-        **{
-            **isolation.__dict__,
-            "facts": isolation.facts + ((fact,) if fact else ()),
-            "problems": isolation.problems + ((problem,) if problem else ()),
-        }
+    return replace(
+        isolation,
+        facts=isolation.facts + ((fact,) if fact else ()),
+        problems=isolation.problems + ((problem,) if problem else ()),
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +216,36 @@ async def test_the_script_dies_with_the_daemon(work_root: Path) -> None:
         daemon.kill()
         await daemon.wait()
     await until(lambda: task_processes(task_id) == [], "the script to die with its daemon")
+
+
+async def test_unsandboxed_scripts_still_get_their_cgroup(
+    runner: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`sandbox = "off"` (trusted scripts) keeps the limits and the kill of every process."""
+    runner.configure(sandbox="off", pids_max=32)
+    runner.isolation = replace(runner.isolation, bwrap=None)
+    outcome = await runner.run(
+        """
+        import os, subprocess
+
+        def main(agent):
+            subprocess.Popen(["sleep", "1000"], start_new_session=True)
+            agent.log.info("spawned", pgid=os.getpgid(0))
+            refused = 0
+            for _ in range(64):
+                try:
+                    pid = os.fork()
+                except OSError:
+                    refused += 1
+                    continue
+                if pid == 0:
+                    os.execv("/usr/bin/sleep", ["sleep", "1000"])
+            return {"uid": os.getuid(), "refused": refused, "cwd": os.getcwd()}
+        """
+    )
+    assert outcome.data is not None, outcome.error
+    assert outcome.data["uid"] == os.getuid()  # the daemon's own: no sandbox
+    assert outcome.data["cwd"] != "/task"
+    assert outcome.data["refused"] > 0
+    assert spawned(caplog) is not None
+    assert task_processes() == []
