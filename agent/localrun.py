@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import socket
 import tempfile
@@ -30,7 +31,7 @@ from agent.config import AgentConfig, AgentSettings, CoordinatorSettings, Device
 from agent.daemon import run_daemon
 from agent.filenames import file_name
 from agent.protocol import MAX_FRAME_BYTES, TERMINAL_STATES
-from agent.sandbox import probe, refuse_unsandboxed
+from agent.sandbox import log_isolation, probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
 from coordinator.app import create_app
 from coordinator.context import Context
@@ -232,6 +233,7 @@ async def run_local(
             refusal = refuse_unsandboxed(isolation)
             if refusal is not None:
                 raise LocalRunError(refusal)
+            log_isolation(isolation, logging.getLogger("device_agent"))
             daemon = asyncio.create_task(run_daemon(config, token, isolation))
             try:
                 async with httpx.AsyncClient(
