@@ -154,8 +154,11 @@ async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
         if task.device_id in session.credits:
             session.credits.remove(task.device_id)
     else:
-        # A reason of the host (its disk, its outbox, stopping): the devices stay offered but
-        # the host gets nothing until its next credits or a heartbeat saying it takes work.
+        # A reason of the host (its disk, its outbox, stopping): the device is offered again
+        # (its assignment took it out of the credits) but the host gets nothing until its
+        # next credits or a heartbeat saying it takes work.
+        if task.device_id is not None and task.device_id not in session.credits:
+            session.credits.append(task.device_id)
         session.accepting = False
     await ctx.dispatcher.dispatch()
 
