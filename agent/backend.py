@@ -2,7 +2,8 @@
 
 Durable calls (`submit`, `dump`) are committed to the outbox first; the script then waits a
 short, bounded time (`outbox.ack_wait_s`) for the coordinator's verdict, and is told
-`queued: True` when the link is down or slow. Calls that need an answer travel as requests.
+`queued: True` when the link is down or slow; one the outbox cannot store raises NotStored.
+Calls that need an answer travel as requests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from typing import Any
 
 from agent import protocol as p
+from agent.hostapi import NotStored
 from agent.link import Link, RequestFailed
 from agent.outbox import Outbox, OutboxError
 from agent.runner import BackendError
@@ -28,7 +30,7 @@ class CoordinatorBackend:
             try:
                 await self._outbox.put(frame)
             except OutboxError as exc:
-                return {"success": False, "error": str(exc)}
+                raise NotStored(str(exc)) from None
             if not self._link.connected.is_set():
                 return {"success": True, "queued": True}
             try:

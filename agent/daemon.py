@@ -70,6 +70,7 @@ async def run_daemon(config: AgentConfig, token: str, isolation: Isolation) -> N
             on_session=lambda: sched.on_session(),
             on_ack=outbox.on_ack,
             log=log,
+            make_heartbeat=lambda: sched.heartbeat(),
         )
         sched = scheduler = Scheduler(
             slots={},

@@ -69,6 +69,7 @@ class Link:
         on_session: SessionHook,
         on_ack: AckHandler,
         log: logging.Logger,
+        make_heartbeat: Callable[[], p.Heartbeat] | None = None,
     ) -> None:
         self._settings = settings
         self._token = token
@@ -77,6 +78,7 @@ class Link:
         self._on_session = on_session
         self._on_ack = on_ack
         self._log = log
+        self._make_heartbeat = make_heartbeat or (lambda: p.Heartbeat(sent_at=datetime.now(UTC)))
         self._ssl = settings.ssl_context()
         self._ws: ClientConnection | None = None
         self._replies: dict[str, asyncio.Future[p.Reply]] = {}
@@ -250,6 +252,6 @@ class Link:
                 await ws.close(p.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
                 return
             if now >= next_beat:
-                await self.send(p.Heartbeat(sent_at=datetime.now(UTC)))
+                await self.send(self._make_heartbeat())
                 next_beat = now + interval
             await asyncio.sleep(min(interval / 4, 1.0))

@@ -12,6 +12,10 @@ Semantics, stated up front:
   finish false) coalesce to the latest one. Final submissions and `finished` are never dropped.
 - The `running` table lists the tasks whose scripts this host runs, so that after a crash the
   next daemon can report them (`agent_restarted`) and kill what they left.
+- Disk-full mode (agent/outbox_disk.py): when a commit finds no space, the reserve file is
+  released and the task ends and acknowledgements in it are committed with that space; while
+  the disk is short, other items and new tasks are refused, task ends and acknowledgements that
+  still do not fit are retried until they do, and the host takes work again once it has room.
 
 Durability: WAL with `synchronous=FULL`: a committed item survives a power loss, not only a
 killed process. Group commit pays one fsync per batch, not per item (docs/outbox.md).
@@ -35,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent import outbox_store as store
 from agent import protocol as p
+from agent.outbox_disk import DiskReserve, is_disk_full
 
 OutboxFrame = p.Submit | p.Dump | p.Finished
 T = TypeVar("T")
@@ -62,10 +67,29 @@ class OutboxSettings(BaseModel):
         description="How long a durable call waits for the coordinator before answering queued.",
     )
     send_window: int = Field(default=256, ge=1, le=10_000, description="Items sent unacked.")
+    disk_reserve_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=256 * 1024,
+        description="Space kept beside the state file for task ends and acknowledgements.",
+    )
+    disk_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often free space is checked (and ends that did not fit are retried).",
+    )
 
 
 class OutboxError(Exception):
     """The item could not be stored (disk full, I/O error); the message says so."""
+
+
+class _DiskFull(Exception):
+    """A commit found no space; `released` when the reserve was freed for a retry."""
+
+    def __init__(self, cause: BaseException, released: bool) -> None:
+        super().__init__(str(cause))
+        self.released = released
 
 
 @dataclass(slots=True)
@@ -74,6 +98,11 @@ class _Put:
     raw: str
     future: asyncio.Future[None]
     ends_task: bool
+
+    @property
+    def essential(self) -> bool:
+        """A task's end: kept and retried through a full disk, never refused for space."""
+        return self.ends_task or isinstance(self.frame, p.Finished)
 
 
 @dataclass(slots=True)
@@ -90,6 +119,10 @@ class _Started:
 
 
 _Op = _Put | _Ack | _Started
+
+
+def _essential(op: _Op) -> bool:
+    return isinstance(op, _Ack) or (isinstance(op, _Put) and op.essential)
 
 
 @dataclass(slots=True)
@@ -111,11 +144,18 @@ class Outbox:
         db: sqlite3.Connection,
         held: dict[int, store.Held],
         next_id: int,
+        reserve: DiskReserve,
         settings: OutboxSettings,
         log: logging.Logger,
     ) -> None:
         self._thread = thread
         self._db = db
+        self._reserve = reserve
+        self.disk_short = False
+        self._deferred: list[_Op] = []
+        """Task ends and acknowledgements that found no space: retried at each disk check."""
+        self._retry_ends = True
+        self._watcher: asyncio.Task[None] | None = None
         self._settings = settings
         self._log = log
         self._pending: list[_Op] = []
@@ -137,7 +177,7 @@ class Outbox:
         self.per_task: Counter[str] = Counter()
         self._over = False
         self.on_pressure_change: Callable[[], None] | None = None
-        """Called when the high-water mark is crossed, either way."""
+        """Called when the high-water mark is crossed or the disk gets short, either way."""
         for row_id, row in held.items():
             self._add(row_id, row)
 
@@ -146,19 +186,26 @@ class Outbox:
         """Open the outbox in the (already checked) state file."""
         # One thread owns the connection; every statement runs there, a whole commit per hop.
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        loop = asyncio.get_running_loop()
+        reserve = DiskReserve(path, settings.disk_reserve_bytes)
         try:
-            db, held, next_id = await asyncio.get_running_loop().run_in_executor(
-                thread, store.connect, path
-            )
+            db, held, next_id = await loop.run_in_executor(thread, store.connect, path)
+            short = await loop.run_in_executor(thread, reserve.short, False)
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        outbox = cls(thread, db, held, next_id, settings, log)
+        outbox = cls(thread, db, held, next_id, reserve, settings, log)
+        outbox._set_disk_short(short)
         outbox._wake.set()
+        outbox._watcher = asyncio.create_task(outbox._watch_disk())
         return outbox
 
     async def close(self) -> None:
         """Commit what callers wait for, then close the file."""
+        self.stop_retrying()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         while True:
             if self._begin_soon is not None:
                 self._begin_soon.cancel()
@@ -214,8 +261,26 @@ class Outbox:
         self._room.set()
         self._wake.set()
 
+    def stop_retrying(self) -> None:
+        """The daemon stops: task ends that wait for space fail now (the next start reports
+        their tasks `agent_restarted`); acknowledgements not stored are simply sent again."""
+        self._retry_ends = False
+        error = OutboxError("the host's disk is full and the daemon is stopping")
+        for op in self._deferred:
+            if isinstance(op, _Put) and not op.future.done():
+                op.future.set_exception(error)
+        self._deferred.clear()
+
     def held_tasks(self) -> set[str]:
         return set(self.per_task)
+
+    def pause_reason(self) -> str | None:
+        """Why the host must take no new task now, or None."""
+        if self.disk_short:
+            return "disk_full"
+        if self.over_high_water():
+            return "outbox_high_water"
+        return None
 
     def over_high_water(self) -> bool:
         s = self._settings
@@ -276,6 +341,12 @@ class Outbox:
         """
         if self._closed:
             raise OutboxError("the host's outbox is closed: the daemon is stopping")
+        if self.disk_short and not _essential(op):
+            # What is left of the disk is kept for task ends and acknowledgements.
+            raise OutboxError(
+                f"the host's outbox cannot store the item: the disk of its state file is full "
+                f"({self._reserve.free_bytes()} bytes free)"
+            )
         self._pending.append(op)
         self._schedule()
 
@@ -288,7 +359,7 @@ class Outbox:
         ops, self._pending = self._pending, []
         batch, inserted = self._plan(ops)
         done = asyncio.get_running_loop().run_in_executor(
-            self._thread, partial(store.commit, self._db, batch)
+            self._thread, partial(self._commit_on_thread, batch)
         )
         commit = _Commit(ops, batch, inserted, done)
         self._committing = commit
@@ -300,9 +371,20 @@ class Outbox:
         if self._pending:
             self._schedule()
 
+    def _commit_on_thread(self, batch: store.Batch) -> None:
+        try:
+            store.commit(self._db, batch)
+        except (sqlite3.Error, OSError) as exc:
+            if not is_disk_full(exc, self._reserve):
+                raise
+            raise _DiskFull(exc, self._reserve.release()) from exc
+
     def _settle(self, commit: _Commit) -> None:
         """Apply a finished commit to the counts, and answer its callers."""
         exc = commit.done.exception()
+        if isinstance(exc, _DiskFull):
+            self._on_disk_full(commit.ops, exc)
+            return
         if exc is not None:
             if isinstance(exc, sqlite3.Error | OSError):
                 error: Exception = OutboxError(f"the host's outbox cannot store the item: {exc}")
@@ -329,6 +411,57 @@ class Outbox:
         if commit.inserted:
             self._wake.set()
         self._check_high_water()
+
+    def _on_disk_full(self, ops: list[_Op], exc: _DiskFull) -> None:
+        """No space for a commit: task ends and acknowledgements are kept, the rest refused."""
+        self._log.error(
+            "the state file's disk is full (%s)%s",
+            exc,
+            "; released the reserve for task ends and acknowledgements" if exc.released else "",
+        )
+        error = OutboxError(f"the host's outbox cannot store the item: {exc}")
+        keep = exc.released or self._retry_ends  # a stopping daemon still uses the reserve
+        kept: list[_Op] = []
+        for op in ops:
+            if _essential(op) and keep:
+                kept.append(op)
+            elif isinstance(op, _Ack):
+                self._acked.discard(op.row_id)  # the row goes out again on the next session
+            elif not op.future.done():
+                op.future.set_exception(error)
+        if exc.released:
+            self._pending[:0] = kept  # at once, in the space the reserve held
+        else:
+            self._deferred += kept  # at the next disk check
+        self._set_disk_short(True)
+
+    async def _watch_disk(self) -> None:
+        """Check free space every `disk_check_s`; retry what found no space; leave the mode."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._settings.disk_check_s)
+            short = await loop.run_in_executor(self._thread, self._reserve.short, self.disk_short)
+            if self._deferred:
+                self._pending += self._deferred
+                self._deferred = []
+                self._schedule()
+            self._set_disk_short(short)
+
+    def _set_disk_short(self, short: bool) -> None:
+        if short == self.disk_short:
+            return
+        self.disk_short = short
+        if short:
+            self._log.warning(
+                "the state file's disk is short of space (%d bytes free, reserve %s): no new "
+                "task is taken; task ends and acknowledgements are kept and retried",
+                self._reserve.free_bytes(),
+                "held" if self._reserve.held() else "released",
+            )
+        else:
+            self._log.info("the state file's disk has room again: taking tasks again")
+        if self.on_pressure_change is not None:
+            self.on_pressure_change()
 
     def _plan(self, ops: list[_Op]) -> tuple[store.Batch, list[tuple[int, store.Held]]]:
         """The batch's statements, and the rows it adds; nothing changes until it commits."""

@@ -96,6 +96,8 @@ class Hello(Frame):
     devices: list[DeviceInfo]
     running_tasks: list[str] = Field(default_factory=list)
     accepting: bool = True
+    pause_reason: str | None = None
+    """Why the host takes no new work when `accepting` is false (`disk_full`, ...)."""
 
 
 class Devices(Frame):
@@ -229,8 +231,13 @@ class Reply(Frame):
 
 
 class Heartbeat(Frame):
+    """A sign of life. A host's also says whether it takes new work, and why not (the
+    coordinator's leaves both out)."""
+
     type: Literal["heartbeat"] = "heartbeat"
     sent_at: datetime
+    accepting: bool | None = None
+    pause_reason: str | None = None
 
 
 class Error(Frame):

@@ -59,8 +59,13 @@ class Scheduler:
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
+    def pause_reason(self) -> str | None:
+        """Why the host takes no new task now (`stopping`, `disk_full`, ...), or None."""
+        return "stopping" if self.stopping else self.outbox.pause_reason()
+
+    @property
     def accepting(self) -> bool:
-        return not self.stopping and not self.outbox.over_high_water()
+        return self.pause_reason is None
 
     def hello(self, host_id: str, agent_version: str) -> p.Hello:
         return p.Hello(
@@ -70,6 +75,12 @@ class Scheduler:
             devices=[slot.info() for slot in self.slots.values()],
             running_tasks=self.held_tasks(),
             accepting=self.accepting,
+            pause_reason=self.pause_reason,
+        )
+
+    def heartbeat(self) -> p.Heartbeat:
+        return p.Heartbeat(
+            sent_at=datetime.now(UTC), accepting=self.accepting, pause_reason=self.pause_reason
         )
 
     def held_tasks(self) -> list[str]:
@@ -91,7 +102,8 @@ class Scheduler:
         await self.link.send(p.Credits(free=self.free_devices()))
 
     def pressure_changed(self) -> None:
-        """The outbox crossed its high-water mark: tell the coordinator what is free now."""
+        """The outbox crossed its high-water mark or its disk got short or has room again:
+        tell the coordinator what is free now (this is how it learns to assign again)."""
         task = asyncio.create_task(self.devices_changed())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -129,7 +141,7 @@ class Scheduler:
         slot = self.slots.get(task.remote_device_id)
         reason = None
         if not self.accepting:
-            reason = "not_accepting"
+            reason = "disk_full" if self.outbox.disk_short else "not_accepting"
         elif slot is None:
             reason = "unknown_device"
         elif slot.task is not None or slot.device.state() != "available":
@@ -139,10 +151,13 @@ class Scheduler:
                 await self.outbox.task_started(task.task_id, slot.remote_device_id)
             except OutboxError as exc:
                 self.log.error("cannot record task %s: %s", task.task_id, exc)
-                reason = "outbox_unavailable"
+                reason = "disk_full" if self.outbox.disk_short else "outbox_unavailable"
         if reason is not None or slot is None:
             self.log.warning("rejected task %s: %s", task.task_id, reason)
             await self._send_quietly(p.Reject(task_id=task.task_id, reason=reason or "unknown"))
+            # Fresh credits after every reject: the coordinator re-offers exactly what is free,
+            # so no reject keeps a device out of work once the reason is gone.
+            await self._send_quietly(p.Credits(free=self.free_devices()))
             return
         slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
         slot.cancel_reason = None
@@ -196,6 +211,7 @@ class Scheduler:
             finished_at=datetime.now(UTC),
         )
         try:
+            # On a full disk this waits (the outbox retries) until the end is stored.
             await self.outbox.put(finished, ends_task=True)
         except OutboxError as exc:
             self.log.error("task %s: its end could not be recorded: %s", task.task_id, exc)
@@ -214,6 +230,7 @@ class Scheduler:
     async def stop(self) -> None:
         """Kill every running script (each reported failed, reason agent_stopped)."""
         self.stopping = True
+        self.outbox.stop_retrying()
         tasks = [s.task for s in self.slots.values() if s.task is not None]
         for t in tasks:
             t.cancel()

@@ -41,6 +41,9 @@ from coordinator.submissions import apply_submits
 
 log = logging.getLogger(__name__)
 
+DEVICE_REJECTS = frozenset({"device_busy", "unknown_device"})
+"""Reject reasons about the device itself; every other reason is about the host."""
+
 
 def _timestamp(moment: datetime) -> float:
     """A host's clock reading as Unix seconds, never later than ours (timeouts count from it)."""
@@ -90,7 +93,7 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
         case Request():
             await session.send(await answer(ctx, session.host_id, frame))
         case Heartbeat():
-            pass
+            await _on_heartbeat(ctx, session, frame)
         case Error():
             log.warning(
                 "host %s reports error %s: %s (ref %s)",
@@ -146,10 +149,30 @@ async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
         return
     assert task is not None
     log.info("host %s rejected task %s: %s", session.host_id, task.id, frame.reason)
-    # The device is not offered again until the host's next credits say it is free.
-    if task.device_id in session.credits:
-        session.credits.remove(task.device_id)
+    if frame.reason in DEVICE_REJECTS:
+        # The device is not offered again until the host's next credits say it is free.
+        if task.device_id in session.credits:
+            session.credits.remove(task.device_id)
+    else:
+        # A reason of the host (its disk, its outbox, stopping): the device is offered again
+        # (its assignment took it out of the credits) but the host gets nothing until its
+        # next credits or a heartbeat saying it takes work.
+        if task.device_id is not None and task.device_id not in session.credits:
+            session.credits.append(task.device_id)
+        session.accepting = False
     await ctx.dispatcher.dispatch()
+
+
+async def _on_heartbeat(ctx: Context, session: HostSession, frame: Heartbeat) -> None:
+    """A host's heartbeat says whether it takes work; a hold no longer true is lifted."""
+    if frame.accepting is False:
+        if session.accepting:
+            log.info("host %s takes no work: %s", session.host_id, frame.pause_reason)
+        session.accepting = False
+    elif not session.accepting:
+        log.info("host %s takes work again", session.host_id)
+        session.accepting = True
+        await ctx.dispatcher.dispatch()
 
 
 async def _on_started(ctx: Context, session: HostSession, frame: Started) -> None:

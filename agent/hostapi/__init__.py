@@ -4,7 +4,13 @@ Importing this package registers every handler (actions, job API, info, log) in 
 """
 
 from agent.hostapi import actions, coordinator, info, job
-from agent.hostapi.context import BackendError, FinalSubmission, JobBackend, TaskContext
+from agent.hostapi.context import (
+    BackendError,
+    FinalSubmission,
+    JobBackend,
+    NotStored,
+    TaskContext,
+)
 from agent.hostapi.registry import HANDLERS, CallFailed, dispatch, handler
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "CallFailed",
     "FinalSubmission",
     "JobBackend",
+    "NotStored",
     "TaskContext",
     "actions",
     "coordinator",

@@ -20,13 +20,18 @@ class BackendError(Exception):
     """The coordinator refused a request, did not answer in time, or cannot be reached."""
 
 
+class NotStored(BackendError):
+    """The host could not store a submission (its disk is full): nothing was sent."""
+
+
 class JobBackend(Protocol):
     """The daemon's coordinator link, as the script API needs it."""
 
     async def submit(self, frame: Submit | Dump) -> dict[str, Any]:
         """Deliver (or durably queue) one submission or data dump; returns the result the script
         sees: {"success": True, **ack.result} (a dump's job_task_id and job_id), {"success": True,
-        "queued": True} when queued offline, or {"success": False, "error": "..."}."""
+        "queued": True} when queued offline, or {"success": False, "error": "..."}. Raises
+        NotStored when the host could not store it."""
         ...
 
     async def request(self, task_id: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +67,12 @@ class TaskContext:
     def task_id(self) -> str:
         return self.assignment.task_id
 
-    def take_seq(self) -> int:
-        seq = self._next_seq
+    @property
+    def next_seq(self) -> int:
+        """The seq of the task's next submission."""
+        return self._next_seq
+
+    def seq_used(self) -> None:
+        """The submission numbered `next_seq` was stored: the next one gets the next number.
+        A submission that could not be stored uses none, so the coordinator sees no gap."""
         self._next_seq += 1
-        return seq

@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from agent.hostapi.context import BackendError, FinalSubmission, TaskContext
+from agent.hostapi.context import BackendError, FinalSubmission, NotStored, TaskContext
 from agent.hostapi.registry import handler
 from agent.protocol import Dump, FileBlob, Submit
 from agent.scriptrpc import FileParam, SubmitTaskParams, SubmitToAnotherJobParams
@@ -31,6 +31,8 @@ async def _deliver(ctx: TaskContext, frame: Submit | Dump, what: str) -> dict[st
             "success": False,
             "error": f"{what} not accepted within {ctx.request_timeout_s:g} s",
         }
+    except NotStored:
+        raise
     except BackendError as exc:
         return {"success": False, "error": str(exc)}
 
@@ -46,13 +48,17 @@ async def submit_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any
         frame = Submit(
             key=uuid.uuid4().hex,
             task_id=ctx.task_id,
-            seq=ctx.take_seq(),
+            seq=ctx.next_seq,
             status=p.automation_status,
             data=p.data,
             finish=p.finish,
             files=files,
         )
-        result = await _deliver(ctx, frame, "submission")
+        try:
+            result = await _deliver(ctx, frame, "submission")
+        except NotStored as exc:
+            return {"success": False, "error": str(exc)}
+        ctx.seq_used()
         if p.finish and result.get("success") is True and p.automation_status != "running":
             ctx.final = FinalSubmission(state=p.automation_status, data=p.data)
         return result
@@ -73,7 +79,10 @@ async def submit_task_to_another_job(ctx: TaskContext, params: dict[str, Any]) -
         data=p.data,
         files=_blobs(p.files),
     )
-    result = await _deliver(ctx, frame, "data dump")
+    try:
+        result = await _deliver(ctx, frame, "data dump")
+    except NotStored as exc:
+        result = {"success": False, "error": str(exc)}
     if result.get("success") is False and result.get("error"):
         result = {**result, "error": f"submit_task_to_another_job: {result['error']}"}
     return result

@@ -134,7 +134,10 @@ class Device(BaseModel):
     properties: dict[str, Any]
     connected: bool = Field(description="Its host has a live session now.")
     free: bool = Field(
-        description="Offered for work right now: in its host's latest credits, not assigned since."
+        description=(
+            "Offered for work right now: in its host's latest credits, not assigned since, "
+            "and the host takes work."
+        )
     )
     updated_at: datetime
 

@@ -92,6 +92,8 @@ def device_view(device: DeviceRow, sessions: SessionRegistry) -> Device:
         state=device.state,
         properties=device.properties,
         connected=session is not None,
-        free=session is not None and device.remote_device_id in session.credits,
+        free=(
+            session is not None and session.accepting and device.remote_device_id in session.credits
+        ),
         updated_at=_when(device.updated_at),
     )

@@ -462,6 +462,26 @@ async def test_reject_returns_the_task_until_the_next_credits(farm: Farm) -> Non
         assert (await farm.task(client, task_id))["state"] == "cancelled"
 
 
+async def test_a_host_side_reject_holds_the_host_until_it_takes_work_again(farm: Farm) -> None:
+    host_id, dev = farm.unique("host"), farm.unique("dev")
+    async with (
+        farm.client() as client,
+        farm.host(farm.token(host_id), host_id, [farm.device(dev)]) as host,
+    ):
+        task_id = await pinned_task(farm, client, dev)
+        await host.credits(dev)
+        assert (await host.next(Assign)).task.task_id == task_id
+        await host.send(Reject(task_id=task_id, reason="disk_full"))
+        await host.send(Heartbeat(sent_at=now(), accepting=False, pause_reason="disk_full"))
+        await probe(host)
+        assert (await farm.task(client, task_id))["state"] == "pending"
+        [shown] = [d for d in (await client.get("/api/devices")).json() if d["host_id"] == host_id]
+        assert not shown["free"]
+        # No new credits: the heartbeat saying it takes work again is enough.
+        await host.send(Heartbeat(sent_at=now(), accepting=True))
+        assert (await host.next(Assign)).task.task_id == task_id
+
+
 async def test_cancel_of_a_running_task_asks_its_host(farm: Farm) -> None:
     host_id, dev = farm.unique("host"), farm.unique("dev")
     async with (
