@@ -321,7 +321,8 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 
 def _parse(obj: dict[str, Any], types: dict[str, Any]) -> Any:
-    model = types.get(obj.get("type"))  # type: ignore[arg-type]
+    kind = obj.get("type")
+    model = types.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ChannelError(f"unknown message type {obj.get('type')!r}")
     try:
