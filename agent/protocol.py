@@ -9,11 +9,12 @@ against the union of all frame types and raises `FrameError` with a reason a pee
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from agent import boundedjson
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -281,20 +282,15 @@ class FrameError(ValueError):
         self.message = message
 
 
-def _refuse_constant(word: str) -> Any:
-    # Python's json accepts these; stored, they would break every strict reader of the value.
-    raise FrameError("bad_json", f"frame is not JSON: {word} is not valid JSON (RFC 8259)")
-
-
 def _decode(raw: str | bytes) -> Any:
     if len(raw) > MAX_FRAME_BYTES:
         raise FrameError("frame_too_large", f"frame of {len(raw)} bytes exceeds {MAX_FRAME_BYTES}")
     if isinstance(raw, bytes):
         raise FrameError("binary_frame", "binary frames are not part of protocol version 1")
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise FrameError("bad_json", f"frame is not JSON: {exc.msg} at {exc.pos}") from None
+        return boundedjson.loads(raw)
+    except boundedjson.BadJson as exc:
+        raise FrameError("bad_json", f"frame is not JSON: {exc}") from None
 
 
 def _validate(adapter: TypeAdapter[Any], raw: str | bytes) -> Any:

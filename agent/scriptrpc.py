@@ -1,7 +1,8 @@
 """The private channel between the daemon and one script host: framing and message models.
 
 Both ends import this module (the daemon in agent/runner.py, the child in agent/scripthost/), so
-it stays light: pydantic, the standard library and agent.filenames only, no agent.protocol.
+it stays light: pydantic, the standard library, agent.filenames and agent.boundedjson only, no
+agent.protocol.
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON, an object with a
 `type`. The daemon speaks first (`init`); then the child sends `call`s (an `id` of None makes it a
@@ -31,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agent import boundedjson
 from agent.filenames import safe_extension, safe_file_name
 
 MAX_CHANNEL_FRAME_BYTES = 24 * 1024 * 1024
@@ -310,8 +312,8 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     except asyncio.IncompleteReadError:
         raise ChannelError("channel closed inside a frame") from None
     try:
-        obj = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        obj = boundedjson.loads(body)
+    except boundedjson.BadJson as exc:
         raise ChannelError(f"frame is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ChannelError("frame is not a JSON object")
@@ -319,7 +321,8 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 
 def _parse(obj: dict[str, Any], types: dict[str, Any]) -> Any:
-    model = types.get(obj.get("type"))  # type: ignore[arg-type]
+    kind = obj.get("type")
+    model = types.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ChannelError(f"unknown message type {obj.get('type')!r}")
     try:

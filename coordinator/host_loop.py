@@ -10,11 +10,11 @@ goes out in the order of the frames it answers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agent import boundedjson
 from agent.protocol import (
     CLOSE_HEARTBEAT_TIMEOUT,
     MAX_FRAME_BYTES,
@@ -122,8 +122,8 @@ def _parse(session: HostSession, text: str | None, data: bytes | None) -> Item:
 
 def _error_ref(raw: str) -> str | None:
     try:
-        obj = json.loads(raw)
-    except ValueError:
+        obj = boundedjson.loads(raw)
+    except boundedjson.BadJson:
         return None
     if isinstance(obj, dict):
         for field in ("key", "id", "task_id"):

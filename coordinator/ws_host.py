@@ -8,12 +8,12 @@ reconciliation, takeover of an older session (4001). The session loop that follo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from agent import boundedjson
 from agent.protocol import (
     AUTH_HEADER,
     CLOSE_PROTOCOL_ERROR,
@@ -149,8 +149,8 @@ async def _receive_hello(ctx: Context, websocket: WebSocket, host_id: str) -> He
 def _claimed_version(raw: str) -> object | None:
     """The protocol_version of a hello, read before validation so a newer hello gets 4000."""
     try:
-        obj = json.loads(raw)
-    except ValueError:
+        obj = boundedjson.loads(raw)
+    except boundedjson.BadJson:
         return None
     if isinstance(obj, dict) and obj.get("type") == "hello":
         return obj.get("protocol_version")
