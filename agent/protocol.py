@@ -138,7 +138,7 @@ class Submit(Frame):
     type: Literal["submit"] = "submit"
     key: str = Field(min_length=1, max_length=128)
     task_id: str
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=2**63 - 1)  # SQLite INTEGER
     status: SubmitStatus
     data: dict[str, Any]
     finish: bool

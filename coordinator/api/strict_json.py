@@ -1,40 +1,33 @@
-"""Request bodies are strict JSON (RFC 8259): NaN, Infinity and -Infinity are refused with 422.
+"""Request bodies are strict, bounded JSON: what a host frame may not hold is a 422 here too.
 
-Python's json module, which starlette's `Request.json()` uses, accepts those three words. A body
-holding one then fails later, as a 500, wherever a response is rendered (responses are strict
-JSON), even FastAPI's own 422 that echoes the input. Every API router is made by `api_router`,
-whose routes parse bodies with these words refused before any validation.
+Python's json module, which starlette's `Request.json()` uses, accepts NaN, Infinity and
+-Infinity; a body holding one then fails later, as a 500, wherever a response is rendered
+(responses are strict JSON), even FastAPI's own 422 that echoes the input. And a task input
+nested deeper, or with longer numbers, than a frame may carry (agent/boundedjson.py) would make
+an `assign` frame every daemon refuses. Every API router is made by `api_router`, whose routes
+parse bodies with the frames' decoder before any validation.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
-
-def _refuse(word: str) -> Any:
-    # FastAPI lets an HTTPException raised while a body is parsed through as it is.
-    raise HTTPException(
-        status_code=422,
-        detail=[
-            {
-                "type": "json_invalid",
-                "loc": ["body"],
-                "msg": f"{word} is not valid JSON: numbers must be finite (RFC 8259)",
-                "input": None,
-            }
-        ],
-    )
+from agent import boundedjson
 
 
 class _StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_constant=_refuse)
+            try:
+                self._json = boundedjson.loads(await self.body())
+            except boundedjson.BadJson as exc:
+                # FastAPI lets an HTTPException raised while a body is parsed through as it is.
+                detail = [{"type": "json_invalid", "loc": ["body"], "msg": str(exc), "input": None}]
+                raise HTTPException(status_code=422, detail=detail) from None
         return self._json
 
 

@@ -153,6 +153,15 @@ async def test_nan_and_infinity_in_any_body_are_422(farm: Farm) -> None:
                     url, content=body, headers={"Content-Type": "application/json"}
                 )
                 assert response.status_code == 422, (url, word, response.text)
+        # Nesting no frame may carry: the task could never be assigned.
+        deep = '{"tasks": [{"input": {"v": ' + "[" * 100 + "]" * 100 + "}}]}"
+        response = await client.post(
+            f"/api/jobs/{job['id']}/tasks",
+            content=deep,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        assert "nested deeper than" in response.text
         tasks = (await client.get("/api/tasks", params={"job_id": job["id"]})).json()
         assert tasks["total"] == 0
 
