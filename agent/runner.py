@@ -192,7 +192,8 @@ async def _supervise(ctx: TaskContext, task_dir: Path, isolation: Isolation) -> 
             except TimeoutError:
                 timed_out = True
             else:
-                await script.settle(settings.kill_grace_s)
+                if channel.report is None:  # a crash: its exit status is the diagnosis
+                    await script.settle(settings.kill_grace_s)
         finally:
             try:
                 await script.end(settings.kill_grace_s)

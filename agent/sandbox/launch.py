@@ -70,7 +70,9 @@ class ScriptProcess:
 
     async def settle(self, grace: float) -> None:
         """After the script host has gone (its channel closed), give its first process (bwrap,
-        which reports the host's exit status) up to `grace` to exit by itself."""
+        which reports the host's exit status) up to `grace` to exit by itself. bwrap waits for
+        every process of the sandbox, so processes the script left behind make this wait the
+        whole grace: only worth it when the exit status is all there is to tell."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await _until(lambda: self.proc.returncode is not None)
