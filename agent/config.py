@@ -57,6 +57,12 @@ class AgentSettings(_Section):
         description="SQLite file holding the devices' remote_device_ids (and the outbox).",
     )
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    stop_delivery_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long a stop waits for the coordinator to acknowledge the tasks' ends.",
+    )
 
 
 def is_loopback(host: str) -> bool:

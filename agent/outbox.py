@@ -132,6 +132,7 @@ class Outbox:
         self._generation = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
+        self._emptied = asyncio.Event()
         self.items = 0
         self.bytes = 0
         self.per_task: Counter[str] = Counter()
@@ -213,6 +214,12 @@ class Outbox:
         self._generation += 1
         self._room.set()
         self._wake.set()
+
+    async def wait_empty(self) -> None:
+        """Return once nothing is queued: every item acknowledged (or dead-lettered)."""
+        while self.items:
+            self._emptied.clear()
+            await self._emptied.wait()
 
     def held_tasks(self) -> set[str]:
         return set(self.per_task)
@@ -319,6 +326,8 @@ class Outbox:
         self._next_id += len(commit.batch.inserts)
         for row_id in commit.batch.deletes:
             self._drop(row_id)
+        if not self.items:
+            self._emptied.set()
         for row_id, row in commit.inserted:
             self._add(row_id, row)
         for op in commit.ops:

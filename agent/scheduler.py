@@ -57,6 +57,8 @@ class Scheduler:
     log: logging.Logger
     stopping: bool = False
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _taking: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while an assignment is being accepted: `stop` waits for it to be running."""
 
     @property
     def accepting(self) -> bool:
@@ -126,6 +128,10 @@ class Scheduler:
             self._cancel(frame.task_id, frame.reason)
 
     async def _assign(self, task: p.Assignment) -> None:
+        async with self._taking:
+            await self._take(task)
+
+    async def _take(self, task: p.Assignment) -> None:
         slot = self.slots.get(task.remote_device_id)
         reason = None
         if not self.accepting:
@@ -212,9 +218,16 @@ class Scheduler:
             self.log.info("could not send %s: link down", frame.__class__.__name__.lower())
 
     async def stop(self) -> None:
-        """Kill every running script (each reported failed, reason agent_stopped)."""
-        self.stopping = True
-        tasks = [s.task for s in self.slots.values() if s.task is not None]
+        """Take no more tasks; kill every running script and return once each one's end
+        (failed, reason agent_stopped) is committed to the outbox."""
+        self.stopping = True  # each ending task sends the credits: empty from now on
+        async with self._taking:
+            # A task made by the last accepted assignment may not have run its first step, and
+            # a task cancelled before that never runs its body (nor reports its end): let it.
+            await asyncio.sleep(0)
+            tasks = [s.task for s in self.slots.values() if s.task is not None]
+        if tasks:
+            self.log.info("stopping: ending %d running task(s)", len(tasks))
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
