@@ -183,9 +183,9 @@ class AgentConfig(_Section):
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, str], str]:
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     """Merge the overrides into `data`; returns which variable set each (section, key)."""
-    sources: dict[tuple[str, str], str] = {}
+    sources: dict[tuple[str, ...], str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
