@@ -33,6 +33,8 @@ class Slot:
     device: Device
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
+    cancel_error: str | None = None
+    """What the task's `error` says when it is cut short by this host (device lost)."""
 
     def info(self) -> p.DeviceInfo:
         state = "busy" if self.task is not None else self.device.state()
@@ -119,6 +121,8 @@ class Scheduler:
                 "device %s lost during task %s", remote_device_id, slot.task.get_name()
             )
             slot.cancel_reason = "device_lost"
+            why = slot.device.properties().get("last_error") or f"it is {slot.device.state()}"
+            slot.cancel_error = f"the device was lost while the task ran: {why}"
             slot.task.cancel()
 
     async def on_frame(self, frame: p.CoordinatorFrame) -> None:
@@ -151,7 +155,7 @@ class Scheduler:
             await self._send_quietly(p.Reject(task_id=task.task_id, reason=reason or "unknown"))
             return
         slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
-        slot.cancel_reason = None
+        slot.cancel_reason = slot.cancel_error = None
         await self._send_quietly(p.Accept(task_id=task.task_id))
 
     def _cancel(self, task_id: str, reason: str) -> None:
@@ -170,7 +174,10 @@ class Scheduler:
         except asyncio.CancelledError:
             reason = slot.cancel_reason or "agent_stopped"
             state: p.FinalState = "failed" if reason in FAILING_CANCELS else "cancelled"
-            outcome = TaskOutcome(state=state, reason=reason)
+            error = slot.cancel_error
+            if reason == "agent_stopped":
+                error = "the daemon was stopped while the task ran"
+            outcome = TaskOutcome(state=state, reason=reason, error=error)
             await self._finish(slot, task, outcome)
             raise
         await self._finish(slot, task, outcome)

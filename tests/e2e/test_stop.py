@@ -67,6 +67,7 @@ def assert_reported_stopped(http: httpx.Client, task_ids: list[str]) -> None:
     for task_id in task_ids:
         task: dict[str, Any] = http.get(f"/api/tasks/{task_id}").json()
         assert (task["state"], task["failure_reason"]) == ("failed", "agent_stopped"), task
+        assert task["error"] == "the daemon was stopped while the task ran", task
 
 
 @pytest.mark.timeout(300)
