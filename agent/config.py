@@ -57,6 +57,12 @@ class AgentSettings(_Section):
         description="SQLite file holding the devices' remote_device_ids (and the outbox).",
     )
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    stop_delivery_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long a stop waits for the coordinator to acknowledge the tasks' ends.",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -177,7 +183,9 @@ class AgentConfig(_Section):
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Merge the overrides into `data`; returns which variable set each (section, key)."""
+    sources: dict[tuple[str, ...], str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -189,6 +197,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"environment {name}: [{section}] is not a table")
         target[key] = value
+        sources[(section, key)] = name
+    return sources
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -202,12 +212,14 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    _apply_env(data, os.environ if env is None else env)
+    sources = _apply_env(data, os.environ if env is None else env)
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{path}: key `{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}"
-            for err in exc.errors()
-        ]
+        lines = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            # A bad value set by a variable is the variable's fault, not the file's.
+            where = f"environment {sources[loc[:2]]}" if loc[:2] in sources else str(path)
+            lines.append(f"{where}: key `{'.'.join(loc)}`: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None

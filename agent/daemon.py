@@ -2,8 +2,10 @@
 
 At start it first settles what a previous run left: tasks that were running are reported failed
 (`agent_restarted`; a final submission already in the outbox still wins at the coordinator) and
-their leftover processes are killed. `run_daemon` returns when cancelled (SIGTERM/SIGINT); on
-the way out every running script is killed and reported, the browser and the state are closed.
+their leftover processes are killed. `run_daemon` returns once a stop is requested and its one
+ordered sequence has run: take no task; end every script and commit its end (`agent_stopped`);
+deliver what is queued while the link allows, within `agent.stop_delivery_s`; close the link,
+the devices, the browser, the outbox and the state.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from agent.outbox import Outbox
 from agent.sandbox import Isolation
 from agent.scheduler import Scheduler
 from agent.state import StateStore
+from agent.stopping import StopRequest
 from agent.sweep import kill_tagged
 from drivers.android import attach_android
 from drivers.browser import BrowserDevice, ChromiumHost
@@ -54,7 +57,9 @@ async def recover_previous_run(outbox: Outbox) -> None:
     )
 
 
-async def run_daemon(config: AgentConfig, token: str, isolation: Isolation) -> None:
+async def run_daemon(
+    config: AgentConfig, token: str, isolation: Isolation, stop: StopRequest
+) -> None:
     state = await StateStore.open(config.agent.state_file)
     outbox = await Outbox.open(config.agent.state_file, config.outbox, log)
     chromium = ChromiumHost(config.browser)
@@ -94,12 +99,17 @@ async def run_daemon(config: AgentConfig, token: str, isolation: Isolation) -> N
             config.coordinator.url,
         )
         delivery = asyncio.create_task(outbox.deliver(link.send_text, link.connected))
+        serving = asyncio.create_task(link.run())
         try:
             async with attach_android(config.android, state, scheduler, log):
-                await link.run()
+                await _until_stopped(serving, stop)
+                await sched.stop()
+                await _deliver_queued(outbox, link, stop, config.agent.stop_delivery_s)
         finally:
-            delivery.cancel()
-            await asyncio.gather(delivery, return_exceptions=True)
+            # The link goes last: the coordinator heard every end it could before it closes.
+            for task in (serving, delivery):
+                task.cancel()
+            await asyncio.gather(serving, delivery, return_exceptions=True)
     finally:
         if scheduler is not None:
             await scheduler.stop()
@@ -109,3 +119,41 @@ async def run_daemon(config: AgentConfig, token: str, isolation: Isolation) -> N
         await outbox.close()
         await state.close()
         log.info("stopped")
+
+
+async def _until_stopped(serving: asyncio.Task[None], stop: StopRequest) -> None:
+    """Serve the link until a stop is requested; the link never ends unless it failed."""
+    requested = asyncio.create_task(stop.requested.wait())
+    try:
+        await asyncio.wait({serving, requested}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        requested.cancel()
+    if serving.done():
+        serving.result()
+
+
+async def _deliver_queued(outbox: Outbox, link: Link, stop: StopRequest, bound: float) -> None:
+    """Wait, at most `bound` seconds, until the coordinator has acknowledged everything queued
+    (the stopped tasks' ends last). A hurried stop (a later signal) waits only while the link
+    is up: a coordinator that is there answers within milliseconds, one that is away is not
+    waited for. What is left goes out at the next start."""
+    if outbox.items:
+        log.info("stopping: delivering %d queued item(s) (at most %g s)", outbox.items, bound)
+    empty = asyncio.create_task(outbox.wait_empty())
+    hurried = asyncio.create_task(stop.hurried.wait())
+    try:
+        async with asyncio.timeout(bound):
+            await asyncio.wait({empty, hurried}, return_when=asyncio.FIRST_COMPLETED)
+            if not empty.done() and link.connected.is_set():
+                await empty
+    except TimeoutError:
+        pass
+    finally:
+        for task in (empty, hurried):
+            task.cancel()
+    if outbox.items:
+        log.warning(
+            "stopping with %d item(s) the coordinator has not acknowledged; "
+            "the next start sends them",
+            outbox.items,
+        )

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
@@ -43,7 +44,7 @@ class HandshakeFailed(Exception):
     """The connection opened but no session was established; retried with backoff."""
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, url: str = "") -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"the coordinator's TLS certificate: certificate verify failed: {exc.verify_message} "
@@ -51,8 +52,15 @@ def _describe(exc: BaseException) -> str:
         )
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        if status in (401, 403):
+        if status == 401:
             return f"coordinator refused the host token (HTTP {status})"
+        if status in (403, 404):
+            # A websocket to a path with no route is refused 403 by Starlette: not the token.
+            path = urlsplit(url).path or "/"
+            return (
+                f"coordinator answered HTTP {status}: no host websocket at {path} "
+                "(coordinator.url; the reference coordinator's is /ws/host)"
+            )
         return f"coordinator answered HTTP {status}"
     if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
         return f"coordinator closed the connection ({exc.rcvd.code} {exc.rcvd.reason})"
@@ -154,7 +162,7 @@ class Link:
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
-        reason = _describe(exc) if exc else "unknown error"
+        reason = _describe(exc, self._settings.url) if exc else "unknown error"
         self._log.warning(
             "cannot connect to the coordinator: %s; retrying in %.1f s", reason, delay
         )

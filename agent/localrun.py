@@ -33,6 +33,7 @@ from agent.filenames import file_name
 from agent.protocol import MAX_FRAME_BYTES, TERMINAL_STATES
 from agent.sandbox import log_isolation, probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
+from agent.stopping import StopRequest
 from coordinator.app import create_app
 from coordinator.context import Context
 from coordinator.settings import Settings
@@ -234,7 +235,8 @@ async def run_local(
             if refusal is not None:
                 raise LocalRunError(refusal)
             log_isolation(isolation, logging.getLogger("device_agent"))
-            daemon = asyncio.create_task(run_daemon(config, token, isolation))
+            stop = StopRequest(logging.getLogger("device_agent"))
+            daemon = asyncio.create_task(run_daemon(config, token, isolation, stop))
             try:
                 async with httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{port}",
@@ -244,7 +246,7 @@ async def run_local(
                     job = _Job(script.name, source, task_input or {}, parameters or {}, timeout_s)
                     run = await _run(http, ctx, job, output_dir, daemon)
             finally:
-                daemon.cancel()
+                stop.request("the local run ended")
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(daemon, 30)
     return run

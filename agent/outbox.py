@@ -172,6 +172,7 @@ class Outbox:
         self._generation = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
+        self._emptied = asyncio.Event()
         self.items = 0
         self.bytes = 0
         self.per_task: Counter[str] = Counter()
@@ -270,6 +271,12 @@ class Outbox:
             if isinstance(op, _Put) and not op.future.done():
                 op.future.set_exception(error)
         self._deferred.clear()
+
+    async def wait_empty(self) -> None:
+        """Return once nothing is queued: every item acknowledged (or dead-lettered)."""
+        while self.items:
+            self._emptied.clear()
+            await self._emptied.wait()
 
     def held_tasks(self) -> set[str]:
         return set(self.per_task)
@@ -401,6 +408,8 @@ class Outbox:
         self._next_id += len(commit.batch.inserts)
         for row_id in commit.batch.deletes:
             self._drop(row_id)
+        if not self.items:
+            self._emptied.set()
         for row_id, row in commit.inserted:
             self._add(row_id, row)
         for op in commit.ops:

@@ -33,6 +33,8 @@ class Slot:
     device: Device
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
+    cancel_error: str | None = None
+    """What the task's `error` says when it is cut short by this host (device lost)."""
 
     def info(self) -> p.DeviceInfo:
         state = "busy" if self.task is not None else self.device.state()
@@ -57,6 +59,8 @@ class Scheduler:
     log: logging.Logger
     stopping: bool = False
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _taking: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while an assignment is being accepted: `stop` waits for it to be running."""
 
     @property
     def pause_reason(self) -> str | None:
@@ -129,6 +133,8 @@ class Scheduler:
                 "device %s lost during task %s", remote_device_id, slot.task.get_name()
             )
             slot.cancel_reason = "device_lost"
+            why = slot.device.properties().get("last_error") or f"it is {slot.device.state()}"
+            slot.cancel_error = f"the device was lost while the task ran: {why}"
             slot.task.cancel()
 
     async def on_frame(self, frame: p.CoordinatorFrame) -> None:
@@ -138,6 +144,10 @@ class Scheduler:
             self._cancel(frame.task_id, frame.reason)
 
     async def _assign(self, task: p.Assignment) -> None:
+        async with self._taking:
+            await self._take(task)
+
+    async def _take(self, task: p.Assignment) -> None:
         slot = self.slots.get(task.remote_device_id)
         reason = None
         if not self.accepting:
@@ -160,7 +170,7 @@ class Scheduler:
             await self._send_quietly(p.Credits(free=self.free_devices()))
             return
         slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
-        slot.cancel_reason = None
+        slot.cancel_reason = slot.cancel_error = None
         await self._send_quietly(p.Accept(task_id=task.task_id))
 
     def _cancel(self, task_id: str, reason: str) -> None:
@@ -179,7 +189,10 @@ class Scheduler:
         except asyncio.CancelledError:
             reason = slot.cancel_reason or "agent_stopped"
             state: p.FinalState = "failed" if reason in FAILING_CANCELS else "cancelled"
-            outcome = TaskOutcome(state=state, reason=reason)
+            error = slot.cancel_error
+            if reason == "agent_stopped":
+                error = "the daemon was stopped while the task ran"
+            outcome = TaskOutcome(state=state, reason=reason, error=error)
             await self._finish(slot, task, outcome)
             raise
         await self._finish(slot, task, outcome)
@@ -228,10 +241,17 @@ class Scheduler:
             self.log.info("could not send %s: link down", frame.__class__.__name__.lower())
 
     async def stop(self) -> None:
-        """Kill every running script (each reported failed, reason agent_stopped)."""
-        self.stopping = True
+        """Take no more tasks; kill every running script and return once each one's end
+        (failed, reason agent_stopped) is committed to the outbox."""
+        self.stopping = True  # each ending task sends the credits: empty from now on
         self.outbox.stop_retrying()
-        tasks = [s.task for s in self.slots.values() if s.task is not None]
+        async with self._taking:
+            # A task made by the last accepted assignment may not have run its first step, and
+            # a task cancelled before that never runs its body (nor reports its end): let it.
+            await asyncio.sleep(0)
+            tasks = [s.task for s in self.slots.values() if s.task is not None]
+        if tasks:
+            self.log.info("stopping: ending %d running task(s)", len(tasks))
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -39,12 +39,21 @@ class StateStore:
 
     @classmethod
     async def open(cls, path: Path) -> StateStore:
-        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateFileError(
+                f"state file {path}: cannot make its directory {path.parent}: {exc.strerror}; "
+                "set agent.state_file to a path in a directory the daemon can write"
+            ) from None
         try:
             private_sqlite(path)
         except OSError as exc:
             raise StateFileError(f"state file {path}: cannot make it private: {exc}") from None
-        db = await aiosqlite.connect(path, timeout=10)
+        try:
+            db = await aiosqlite.connect(path, timeout=10)
+        except sqlite3.Error as exc:
+            raise StateFileError(f"state file {path}: cannot open it: {exc}") from None
         try:
             await _check_and_init(db, path)
         except BaseException:

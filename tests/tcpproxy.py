@@ -8,6 +8,7 @@ accepted and swallowed too); `reset()` aborts every connection with an RST.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -65,8 +66,13 @@ class TcpProxy:
         def abort() -> None:
             for writer in list(self._writers):
                 sock = writer.get_extra_info("socket")
+                # A connection that already closed has no descriptor left: setting its linger
+                # fails, and must not spare the connections after it.
                 if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                 writer.transport.abort()
             self._writers.clear()
 

@@ -190,3 +190,31 @@ def test_doctor_says_which_isolation_is_in_force(tmp_path: Path) -> None:
     assert "network: outbound" in result.stdout
     assert "limits: cgroup v" in result.stdout
     assert "trial: a sandboxed interpreter imported the script host" in result.stdout
+
+
+def test_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("[agent]\nhost_id = 'h'\n")
+    variable = "DEVICE_AGENT__COORDINATOR__BACKOFF_MAX_S"
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={variable: "-1"})
+    assert str(caught.value).startswith(f"environment {variable}: key `coordinator.backoff_max_s`")
+    assert str(config) not in str(caught.value)
+
+
+def test_state_file_in_a_directory_that_cannot_be_made_exits_2(tmp_path: Path) -> None:
+    """Root can write anywhere, so the unusable directory is one under a regular file."""
+    (tmp_path / "token").write_text("secret-token")
+    (tmp_path / "token").chmod(0o600)
+    (tmp_path / "plain-file").write_text("")
+    state_file = tmp_path / "plain-file" / "sub" / "state.db"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f"[agent]\nstate_file = '{state_file}'\n"
+        f"[coordinator]\ntoken_file = '{tmp_path / 'token'}'\n"
+        f"[scripts]\nwork_root = '{tmp_path / 'work'}'\n"
+    )
+    result = run_agent(config)
+    assert result.returncode == 2, result.stderr
+    assert f"state file {state_file}: cannot make its directory" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -16,8 +16,10 @@ from agent.daemon import run_daemon
 from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.state import StateFileError
+from agent.stopping import StopRequest
 
 EXIT_CONFIG = 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def register(commands: Any) -> None:
@@ -65,12 +67,15 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
-    daemon = asyncio.create_task(run_daemon(config, token, isolation))
+    stop = StopRequest(logging.getLogger("device_agent"))
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.cancel)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.request, sig.name)
     try:
-        await daemon
-    except asyncio.CancelledError:
-        if not daemon.cancelled():
-            raise
+        await run_daemon(config, token, isolation, stop)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            # Closing the loop would restore the default action: a signal between here and
+            # the exit would turn a finished stop into exit status 143.
+            signal.signal(sig, signal.SIG_IGN)

@@ -22,7 +22,7 @@ from drivers.android.config import AndroidSettings
 from drivers.android.phone import Phone
 from drivers.android.recovery import RUNGS, Backoff, connect
 from drivers.android.session import AndroidSession, describe
-from drivers.android.worker import DeviceWorker
+from drivers.android.worker import CallTimeout, DeviceWorker
 from drivers.base import Device, DeviceLost, DeviceSession
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,10 @@ class AndroidDevice(Device):
                 return
             self.last_error = describe(exc)
             log.warning("android %s: health probe failed: %s", self.slot, self.last_error)
+            if isinstance(exc, CallTimeout):
+                # Not a glitch but a phone that does not answer (frozen, wedged): offline now,
+                # not after the ladder's first rung has waited its connect_timeout_s too.
+                await self._set_health("unresponsive", ready=False)
             await self._recover()
 
     async def _recover(self) -> None:

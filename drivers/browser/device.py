@@ -59,6 +59,10 @@ class BrowserDevice(Device):
         try:
             async with asyncio.timeout(budget):
                 await session.open()
+        except asyncio.CancelledError:
+            # The task ended before its session opened: what was made of it is closed too.
+            await session.close()
+            raise
         except (PlaywrightError, TimeoutError, BadRequest) as exc:
             await session.close()
             if not browser.is_connected():

@@ -62,10 +62,19 @@ class BrowserSession(DeviceSession):
     async def new_context(self) -> None:
         """Replace the context (and with it every cookie, storage and tab) by a fresh one."""
         await self._close_context()
-        context = await self._browser.new_context(
-            viewport={"width": self.slot.viewport_width, "height": self.slot.viewport_height},
-            device_scale_factor=self.slot.device_scale_factor,
+        creating = asyncio.ensure_future(
+            self._browser.new_context(
+                viewport={"width": self.slot.viewport_width, "height": self.slot.viewport_height},
+                device_scale_factor=self.slot.device_scale_factor,
+            )
         )
+        try:
+            context = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # Chromium makes the context whether or not we wait: keep it, so close() closes it
+            # (a script that ends while its session opens would otherwise leak a context).
+            await self._adopt(creating)
+            raise
         context.set_default_timeout(self.settings.action_timeout_s * 1000)
         context.set_default_navigation_timeout(self.settings.navigation_timeout_s * 1000)
         context.on("page", self._watch)
@@ -158,6 +167,14 @@ class BrowserSession(DeviceSession):
         """A script may close the last tab (window.close()); give it a blank one again."""
         if self._context is not None and not self._context.pages:
             await self._context.new_page()
+
+    async def _adopt(self, creating: asyncio.Future[BrowserContext]) -> None:
+        """Wait (bounded) for a context whose making was cancelled, and keep it to be closed."""
+        try:
+            async with asyncio.timeout(self.settings.action_timeout_s):
+                self._context = await creating
+        except (PlaywrightError, TimeoutError) as exc:
+            log.warning("task %s: a cancelled context was not made: %s", self.task_id, exc)
 
     async def _close_context(self) -> None:
         context, self._context = self._context, None

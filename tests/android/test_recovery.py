@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,7 @@ import pytest
 from drivers.base import ActionError, DeviceLost
 from drivers.sim import free_port
 from tests.android.conftest import DriverHarness, driver, on_phone, stop_sim
-from tests.sim.conftest import AdbServer, SimHandle, poll
+from tests.sim.conftest import AdbServer, SimHandle, bounded, poll
 
 
 def test_phone_found_with_its_properties(harness: DriverHarness, sim_phone: SimHandle) -> None:
@@ -129,3 +133,32 @@ def test_action_errors_name_the_action_when_the_phone_is_slow(
         poll(lambda: device.health == "ok" and device.ready)
         session.call("tap", x=5, y=5)
         session.close()
+
+
+def test_frozen_phone_is_offline_within_a_few_health_intervals(
+    adb_server: AdbServer, tmp_path: Path
+) -> None:
+    """A phone process stopped with SIGSTOP: adb still lists it and its connection stays open,
+    but nothing answers. It must be offline after one probe's call_timeout_s (5 s here), not
+    after the ladder's first rung has also waited its connect_timeout_s (60 s here)."""
+    port = free_port()
+    serial = f"127.0.0.1:{port}"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli.main", "sim", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        assert serial in bounded(sim.stdout.readline, timeout=30)
+        with driver(adb_server, tmp_path, [serial], connect_timeout_s=60.0) as h:
+            device = h.wait_state(serial, "available")
+            os.kill(sim.pid, signal.SIGSTOP)
+            poll(lambda: device.state() == "offline", timeout=30)
+            os.kill(sim.pid, signal.SIGCONT)
+            h.wait_state(serial, "available", timeout=120)
+    finally:
+        os.kill(sim.pid, signal.SIGCONT)
+        adb_server.run("disconnect", serial)
+        sim.terminate()
+        sim.wait(30)

@@ -592,3 +592,31 @@ async def test_browser_that_cannot_launch_makes_the_device_offline(tmp_path: Pat
             await device.open_session("task-x")
     finally:
         await chromium.stop()
+
+
+async def test_cancelled_opening_leaves_no_context(host: ChromiumHost) -> None:
+    """An opening cancelled at every point of its way (each turn of the loop in turn, inside
+    `new_context` among them) leaves no browser context in Chromium."""
+    device = BrowserDevice(BrowserSlot(name="browser-cancel"), host, SETTINGS)
+    browser = await host.browser()
+    cdp = await browser.new_browser_cdp_session()
+
+    async def contexts() -> int:
+        reply = await cdp.send("Target.getBrowserContexts")
+        return len(reply["browserContextIds"])
+
+    before = await contexts()
+    for turns in range(60):
+        opening = asyncio.create_task(device.open_session(f"task-{turns}"))
+        for _ in range(turns):
+            await asyncio.sleep(0)  # one turn of the loop: the cancel lands one step later
+        opening.cancel()
+        results = await asyncio.gather(opening, return_exceptions=True)
+        if isinstance(results[0], DeviceSession):
+            await results[0].close()
+    await eventually(lambda: poll_contexts(contexts, before), f"{before} browser contexts")
+    await cdp.detach()
+
+
+async def poll_contexts(contexts: Callable[[], Awaitable[int]], before: int) -> bool:
+    return await contexts() <= before

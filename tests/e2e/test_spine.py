@@ -186,3 +186,13 @@ def test_wrong_token_is_refused_with_a_clear_log_line_and_backoff(
     assert "not-the-token" not in daemon.log()
     assert daemon.proc.popen.poll() is None
     assert "not-the-token" not in coordinator.proc.log()
+
+
+def test_wrong_websocket_path_is_not_reported_as_a_refused_token(
+    coordinator: Coordinator, make_daemon: Any
+) -> None:
+    url = coordinator.ws_url.replace("/ws/host", "/ws/nowhere")
+    daemon = make_daemon(env={"DEVICE_AGENT__COORDINATOR__URL": url})
+    daemon.start()
+    daemon.proc.wait_log("no host websocket at /ws/nowhere")
+    assert "refused the host token" not in daemon.log()
