@@ -85,7 +85,10 @@ def bwrap_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
 
 
 def _file_system(read_only: tuple[Path, ...]) -> list[str]:
-    argv = ["--ro-bind", "/usr", "/usr"]
+    # The private /tmp comes before the binds: an install under /tmp (a CI checkout) is then
+    # bound on top of it instead of being hidden by it.
+    argv = ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    argv += ["--ro-bind", "/usr", "/usr"]
     for name in _MERGED_USR:
         host = Path("/") / name
         if host.is_symlink():
@@ -94,7 +97,7 @@ def _file_system(read_only: tuple[Path, ...]) -> list[str]:
             argv += ["--ro-bind", str(host), str(host)]
     for etc in _ETC:
         argv += ["--ro-bind-try", etc, etc]
-    made: set[Path] = {Path("/")}
+    made: set[Path] = {Path("/"), Path("/tmp")}
     for path in sorted(set(read_only)):
         if any(path.is_relative_to(p) for p in (Path("/usr"), *read_only) if p != path):
             continue
@@ -105,5 +108,4 @@ def _file_system(read_only: tuple[Path, ...]) -> list[str]:
                 argv += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     return argv
