@@ -1,7 +1,7 @@
 """Fuzzed coordinator frames against a real daemon process.
 
 A fake coordinator (a real websocket server on 127.0.0.1) welcomes the daemon, then sends it
-2,000 frames drawn from agent.protocol's coordinator frame models and mutated
+1,000 frames drawn from agent.protocol's coordinator frame models and mutated
 (tests/fuzzframes.py). Every refused frame gets its `error` frame with the code the real parser
 gives it, in order; the daemon keeps its one session, stays up, and logs no traceback.
 """
@@ -38,8 +38,8 @@ from agent.protocol import (
 from scripts.devstack import Daemon
 from tests.fuzzframes import Mutant, model_dicts, mutants
 
-BATCHES = 80
-FRAMES_PER_BATCH = 25  # 80 x 25 = 2,000 frames
+BATCHES = 40
+FRAMES_PER_BATCH = 25  # 40 x 25 = 1,000 frames
 RECV_S = 30.0
 
 COORDINATOR_FRAMES = st.one_of(
