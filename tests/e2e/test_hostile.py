@@ -9,8 +9,6 @@ it (the host's /proc, the coordinator's HTTP API, the daemon's log file).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from scripts.devstack import (
     android_config,
     create_job,
     kill_adb_server,
+    script_run,
     wait_device,
     wait_devices,
     wait_terminal,
@@ -376,24 +375,13 @@ def test_script_run_contains_a_script_the_same_way(tmp_path: Path) -> None:
     script = tmp_path / "escape.py"
     script.write_text(LOCAL_ESCAPE)
     marker = f"{5000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli.main",
-            "script",
-            "run",
-            str(script),
-            "--input",
-            json.dumps({"marker": marker}),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
+    done = script_run(
+        str(script),
+        "--input",
+        json.dumps({"marker": marker}),
+        "--output",
+        str(tmp_path / "out"),
         cwd=tmp_path,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())["task"]["result"]

@@ -8,8 +8,6 @@ the running jobs; the key `other` owns the targets it shares (or not) with `test
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from scripts.devstack import (
     add_tasks,
     create_job,
     free_port,
+    script_run,
     wait_devices,
     wait_terminal,
     wait_until,
@@ -492,24 +491,13 @@ def test_data_dump_example(stack: Stack, site: str) -> None:
 
 def test_script_run_command_runs_an_example_locally(tmp_path: Path, site: str) -> None:
     out = tmp_path / "out"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli.main",
-            "script",
-            "run",
-            str(EXAMPLES / "data_dump.py"),
-            "--input",
-            json.dumps({"url": site}),
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
+    done = script_run(
+        str(EXAMPLES / "data_dump.py"),
+        "--input",
+        json.dumps({"url": site}),
+        "--output",
+        str(out),
         cwd=tmp_path,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "final state: success" in done.stdout
@@ -539,14 +527,7 @@ def test_script_run_never_writes_outside_its_output_folder(tmp_path: Path) -> No
     out.mkdir()
     # A link left in the output folder must not carry a file out of it either.
     (out / "linked.txt").symlink_to(tmp_path / "outside.txt")
-    done = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "script", "run", str(script), "--output", out],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = script_run(str(script), "--output", str(out), cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"refusing to write {out / 'linked.txt'}: it resolves outside {out}" in done.stderr
     assert (out / "escape.txt").read_bytes() == b"one"
