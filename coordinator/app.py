@@ -34,14 +34,18 @@ def create_app(settings: Settings) -> FastAPI:
         sessions = SessionRegistry()
         ctx = Context(settings, db, sessions, Dispatcher(db, sessions))
         app.state.ctx = ctx
-        timeouts = asyncio.create_task(run_timeout_loop(ctx))
+        loops = [
+            asyncio.create_task(run_timeout_loop(ctx)),
+            asyncio.create_task(ctx.dispatcher.run()),
+        ]
         log.info("coordinator ready (data in %s)", settings.data_dir)
         try:
             yield
         finally:
-            timeouts.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timeouts
+            for loop in loops:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
             await db.close()
             log.info("coordinator stopped")
 

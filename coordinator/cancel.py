@@ -39,6 +39,6 @@ async def cancel_task(ctx: Context, task_id: str) -> TaskRow | None:
     if session is not None:
         await session.send(Cancel(task_id=task_id, reason="cancelled by the API"))
     log.info("task %s: cancel requested (was %s)", task_id, task.state)
-    await ctx.dispatcher.dispatch()
+    ctx.dispatcher.wake()
     async with ctx.db.transaction() as conn:
         return await get_task(conn, task_id)

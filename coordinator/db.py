@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, created_at);
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, created_at);
 CREATE INDEX IF NOT EXISTS tasks_host ON tasks(host_id, state);
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks(state, pin_device_id, created_at);
+CREATE INDEX IF NOT EXISTS tasks_device ON tasks(device_id, state);
 CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(job_id, waiting, waiting_since);
 CREATE TABLE IF NOT EXISTS planned_tasks (
     id TEXT PRIMARY KEY,

@@ -1,16 +1,22 @@
 """Dispatch: hands pending tasks to the free devices of connected hosts.
 
-Run after anything that can make work possible (credits, new tasks, a task ending, a host
-connecting or leaving). One lock serialises runs, so no task and no device is handed out twice.
-A device takes the oldest pending task it may run; when there is none, the oldest planned
-sub-task it may run becomes a job task and is given to it. A task whose `assign` frame would be
-over the frame limit is failed at once (`assignment_too_large`) and the device takes the next.
+Anything that can make work possible (credits, new tasks, a task ending, a host connecting or
+leaving) calls `wake()`, which returns at once; one background task runs dispatch passes, so
+requests coalesce and no caller waits for a pass (`settle()` is for the few that must see its
+outcome). A pass takes every device offered by a session that accepts work, drops those that
+still have an active task, reads the queue heads those devices could take in one statement,
+matches them oldest first (a pinned task to its device, an unpinned one to any free device, one
+not wanted by a pinned task first), and assigns them all in one transaction; the `assign`
+frames are then posted, in order, to each host's send queue. Free devices left over take
+planned sub-tasks, which become job tasks as they are given out. A task whose `assign` frame
+would be over the frame limit is failed at once (`assignment_too_large`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -18,16 +24,10 @@ from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
 from coordinator.limits import json_bytes
 from coordinator.sessions import HostSession, SessionRegistry
-from coordinator.store_devices import host_device_ids
-from coordinator.store_jobs import get_job, get_script
-from coordinator.store_planned import materialise, oldest_planned_for
-from coordinator.store_tasks import (
-    TaskRow,
-    busy_device_ids,
-    finish,
-    mark_assigned,
-    oldest_pending_for,
-)
+from coordinator.store_jobs import JobRow, get_job, get_script
+from coordinator.store_planned import any_open_planned, materialise, oldest_planned_for
+from coordinator.store_queue import busy_among, mark_all_assigned, queue_heads
+from coordinator.store_tasks import TaskRow, finish
 
 log = logging.getLogger(__name__)
 
@@ -35,99 +35,189 @@ ASSIGNMENT_TOO_LARGE = "assignment_too_large"
 """Failure reason of a task whose `assign` frame would exceed MAX_FRAME_BYTES."""
 
 
+@dataclass(frozen=True)
+class _Pick:
+    session: HostSession
+    device_id: str
+    task_id: str
+    frame: str
+
+
 class Dispatcher:
     def __init__(self, db: Database, sessions: SessionRegistry) -> None:
         self._db = db
         self._sessions = sessions
-        self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        self._requested = 0
+        self._served = 0
+        self._progress = asyncio.Condition()
 
-    async def dispatch(self) -> None:
-        async with self._lock:
-            for session in self._sessions.all():
-                if session.accepting and not session.closed:
-                    await self._fill(session)
+    def wake(self) -> None:
+        """Ask for a dispatch pass soon."""
+        self._requested += 1
+        self._wanted.set()
 
-    async def _fill(self, session: HostSession) -> None:
-        for device_id in list(session.credits):
-            assignment = await self._assign(session, device_id)
-            if assignment is None:
-                continue
-            session.credits.remove(device_id)
+    async def settle(self) -> None:
+        """Wake the dispatcher and wait until a pass begun after this call has ended."""
+        self.wake()
+        wanted = self._requested
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._served >= wanted)
+
+    async def run(self) -> None:
+        """Run passes as they are asked for, until cancelled; a failed pass is logged."""
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            serving = self._requested
+            try:
+                while await self._pass():
+                    pass
+            except Exception:
+                log.exception("dispatch pass failed")
+            async with self._progress:
+                self._served = serving
+                self._progress.notify_all()
+
+    async def _pass(self) -> bool:
+        """One pass; whether it gave out or failed any task (then another may find more)."""
+        offers: dict[str, HostSession] = {}
+        for session in self._sessions.all():
+            if session.accepting and not session.closed:
+                for device_id in session.credits:
+                    if device_id in session.device_ids:
+                        offers[device_id] = session
+        if not offers:
+            return False
+        async with self._db.transaction() as conn:
+            busy = await busy_among(conn, list(offers))
+            free = {d: s for d, s in offers.items() if d not in busy}
+            if not free:
+                return False
+            picks, failed = await _match(conn, free)
+            for pick in picks:
+                del free[pick.device_id]
+            if free and await any_open_planned(conn):
+                more, failed_planned = await _planned(conn, free)
+                picks += more
+                failed = failed or failed_planned
+            await mark_all_assigned(
+                conn, [(p.task_id, p.session.host_id, p.device_id) for p in picks]
+            )
+        for pick in picks:
+            if pick.device_id in pick.session.credits:
+                pick.session.credits.remove(pick.device_id)
             log.info(
                 "task %s assigned to host %s device %s",
-                assignment.task_id,
-                session.host_id,
-                device_id,
+                pick.task_id,
+                pick.session.host_id,
+                pick.device_id,
             )
-            if not await session.send(Assign(task=assignment)):
-                # The task stays assigned: reconnect reconciliation or timeout+grace frees it.
-                return
-
-    async def _assign(self, session: HostSession, device_id: str) -> Assignment | None:
-        async with self._db.transaction() as conn:
-            if device_id not in await host_device_ids(conn, session.host_id):
-                return None
-            if device_id in await busy_device_ids(conn):
-                return None
-            while True:
-                task = await _next_task_for(conn, device_id)
-                if task is None:
-                    return None
-                assignment = await _assignment(conn, task, device_id)
-                problem = _too_large(assignment)
-                if problem is None:
-                    await mark_assigned(conn, task.id, session.host_id, device_id)
-                    return assignment
-                # Failed for good here: sent, it would break the host's link and come back
-                # pending at its reconnect, again and again, starving the host's other devices.
-                await finish(
-                    conn,
-                    task.id,
-                    state="failed",
-                    reason=ASSIGNMENT_TOO_LARGE,
-                    error=problem,
-                    finished_at=now(),
-                )
-                log.warning("task %s failed (%s): %s", task.id, ASSIGNMENT_TOO_LARGE, problem)
+            # Not awaited: a host that is slow to read must not hold up the others. A frame
+            # that is never sent leaves its task assigned: the host's reconnect or the
+            # timeout frees it.
+            pick.session.post(pick.frame)
+        return bool(picks) or failed
 
 
-async def _next_task_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow | None:
-    """The oldest pending task the device may run, else its oldest planned one, made a task."""
-    task = await oldest_pending_for(conn, device_id)
-    if task is None:
+class _Frames:
+    """Builds `assign` frames, reading each job and script once per pass."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._jobs: dict[str, JobRow] = {}
+        self._scripts: dict[str, str] = {}
+
+    async def assign(self, task: TaskRow, device_id: str) -> tuple[str | None, str | None]:
+        """The encoded frame, or None and why it cannot be sent."""
+        job = self._jobs.get(task.job_id) or await get_job(self._conn, task.job_id)
+        source = self._scripts.get(task.script_sha256) or await get_script(
+            self._conn, task.script_sha256
+        )
+        if job is None or source is None:
+            raise RuntimeError(f"task {task.id} refers to a missing job or script")
+        self._jobs[job.id] = job
+        self._scripts[task.script_sha256] = source
+        assignment = Assignment(
+            task_id=task.id,
+            job_id=task.job_id,
+            remote_device_id=device_id,
+            script_sha256=task.script_sha256,
+            script_source=source,
+            input=task.input,
+            parameters=job.parameters,
+            timeout_s=task.timeout_s,
+            attempt=task.attempt,
+            parent_task_id=task.parent_task_id,
+            automation_id=job.automation_id,
+        )
+        frame = encode(Assign(task=assignment))
+        size = len(frame.encode())
+        if size <= MAX_FRAME_BYTES:
+            return frame, None
+        return None, (
+            f"the assign frame would be {size} bytes, over the websocket frame limit of "
+            f"{MAX_FRAME_BYTES} bytes (script {len(source.encode())} bytes, "
+            f"input {json_bytes(task.input)} bytes, "
+            f"parameters {json_bytes(job.parameters)} bytes)"
+        )
+
+
+async def _match(
+    conn: aiosqlite.Connection, free: dict[str, HostSession]
+) -> tuple[list[_Pick], bool]:
+    """Give queue heads to free devices, oldest first; also whether any task failed."""
+    heads = await queue_heads(conn, list(free))
+    pinned_wants = {t.pin_device_id for t in heads if t.pin_device_id is not None}
+    # Unpinned tasks go first to devices no pinned task waits for.
+    anyone = [d for d in free if d not in pinned_wants] + [d for d in free if d in pinned_wants]
+    taken: set[str] = set()
+    frames = _Frames(conn)
+    picks: list[_Pick] = []
+    failed = False
+    for task in heads:
+        if task.pin_device_id is not None:
+            device_id: str | None = task.pin_device_id if task.pin_device_id not in taken else None
+        else:
+            device_id = next((d for d in anyone if d not in taken), None)
+        if device_id is None:
+            continue
+        frame, problem = await frames.assign(task, device_id)
+        if frame is None:
+            await _fail_too_large(conn, task, problem or "")
+            failed = True
+            continue
+        taken.add(device_id)
+        picks.append(_Pick(free[device_id], device_id, task.id, frame))
+    return picks, failed
+
+
+async def _planned(
+    conn: aiosqlite.Connection, free: dict[str, HostSession]
+) -> tuple[list[_Pick], bool]:
+    """Give each free device its oldest planned sub-task, made a job task as it is given; also
+    whether any task failed."""
+    frames = _Frames(conn)
+    picks = []
+    failed = False
+    for device_id, session in free.items():
         planned = await oldest_planned_for(conn, device_id)
         task = None if planned is None else await materialise(conn, planned)
-    return task
+        if task is None:
+            continue
+        frame, problem = await frames.assign(task, device_id)
+        if frame is None:
+            await _fail_too_large(conn, task, problem or "")
+            failed = True
+            continue
+        picks.append(_Pick(session, device_id, task.id, frame))
+    return picks, failed
 
 
-async def _assignment(conn: aiosqlite.Connection, task: TaskRow, device_id: str) -> Assignment:
-    job = await get_job(conn, task.job_id)
-    source = await get_script(conn, task.script_sha256)
-    if job is None or source is None:
-        raise RuntimeError(f"task {task.id} refers to a missing job or script")
-    return Assignment(
-        task_id=task.id,
-        job_id=task.job_id,
-        remote_device_id=device_id,
-        script_sha256=task.script_sha256,
-        script_source=source,
-        input=task.input,
-        parameters=job.parameters,
-        timeout_s=task.timeout_s,
-        attempt=task.attempt,
-        parent_task_id=task.parent_task_id,
-        automation_id=job.automation_id,
+async def _fail_too_large(conn: aiosqlite.Connection, task: TaskRow, problem: str) -> None:
+    # Failed for good here: sent, it would break the host's link and come back pending at its
+    # reconnect, again and again, starving the host's other devices.
+    await finish(
+        conn, task.id, state="failed", reason=ASSIGNMENT_TOO_LARGE, error=problem, finished_at=now()
     )
-
-
-def _too_large(assignment: Assignment) -> str | None:
-    """Why the `assign` frame of `assignment` cannot be sent (over the frame limit), or None."""
-    size = len(encode(Assign(task=assignment)).encode())
-    if size <= MAX_FRAME_BYTES:
-        return None
-    return (
-        f"the assign frame would be {size} bytes, over the websocket frame limit of "
-        f"{MAX_FRAME_BYTES} bytes (script {len(assignment.script_source.encode())} bytes, "
-        f"input {json_bytes(assignment.input)} bytes, "
-        f"parameters {json_bytes(assignment.parameters)} bytes)"
-    )
+    log.warning("task %s failed (%s): %s", task.id, ASSIGNMENT_TOO_LARGE, problem)

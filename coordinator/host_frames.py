@@ -70,11 +70,13 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
         case Devices():
             async with ctx.db.transaction() as conn:
                 await replace_host_devices(conn, session.host_id, frame.devices)
+            session.device_ids = {d.remote_device_id for d in frame.devices}
+            ctx.dispatcher.wake()
         case Credits():
             session.credits = list(dict.fromkeys(frame.free))
             # A hello with accepting=false holds work back only until the host's next credits.
             session.accepting = True
-            await ctx.dispatcher.dispatch()
+            ctx.dispatcher.wake()
         case Accept():
             await _on_accept(ctx, session, frame)
         case Reject():
@@ -118,7 +120,7 @@ async def handle_submits(ctx: Context, session: HostSession, submits: list[Submi
             finals += 1
             log.info("task %s finished as %s (submission)", frame.task_id, frame.status)
     if finals:
-        await ctx.dispatcher.dispatch()
+        ctx.dispatcher.wake()
 
 
 def _public_base(ctx: Context, session: HostSession) -> str:
@@ -160,7 +162,7 @@ async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
         if task.device_id is not None and task.device_id not in session.credits:
             session.credits.append(task.device_id)
         session.accepting = False
-    await ctx.dispatcher.dispatch()
+    ctx.dispatcher.wake()
 
 
 async def _on_heartbeat(ctx: Context, session: HostSession, frame: Heartbeat) -> None:
@@ -172,7 +174,7 @@ async def _on_heartbeat(ctx: Context, session: HostSession, frame: Heartbeat) ->
     elif not session.accepting:
         log.info("host %s takes work again", session.host_id)
         session.accepting = True
-        await ctx.dispatcher.dispatch()
+        ctx.dispatcher.wake()
 
 
 async def _on_started(ctx: Context, session: HostSession, frame: Started) -> None:
@@ -213,4 +215,4 @@ async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> N
     await session.send(SubmitAck(key=frame.key, ok=True))
     if not repeated:
         log.info("task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state)
-        await ctx.dispatcher.dispatch()
+        ctx.dispatcher.wake()

@@ -1,6 +1,8 @@
 """A welcomed host's session loop: frames read ahead, handled in order, submits in runs.
 
 A reader task parses frames as they arrive, at most READ_AHEAD_FRAMES ahead of their handling.
+It starts before reconciliation, so the connection is read (and websocket pings answered) from
+the first moment, however long the database takes.
 The handler takes them in order; a run of consecutive `submit` frames already waiting is
 applied in one transaction (group commit, docs/outbox.md), which is what lets a reconnected
 host's outbox drain fast. Every answer, an `error` for a frame that did not parse included,
@@ -21,12 +23,14 @@ from agent.protocol import (
     Error,
     FrameError,
     Heartbeat,
+    Hello,
     HostFrame,
     Submit,
     parse_host_frame,
 )
 from coordinator.context import Context
 from coordinator.host_frames import handle_frame, handle_submits
+from coordinator.reconcile import reconcile
 from coordinator.sessions import HostSession
 
 log = logging.getLogger(__name__)
@@ -47,12 +51,13 @@ class BadFrame:
 Item = HostFrame | BadFrame
 
 
-async def serve(ctx: Context, session: HostSession) -> None:
-    """Handle frames until the host leaves, is replaced, or falls silent."""
+async def serve(ctx: Context, session: HostSession, hello: Hello) -> None:
+    """Reconcile, then handle frames until the host leaves, is replaced, or falls silent."""
     heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
     inbox: asyncio.Queue[Item] = asyncio.Queue(maxsize=READ_AHEAD_FRAMES)
     receiving = asyncio.create_task(_receive(ctx, session, inbox))
     try:
+        await reconcile(ctx, session, hello)
         item = await _next(inbox, receiving)
         while item is not None:
             if not isinstance(item, Submit):

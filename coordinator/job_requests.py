@@ -102,7 +102,7 @@ async def add_sub_tasks(call: Call) -> dict[str, Any]:
         ]
     }
     if p.run_immediately:
-        await call.ctx.dispatcher.dispatch()
+        await call.ctx.dispatcher.settle()
         async with call.ctx.db.transaction() as conn:
             tasks = [await get_task(conn, task_id) for task_id in job_task_ids]
         result["assignment_results"] = [

@@ -1,8 +1,14 @@
-"""Connected host sessions: one live websocket per host, its credits, and safe sending."""
+"""Connected host sessions: one live websocket per host, its credits, and ordered sending.
+
+Every frame to a host goes through its session's queue and one writer task, so frames reach the
+host in the order they were posted (an `assign` never overtakes the `cancel` of its task) and no
+caller waits on a slow host: the dispatcher posts and moves on.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -13,6 +19,7 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 10.0
 _MAX_CLOSE_REASON_BYTES = 120  # the websocket protocol allows 123
+_SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError, TimeoutError)
 
 
 class HostSession:
@@ -23,29 +30,55 @@ class HostSession:
         self.host_id = host_id
         self.session_id = session_id
         self.accepting = accepting
+        self.device_ids: set[str] = set()
+        """The devices of the host's latest `hello` or `devices` frame: the only ones it may
+        offer."""
         self.credits: list[str] = []
         """Free devices from the latest `credits` frame, less those assigned or rejected since."""
         self.closed = False
-        self._send_lock = asyncio.Lock()
+        self._broken = False
+        self._io_lock = asyncio.Lock()
+        self._outgoing: asyncio.Queue[tuple[str, asyncio.Future[bool]]] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_all())
+
+    def post(self, text: str) -> asyncio.Future[bool]:
+        """Queue an encoded frame; the future says whether it was sent (never raises)."""
+        sent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outgoing.put_nowait((text, sent))
+        return sent
 
     async def send(self, frame: Frame) -> bool:
-        """Send one frame; False (never an exception) if the connection is gone or stuck."""
-        async with self._send_lock:
-            if self.closed:
+        """Send one frame after those posted before it; False if the host is gone or stuck."""
+        return await self.post(encode(frame))
+
+    async def _write_all(self) -> None:
+        while True:
+            text, sent = await self._outgoing.get()
+            ok = False
+            try:
+                ok = await self._write(text)
+            finally:
+                if not sent.done():
+                    sent.set_result(ok)
+
+    async def _write(self, text: str) -> bool:
+        async with self._io_lock:
+            if self.closed or self._broken:
                 return False
             try:
                 async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await self.websocket.send_text(encode(frame))
-            except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError) as exc:
-                log.info(
-                    "host %s: could not send %s: %r", self.host_id, frame.__class__.__name__, exc
-                )
+                    await self.websocket.send_text(text)
+            except _SEND_ERRORS as exc:
+                # A host that cannot take a frame for SEND_TIMEOUT_S will not take the next one
+                # either: fail the rest at once; its receive side ends the session.
+                self._broken = True
+                log.info("host %s: could not send: %r", self.host_id, exc)
                 return False
             return True
 
     async def close(self, code: int, reason: str) -> None:
         """Close with an application code; the session's receive loop then ends."""
-        async with self._send_lock:
+        async with self._io_lock:
             if self.closed:
                 return
             self.closed = True
@@ -53,8 +86,19 @@ class HostSession:
             try:
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     await self.websocket.close(code=code, reason=short)
-            except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError) as exc:
+            except _SEND_ERRORS as exc:
                 log.info("host %s: close %d failed: %r", self.host_id, code, exc)
+
+    async def end(self) -> None:
+        """Stop the writer once the session is over; frames still queued count as not sent."""
+        self.closed = True
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        while not self._outgoing.empty():
+            _, sent = self._outgoing.get_nowait()
+            if not sent.done():
+                sent.set_result(False)
 
 
 class SessionRegistry:

@@ -64,7 +64,7 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _row(row: aiosqlite.Row) -> TaskRow:
+def task_from_row(row: aiosqlite.Row) -> TaskRow:
     return TaskRow(
         id=row["id"],
         job_id=row["job_id"],
@@ -93,7 +93,7 @@ def _row(row: aiosqlite.Row) -> TaskRow:
 
 async def _fetch(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> list[TaskRow]:
     async with conn.execute(sql, args) as cur:
-        return [_row(r) for r in await cur.fetchall()]
+        return [task_from_row(r) for r in await cur.fetchall()]
 
 
 async def create_tasks(
@@ -136,7 +136,7 @@ async def get_tasks(conn: aiosqlite.Connection, task_ids: set[str]) -> dict[str,
         rows = await conn.execute_fetchall(
             f"SELECT * FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk
         )
-        found.update((t.id, t) for t in map(_row, rows))
+        found.update((t.id, t) for t in map(task_from_row, rows))
     return found
 
 

@@ -1,8 +1,7 @@
 """Timeout enforcement: active tasks past timeout_s + grace become `timeout`, host or no host.
 
 This is the only way, besides a reconnecting host's reconciliation, that a task a host may still
-be running stops being that host's. The same once-a-second loop runs a dispatch pass while
-planned sub-tasks wait (added without run_immediately, they have no event of their own).
+be running stops being that host's. The same once-a-second loop asks for a dispatch pass.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import logging
 from agent.protocol import Cancel
 from coordinator.context import Context
 from coordinator.db import now
-from coordinator.store_planned import any_open_planned
 from coordinator.store_tasks import finish, overdue
 
 log = logging.getLogger(__name__)
@@ -34,7 +32,7 @@ async def expire_overdue(ctx: Context) -> int:
         if session is not None:
             await session.send(Cancel(task_id=task.id, reason="timeout"))
     if expired:
-        await ctx.dispatcher.dispatch()
+        ctx.dispatcher.wake()
     return len(expired)
 
 
@@ -44,9 +42,8 @@ async def run_timeout_loop(ctx: Context) -> None:
         await asyncio.sleep(CHECK_INTERVAL_S)
         try:
             await expire_overdue(ctx)
-            async with ctx.db.transaction() as conn:
-                planned_waiting = await any_open_planned(conn)
-            if planned_waiting:
-                await ctx.dispatcher.dispatch()
         except Exception:
             log.exception("timeout check failed")
+        # Planned sub-tasks added without run_immediately have no event of their own, and a
+        # pass that failed is retried here.
+        ctx.dispatcher.wake()

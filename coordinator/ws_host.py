@@ -1,7 +1,7 @@
 """The host websocket (`/ws/host`): authentication, the opening handshake, reconciliation.
 
 See docs/protocol.md: token checked before the upgrade (HTTP 401), `hello` then `welcome`,
-reconciliation, takeover of an older session (4001). The session loop that follows (heartbeats,
+takeover of an older session (4001). The session loop that follows (reconciliation, heartbeats,
 4003 after two silent intervals, an `error` frame for every refused frame) is host_loop.py.
 """
 
@@ -21,19 +21,17 @@ from agent.protocol import (
     CLOSE_UNSUPPORTED_VERSION,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
-    Cancel,
     FrameError,
     Hello,
     Welcome,
+    encode,
     parse_host_frame,
 )
 from coordinator.context import Context
-from coordinator.db import new_id, now
+from coordinator.db import new_id
 from coordinator.host_loop import serve
 from coordinator.sessions import HostSession
-from coordinator.store_devices import replace_host_devices
 from coordinator.store_hosts import digest, host_for_token, touch_host
-from coordinator.store_tasks import active_on_host, back_to_pending, finish, get_task, mark_running
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +75,25 @@ async def host_endpoint(websocket: WebSocket) -> None:
         )
         await old.close(CLOSE_SESSION_REPLACED, "session replaced")
     try:
-        await session.send(
-            Welcome(
-                protocol_version=PROTOCOL_VERSION,
-                session_id=session.session_id,
-                heartbeat_interval_s=ctx.settings.heartbeat_s,
-                max_frame_bytes=MAX_FRAME_BYTES,
+        session.post(
+            encode(
+                Welcome(
+                    protocol_version=PROTOCOL_VERSION,
+                    session_id=session.session_id,
+                    heartbeat_interval_s=ctx.settings.heartbeat_s,
+                    max_frame_bytes=MAX_FRAME_BYTES,
+                )
             )
         )
-        await _reconcile(ctx, session, hello)
         log.info("host %s connected (session %s)", host_id, session.session_id)
-        await serve(ctx, session)
+        await serve(ctx, session, hello)
     finally:
         ctx.sessions.remove(session)
-        session.closed = True
+        await session.end()
         async with ctx.db.transaction() as conn:
             await touch_host(conn, host_id)
         log.info("host %s disconnected (session %s)", host_id, session.session_id)
-        await ctx.dispatcher.dispatch()
+        ctx.dispatcher.wake()
 
 
 async def _close_early(websocket: WebSocket, host_id: str, code: int, reason: str) -> None:
@@ -155,30 +154,3 @@ def _claimed_version(raw: str) -> object | None:
     if isinstance(obj, dict) and obj.get("type") == "hello":
         return obj.get("protocol_version")
     return None
-
-
-async def _reconcile(ctx: Context, session: HostSession, hello: Hello) -> None:
-    """Align the tasks with what the host says it still runs (docs/protocol.md, step 3)."""
-    held = set(hello.running_tasks)
-    to_cancel: list[tuple[str, str]] = []
-    async with ctx.db.transaction() as conn:
-        await replace_host_devices(conn, session.host_id, hello.devices)
-        await touch_host(conn, session.host_id)
-        for task in await active_on_host(conn, session.host_id):
-            if task.id in held:
-                await mark_running(conn, task.id, now())
-            elif task.state == "assigned":
-                await back_to_pending(conn, task.id)
-                log.info("task %s back to pending: host %s does not hold it", task.id, task.host_id)
-            else:
-                await finish(conn, task.id, state="failed", reason="agent_lost", finished_at=now())
-                log.info("task %s failed (agent_lost): host %s lost it", task.id, task.host_id)
-        for task_id in held:
-            known = await get_task(conn, task_id)
-            if known is None or known.host_id != session.host_id:
-                to_cancel.append((task_id, "not a task of this host"))
-            elif known.state in ("cancelled", "timeout"):
-                to_cancel.append((task_id, f"task is {known.state} at the coordinator"))
-    for task_id, reason in to_cancel:
-        await session.send(Cancel(task_id=task_id, reason=reason))
-    await ctx.dispatcher.dispatch()

@@ -70,7 +70,7 @@ async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: Calle
         job = await update_job(conn, job_id, changes)
     if job is None:
         raise no_job(job_id)
-    await ctx.dispatcher.dispatch()
+    ctx.dispatcher.wake()
     return job_view(job)
 
 
@@ -140,7 +140,7 @@ async def post_tasks(
             job,
             [NewTask(t.input, t.remote_device_id, t.timeout_s) for t in body.tasks],
         )
-    await ctx.dispatcher.dispatch()
+    ctx.dispatcher.wake()
     async with ctx.db.transaction() as conn:
         # Read again: dispatch may have assigned some already.
         fresh = [await get_task(conn, row.id) for row in rows]
