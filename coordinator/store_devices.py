@@ -30,12 +30,12 @@ async def replace_host_devices(
     Rows are never deleted, so a task can still be pinned to a device that is away for now.
     """
     stamp = now()
-    for device in devices:
-        await conn.execute(
-            "INSERT INTO devices (remote_device_id, host_id, kind, state, properties, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(remote_device_id) DO UPDATE SET "
-            "host_id = excluded.host_id, kind = excluded.kind, state = excluded.state, "
-            "properties = excluded.properties, updated_at = excluded.updated_at",
+    await conn.executemany(
+        "INSERT INTO devices (remote_device_id, host_id, kind, state, properties, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(remote_device_id) DO UPDATE SET "
+        "host_id = excluded.host_id, kind = excluded.kind, state = excluded.state, "
+        "properties = excluded.properties, updated_at = excluded.updated_at",
+        [
             (
                 device.remote_device_id,
                 host_id,
@@ -43,8 +43,10 @@ async def replace_host_devices(
                 device.state,
                 json.dumps(device.properties),
                 stamp,
-            ),
-        )
+            )
+            for device in devices
+        ],
+    )
     reported = [d.remote_device_id for d in devices]
     marks = ",".join("?" * len(reported))
     missing_clause = f" AND remote_device_id NOT IN ({marks})" if reported else ""

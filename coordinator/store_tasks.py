@@ -101,13 +101,11 @@ async def create_tasks(
 ) -> list[TaskRow]:
     """Create pending tasks that will run the job's current script version."""
     stamp = now()
-    ids = []
-    for spec in specs:
-        task_id = spec.task_id or new_id()
-        ids.append(task_id)
-        await conn.execute(
-            "INSERT INTO tasks (id, job_id, script_sha256, input, pin_device_id, state, "
-            "timeout_s, parent_task_id, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+    ids = [spec.task_id or new_id() for spec in specs]
+    await conn.executemany(
+        "INSERT INTO tasks (id, job_id, script_sha256, input, pin_device_id, state, "
+        "timeout_s, parent_task_id, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+        [
             (
                 task_id,
                 job.id,
@@ -117,9 +115,12 @@ async def create_tasks(
                 spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
                 spec.parent_task_id,
                 stamp,
-            ),
-        )
-    return [t for t in [await get_task(conn, i) for i in ids] if t is not None]
+            )
+            for task_id, spec in zip(ids, specs, strict=True)
+        ],
+    )
+    created = await get_tasks(conn, set(ids))
+    return [created[task_id] for task_id in ids]
 
 
 async def get_task(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:

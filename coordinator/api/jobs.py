@@ -6,7 +6,7 @@ Who may read, change or share it: coordinator/api/access.py.
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 
 from coordinator.api.access import job_for, no_job
 from coordinator.api.auth import CallerDep, ContextDep
@@ -20,7 +20,7 @@ from coordinator.api.models import (
     TasksCreated,
 )
 from coordinator.api.strict_json import api_router
-from coordinator.api.views import job_view, task_view
+from coordinator.api.views import job_view, new_task_view
 from coordinator.limits import input_too_large, script_too_large
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import (
@@ -30,7 +30,7 @@ from coordinator.store_jobs import (
     set_share,
     update_job,
 )
-from coordinator.store_tasks import NewTask, create_tasks, get_task
+from coordinator.store_tasks import NewTask, create_tasks
 
 router = api_router(prefix="/jobs", tags=["jobs"])
 
@@ -120,7 +120,7 @@ async def put_script(job_id: str, body: ScriptUpdate, ctx: ContextDep, caller: C
 
 @router.post("/{job_id}/tasks", status_code=201)
 async def post_tasks(
-    job_id: str, body: TasksCreate, request: Request, ctx: ContextDep, caller: CallerDep
+    job_id: str, body: TasksCreate, ctx: ContextDep, caller: CallerDep
 ) -> TasksCreated:
     """Create pending tasks (all or none) and dispatch them to free devices; needs edit."""
     for i, task in enumerate(body.tasks):
@@ -141,8 +141,4 @@ async def post_tasks(
             [NewTask(t.input, t.remote_device_id, t.timeout_s) for t in body.tasks],
         )
     ctx.dispatcher.wake()
-    async with ctx.db.transaction() as conn:
-        # Read again: dispatch may have assigned some already.
-        fresh = [await get_task(conn, row.id) for row in rows]
-        views = [await task_view(conn, request, t) for t in fresh if t is not None]
-    return TasksCreated(tasks=views)
+    return TasksCreated(tasks=[new_task_view(row) for row in rows])

@@ -51,6 +51,15 @@ async def task_view(conn: aiosqlite.Connection, request: Request, task: TaskRow)
         )
         for f in await files_of_task(conn, task.id)
     ]
+    return _task_model(task, files)
+
+
+def new_task_view(task: TaskRow) -> Task:
+    """The view of a task just created: it has no files yet."""
+    return _task_model(task, [])
+
+
+def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
     duration = (
         task.finished_at - task.started_at
         if task.finished_at is not None and task.started_at is not None
