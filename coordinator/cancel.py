@@ -37,7 +37,7 @@ async def cancel_task(ctx: Context, task_id: str) -> TaskRow | None:
         if task.state != "running" or session is None:
             await finish(conn, task_id, state="cancelled", reason="cancelled", finished_at=now())
     if session is not None:
-        await session.send(Cancel(task_id=task_id, reason="cancelled by the API"))
+        session.send(Cancel(task_id=task_id, reason="cancelled by the API"))
     log.info("task %s: cancel requested (was %s)", task_id, task.state)
     ctx.dispatcher.wake()
     async with ctx.db.transaction() as conn:

@@ -107,14 +107,14 @@ class Dispatcher:
         for pick in picks:
             if pick.device_id in pick.session.credits:
                 pick.session.credits.remove(pick.device_id)
+            pick.session.unaccepted.add(pick.task_id)
             log.info(
                 "task %s assigned to host %s device %s",
                 pick.task_id,
                 pick.session.host_id,
                 pick.device_id,
             )
-            # Not awaited: a host that is slow to read must not hold up the others. A frame
-            # that is never sent leaves its task assigned: the host's reconnect or the
+            # A frame that is never sent leaves its task assigned: the host's reconnect or the
             # timeout frees it.
             pick.session.post(pick.frame)
         return bool(picks) or failed

@@ -52,9 +52,9 @@ def _timestamp(moment: datetime) -> float:
     return min(moment.timestamp(), now())
 
 
-async def _refuse(session: HostSession, code: str, message: str, ref: str | None) -> None:
+def _refuse(session: HostSession, code: str, message: str, ref: str | None) -> None:
     log.warning("host %s: %s: %s", session.host_id, code, message)
-    await session.send(Error(code=code, message=message, ref=ref))
+    session.send(Error(code=code, message=message, ref=ref))
 
 
 def _ownership_error(task: TaskRow | None, task_id: str, host_id: str) -> tuple[str, str] | None:
@@ -68,10 +68,11 @@ def _ownership_error(task: TaskRow | None, task_id: str, host_id: str) -> tuple[
 async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> None:
     match frame:
         case Devices():
-            async with ctx.db.transaction() as conn:
-                await replace_host_devices(conn, session.host_id, frame.devices)
-            session.device_ids = {d.remote_device_id for d in frame.devices}
-            ctx.dispatcher.wake()
+            if frame.devices != session.devices:
+                async with ctx.db.transaction() as conn:
+                    await replace_host_devices(conn, session.host_id, frame.devices)
+                session.set_devices(frame.devices)
+                ctx.dispatcher.wake()
         case Credits():
             session.credits = list(dict.fromkeys(frame.free))
             # A hello with accepting=false holds work back only until the host's next credits.
@@ -89,11 +90,11 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
             ack = await apply_dump(ctx, session.host_id, _public_base(ctx, session), frame)
             if not ack.ok:
                 log.warning("host %s: dump %s refused: %s", session.host_id, frame.key, ack.error)
-            await session.send(ack)
+            session.send(ack)
         case Finished():
             await _on_finished(ctx, session, frame)
         case Request():
-            await session.send(await answer(ctx, session.host_id, frame))
+            session.send(await answer(ctx, session.host_id, frame))
         case Heartbeat():
             await _on_heartbeat(ctx, session, frame)
         case Error():
@@ -105,7 +106,7 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
                 frame.ref,
             )
         case Hello():
-            await _refuse(session, "invalid_frame", "hello is only valid as the first frame", None)
+            _refuse(session, "invalid_frame", "hello is only valid as the first frame", None)
 
 
 async def handle_submits(ctx: Context, session: HostSession, submits: list[Submit]) -> None:
@@ -115,7 +116,7 @@ async def handle_submits(ctx: Context, session: HostSession, submits: list[Submi
     for frame, (ack, final) in zip(submits, results, strict=True):
         if not ack.ok:
             log.warning("host %s: submit %s refused: %s", session.host_id, frame.key, ack.error)
-        await session.send(ack)
+        session.send(ack)
         if final:
             finals += 1
             log.info("task %s finished as %s (submission)", frame.task_id, frame.status)
@@ -133,11 +134,14 @@ def _public_base(ctx: Context, session: HostSession) -> str:
 
 
 async def _on_accept(ctx: Context, session: HostSession, frame: Accept) -> None:
+    if frame.task_id in session.unaccepted:
+        session.unaccepted.discard(frame.task_id)
+        return
     async with ctx.db.transaction() as conn:
         task = await get_task(conn, frame.task_id)
     problem = _ownership_error(task, frame.task_id, session.host_id)
     if problem is not None:
-        await _refuse(session, *problem, frame.task_id)
+        _refuse(session, *problem, frame.task_id)
 
 
 async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
@@ -147,9 +151,10 @@ async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
         if problem is None and task is not None:
             await back_to_pending(conn, task.id)
     if problem is not None:
-        await _refuse(session, *problem, frame.task_id)
+        _refuse(session, *problem, frame.task_id)
         return
     assert task is not None
+    session.unaccepted.discard(task.id)
     log.info("host %s rejected task %s: %s", session.host_id, task.id, frame.reason)
     if frame.reason in DEVICE_REJECTS:
         # The device is not offered again until the host's next credits say it is free.
@@ -184,7 +189,7 @@ async def _on_started(ctx: Context, session: HostSession, frame: Started) -> Non
         if problem is None and task is not None and task.state in ACTIVE_STATES:
             await mark_running(conn, task.id, _timestamp(frame.started_at))
     if problem is not None:
-        await _refuse(session, *problem, frame.task_id)
+        _refuse(session, *problem, frame.task_id)
 
 
 async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> None:
@@ -210,9 +215,9 @@ async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> N
             await store_finished(conn, frame)
     if problem is not None:
         log.warning("host %s: finished %s refused: %s", session.host_id, frame.key, problem[1])
-        await session.send(SubmitAck(key=frame.key, ok=False, error=problem[1]))
+        session.send(SubmitAck(key=frame.key, ok=False, error=problem[1]))
         return
-    await session.send(SubmitAck(key=frame.key, ok=True))
+    session.send(SubmitAck(key=frame.key, ok=True))
     if not repeated:
         log.info("task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state)
         ctx.dispatcher.wake()

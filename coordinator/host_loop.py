@@ -48,33 +48,37 @@ class BadFrame:
     error: Error
 
 
+@dataclass(frozen=True)
+class End:
+    """The reader has stopped: the host left, failed, or fell silent."""
+
+
 Item = HostFrame | BadFrame
 
 
 async def serve(ctx: Context, session: HostSession, hello: Hello) -> None:
     """Reconcile, then handle frames until the host leaves, is replaced, or falls silent."""
     heartbeats = asyncio.create_task(_send_heartbeats(session, ctx.settings.heartbeat_s))
-    inbox: asyncio.Queue[Item] = asyncio.Queue(maxsize=READ_AHEAD_FRAMES)
+    inbox: asyncio.Queue[Item | End] = asyncio.Queue(maxsize=READ_AHEAD_FRAMES)
     receiving = asyncio.create_task(_receive(ctx, session, inbox))
     try:
         await reconcile(ctx, session, hello)
-        item = await _next(inbox, receiving)
-        while item is not None:
+        item = await inbox.get()
+        while not isinstance(item, End):
             if not isinstance(item, Submit):
                 await _handle(ctx, session, item)
-                item = await _next(inbox, receiving)
+                item = await inbox.get()
                 continue
             run = [item]
-            item = None
-            while not inbox.empty():
-                item = inbox.get_nowait()
-                if not isinstance(item, Submit):
-                    break
-                run.append(item)
-                item = None
+            following: Item | End | None = None
+            while following is None and not inbox.empty():
+                queued = inbox.get_nowait()
+                if isinstance(queued, Submit):
+                    run.append(queued)
+                else:
+                    following = queued
             await _handle(ctx, session, run)
-            if item is None:
-                item = await _next(inbox, receiving)
+            item = following if following is not None else await inbox.get()
     finally:
         heartbeats.cancel()
         receiving.cancel()
@@ -83,36 +87,27 @@ async def serve(ctx: Context, session: HostSession, hello: Hello) -> None:
 async def _send_heartbeats(session: HostSession, interval_s: float) -> None:
     while not session.closed:
         await asyncio.sleep(interval_s)
-        await session.send(Heartbeat(sent_at=datetime.now(UTC)))
+        session.send(Heartbeat(sent_at=datetime.now(UTC)))
 
 
-async def _next(inbox: asyncio.Queue[Item], receiving: asyncio.Task[None]) -> Item | None:
-    """The next frame; None once the reader has ended (its error, if any, is raised)."""
-    if not inbox.empty():
-        return inbox.get_nowait()
-    if not receiving.done():
-        getter = asyncio.ensure_future(inbox.get())
-        await asyncio.wait([getter, receiving], return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-    receiving.result()
-    return None
-
-
-async def _receive(ctx: Context, session: HostSession, inbox: asyncio.Queue[Item]) -> None:
-    """Read and parse frames into `inbox` until the host is gone or falls silent."""
-    while True:
-        try:
-            async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
-                message = await session.websocket.receive()
-        except TimeoutError:
-            log.warning("host %s: heartbeat timeout", session.host_id)
-            await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        await inbox.put(_parse(session, message.get("text"), message.get("bytes")))
+async def _receive(ctx: Context, session: HostSession, inbox: asyncio.Queue[Item | End]) -> None:
+    """Read and parse frames into `inbox` until the host is gone or falls silent; then End."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(2 * ctx.settings.heartbeat_s):
+                    message = await session.websocket.receive()
+            except TimeoutError:
+                log.warning("host %s: heartbeat timeout", session.host_id)
+                await session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            await inbox.put(_parse(session, message.get("text"), message.get("bytes")))
+    except Exception as exc:
+        # The connection failed under us: the session ends as if the host had left.
+        log.info("host %s: reading failed: %r", session.host_id, exc)
+    await inbox.put(End())
 
 
 def _parse(session: HostSession, text: str | None, data: bytes | None) -> Item:
@@ -140,7 +135,7 @@ def _error_ref(raw: str) -> str | None:
 async def _handle(ctx: Context, session: HostSession, work: Item | list[Submit]) -> None:
     """One frame, or a run of submits; a failure is told to the host, never ends the session."""
     if isinstance(work, BadFrame):
-        await session.send(work.error)
+        session.send(work.error)
         return
     kind = "submit" if isinstance(work, list) else work.type
     try:
@@ -150,6 +145,4 @@ async def _handle(ctx: Context, session: HostSession, work: Item | list[Submit])
             await handle_frame(ctx, session, work)
     except Exception:
         log.exception("host %s: handling %s failed", session.host_id, kind)
-        await session.send(
-            Error(code="internal_error", message=f"the coordinator failed on {kind}")
-        )
+        session.send(Error(code="internal_error", message=f"the coordinator failed on {kind}"))

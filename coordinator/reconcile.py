@@ -43,7 +43,7 @@ async def reconcile(ctx: Context, session: HostSession, hello: Hello) -> None:
             to_cancel.append((task_id, "not a task of this host"))
         elif mine.state in ("cancelled", "timeout"):
             to_cancel.append((task_id, f"task is {mine.state} at the coordinator"))
-    session.device_ids = {d.remote_device_id for d in hello.devices}
+    session.set_devices(hello.devices)
     for task_id, reason in to_cancel:
-        await session.send(Cancel(task_id=task_id, reason=reason))
+        session.send(Cancel(task_id=task_id, reason=reason))
     ctx.dispatcher.wake()

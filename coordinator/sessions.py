@@ -1,8 +1,9 @@
 """Connected host sessions: one live websocket per host, its credits, and ordered sending.
 
 Every frame to a host goes through its session's queue and one writer task, so frames reach the
-host in the order they were posted (an `assign` never overtakes the `cancel` of its task) and no
-caller waits on a slow host: the dispatcher posts and moves on.
+host in the order they were queued (an `assign` never overtakes the `cancel` of its task) and no
+caller waits on a slow host. A frame that cannot be sent is dropped: the protocol recovers every
+such loss (the host resends what was not acknowledged; its reconnect reconciles the rest).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agent.protocol import Frame, encode
+from agent.protocol import DeviceInfo, Frame, encode
 
 log = logging.getLogger(__name__)
 
@@ -30,51 +31,49 @@ class HostSession:
         self.host_id = host_id
         self.session_id = session_id
         self.accepting = accepting
+        self.devices: list[DeviceInfo] = []
+        """The host's latest device list (`hello` or `devices`), as stored: a repeated list
+        (the daemon sends one after every task) is not written again."""
         self.device_ids: set[str] = set()
-        """The devices of the host's latest `hello` or `devices` frame: the only ones it may
-        offer."""
+        """The ids of `devices`: the only devices the host may offer."""
+        self.unaccepted: set[str] = set()
+        """Tasks assigned in this session and not yet accepted: an `accept` of one of them
+        needs no database read."""
         self.credits: list[str] = []
         """Free devices from the latest `credits` frame, less those assigned or rejected since."""
         self.closed = False
         self._broken = False
         self._io_lock = asyncio.Lock()
-        self._outgoing: asyncio.Queue[tuple[str, asyncio.Future[bool]]] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[str] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_all())
 
-    def post(self, text: str) -> asyncio.Future[bool]:
-        """Queue an encoded frame; the future says whether it was sent (never raises)."""
-        sent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._outgoing.put_nowait((text, sent))
-        return sent
+    def set_devices(self, devices: list[DeviceInfo]) -> None:
+        self.devices = devices
+        self.device_ids = {d.remote_device_id for d in devices}
 
-    async def send(self, frame: Frame) -> bool:
-        """Send one frame after those posted before it; False if the host is gone or stuck."""
-        return await self.post(encode(frame))
+    def send(self, frame: Frame) -> None:
+        """Queue one frame behind those queued before it."""
+        self.post(encode(frame))
+
+    def post(self, text: str) -> None:
+        """Queue one frame already encoded."""
+        if not (self.closed or self._broken):
+            self._outgoing.put_nowait(text)
 
     async def _write_all(self) -> None:
         while True:
-            text, sent = await self._outgoing.get()
-            ok = False
-            try:
-                ok = await self._write(text)
-            finally:
-                if not sent.done():
-                    sent.set_result(ok)
-
-    async def _write(self, text: str) -> bool:
-        async with self._io_lock:
-            if self.closed or self._broken:
-                return False
-            try:
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await self.websocket.send_text(text)
-            except _SEND_ERRORS as exc:
-                # A host that cannot take a frame for SEND_TIMEOUT_S will not take the next one
-                # either: fail the rest at once; its receive side ends the session.
-                self._broken = True
-                log.info("host %s: could not send: %r", self.host_id, exc)
-                return False
-            return True
+            text = await self._outgoing.get()
+            async with self._io_lock:
+                if self.closed or self._broken:
+                    continue
+                try:
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await self.websocket.send_text(text)
+                except _SEND_ERRORS as exc:
+                    # A host that cannot take a frame for SEND_TIMEOUT_S will not take the next
+                    # one either: drop the rest; its receive side ends the session.
+                    self._broken = True
+                    log.info("host %s: could not send: %r", self.host_id, exc)
 
     async def close(self, code: int, reason: str) -> None:
         """Close with an application code; the session's receive loop then ends."""
@@ -90,15 +89,11 @@ class HostSession:
                 log.info("host %s: close %d failed: %r", self.host_id, code, exc)
 
     async def end(self) -> None:
-        """Stop the writer once the session is over; frames still queued count as not sent."""
+        """Stop the writer once the session is over; frames still queued are dropped."""
         self.closed = True
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
-        while not self._outgoing.empty():
-            _, sent = self._outgoing.get_nowait()
-            if not sent.done():
-                sent.set_result(False)
 
 
 class SessionRegistry:

@@ -30,7 +30,7 @@ async def expire_overdue(ctx: Context) -> int:
         log.info("task %s timed out (%s on host %s)", task.id, task.state, task.host_id)
         session = ctx.sessions.get(task.host_id) if task.host_id else None
         if session is not None:
-            await session.send(Cancel(task_id=task.id, reason="timeout"))
+            session.send(Cancel(task_id=task.id, reason="timeout"))
     if expired:
         ctx.dispatcher.wake()
     return len(expired)
