@@ -1,6 +1,7 @@
 """The coordinator's SQLite database: opening it (WAL), its schema, and serialised transactions.
 
-One aiosqlite connection serves the whole process. Every read or write goes through
+One connection serves the whole process, on the event loop (coordinator/sqlite_conn.py says
+why and what keeps it from blocking). Every read or write goes through
 `Database.transaction()`, which holds one asyncio lock, so a transaction's statements never
 interleave with another coroutine's and each either commits whole or not at all. Timestamps are
 stored as REAL Unix seconds (UTC) so that timeout arithmetic stays in SQL.
@@ -9,6 +10,8 @@ stored as REAL Unix seconds (UTC) so that timeout arithmetic stays in SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import time
 import uuid
@@ -16,10 +19,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiosqlite
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from agent.private_files import private_dir, private_sqlite
 from coordinator.db_version import check_and_stamp
+from coordinator.sqlite_conn import Connection, checkpoint
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 30.0
+"""How long a transaction waits for another process's write lock before it fails."""
+CHECKPOINT_INTERVAL_S = 1.0
 
 DB_FILE_NAME = "coordinator.db"
 
@@ -180,33 +196,62 @@ def prepare(data_dir: Path) -> Path:
 class Database:
     """The open database; use `transaction()` for every access."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection, path: Path) -> None:
         self._conn = conn
+        self._path = path
         self._lock = asyncio.Lock()
+        self._checkpoints = asyncio.create_task(self._checkpoint_regularly())
 
     @classmethod
     async def open(cls, data_dir: Path) -> Database:
         """Open (creating if needed) DATA_DIR/coordinator.db; SchemaError if it is not ours."""
         path = await asyncio.to_thread(prepare, data_dir)
-        # isolation_level=None: transactions are begun explicitly in `transaction()`.
-        conn = await aiosqlite.connect(path, timeout=30, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA busy_timeout=30000")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        return cls(conn)
+        return cls(Connection(path), path)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """Run statements as one transaction: committed on success, rolled back on error."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self._conn
             except BaseException:
-                await self._conn.rollback()
+                self._conn.rollback()
                 raise
-            await self._conn.commit()
+            self._conn.commit()
+
+    async def _begin(self) -> None:
+        # Another process (a CLI command) may hold the write lock for a moment: wait for it
+        # here, in asyncio sleeps, not in SQLite's busy handler, which would block the loop.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_locked),
+            wait=wait_random_exponential(multiplier=0.005, max=0.25),
+            stop=stop_after_delay(LOCK_WAIT_S),
+            before_sleep=_log_wait,
+            reraise=True,
+        ):
+            with attempt:
+                self._conn.begin()
+
+    async def _checkpoint_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(checkpoint, self._path)
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint of %s failed (retried): %s", self._path, exc)
 
     async def close(self) -> None:
-        await self._conn.close()
+        self._checkpoints.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._checkpoints
+        self._conn.close()
+
+
+def _log_wait(state: RetryCallState) -> None:
+    if state.attempt_number == 1:
+        log.info("the database is locked by another process: waiting (up to %g s)", LOCK_WAIT_S)
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)

@@ -18,12 +18,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import aiosqlite
-
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
 from coordinator.limits import json_bytes
 from coordinator.sessions import HostSession, SessionRegistry
+from coordinator.sqlite_conn import Connection
 from coordinator.store_jobs import JobRow, get_job, get_script
 from coordinator.store_planned import any_open_planned, materialise, oldest_planned_for
 from coordinator.store_queue import busy_among, mark_all_assigned, queue_heads
@@ -123,7 +122,7 @@ class Dispatcher:
 class _Frames:
     """Builds `assign` frames, reading each job and script once per pass."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._jobs: dict[str, JobRow] = {}
         self._scripts: dict[str, str] = {}
@@ -163,9 +162,7 @@ class _Frames:
         )
 
 
-async def _match(
-    conn: aiosqlite.Connection, free: dict[str, HostSession]
-) -> tuple[list[_Pick], bool]:
+async def _match(conn: Connection, free: dict[str, HostSession]) -> tuple[list[_Pick], bool]:
     """Give queue heads to free devices, oldest first; also whether any task failed."""
     heads = await queue_heads(conn, list(free))
     pinned_wants = {t.pin_device_id for t in heads if t.pin_device_id is not None}
@@ -192,9 +189,7 @@ async def _match(
     return picks, failed
 
 
-async def _planned(
-    conn: aiosqlite.Connection, free: dict[str, HostSession]
-) -> tuple[list[_Pick], bool]:
+async def _planned(conn: Connection, free: dict[str, HostSession]) -> tuple[list[_Pick], bool]:
     """Give each free device its oldest planned sub-task, made a job task as it is given; also
     whether any task failed."""
     frames = _Frames(conn)
@@ -214,7 +209,7 @@ async def _planned(
     return picks, failed
 
 
-async def _fail_too_large(conn: aiosqlite.Connection, task: TaskRow, problem: str) -> None:
+async def _fail_too_large(conn: Connection, task: TaskRow, problem: str) -> None:
     # Failed for good here: sent, it would break the host's link and come back pending at its
     # reconnect, again and again, starving the host's other devices.
     await finish(

@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiosqlite
-
 from agent.protocol import Dump, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.sqlite_conn import Connection
 from coordinator.store_files import add_file, write_blob
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_planned import count_open_planned
@@ -38,13 +37,13 @@ async def apply_dump(ctx: Context, host_id: str, base_url: str, frame: Dump) -> 
     return SubmitAck(key=frame.key, ok=True, result=result)
 
 
-async def _stored(conn: aiosqlite.Connection, key: str) -> dict[str, Any] | None:
+async def _stored(conn: Connection, key: str) -> dict[str, Any] | None:
     async with conn.execute("SELECT job_task_id, job_id FROM dumps WHERE key = ?", (key,)) as cur:
         row = await cur.fetchone()
     return None if row is None else {"job_task_id": row["job_task_id"], "job_id": row["job_id"]}
 
 
-async def _check_target(conn: aiosqlite.Connection, running: JobRow, job_id: str) -> JobRow:
+async def _check_target(conn: Connection, running: JobRow, job_id: str) -> JobRow:
     target = await get_job(conn, job_id)
     if target is None:
         raise Refused(f"target job {job_id} not found")

@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from agent.protocol import DeviceInfo
 from coordinator.db import now
+from coordinator.sqlite_conn import Connection
 
 
 @dataclass(frozen=True)
@@ -22,9 +21,7 @@ class DeviceRow:
     updated_at: float
 
 
-async def replace_host_devices(
-    conn: aiosqlite.Connection, host_id: str, devices: list[DeviceInfo]
-) -> None:
+async def replace_host_devices(conn: Connection, host_id: str, devices: list[DeviceInfo]) -> None:
     """Store a host's full device list; its devices missing from the list become offline.
 
     Rows are never deleted, so a task can still be pinned to a device that is away for now.
@@ -57,7 +54,7 @@ async def replace_host_devices(
     )
 
 
-async def list_devices(conn: aiosqlite.Connection) -> list[DeviceRow]:
+async def list_devices(conn: Connection) -> list[DeviceRow]:
     async with conn.execute("SELECT * FROM devices ORDER BY host_id, remote_device_id") as cur:
         rows = await cur.fetchall()
     return [
@@ -73,7 +70,7 @@ async def list_devices(conn: aiosqlite.Connection) -> list[DeviceRow]:
     ]
 
 
-async def known_device_ids(conn: aiosqlite.Connection, ids: set[str]) -> set[str]:
+async def known_device_ids(conn: Connection, ids: set[str]) -> set[str]:
     """The ids among `ids` that some host has reported at least once."""
     if not ids:
         return set()
@@ -85,7 +82,7 @@ async def known_device_ids(conn: aiosqlite.Connection, ids: set[str]) -> set[str
     return {str(row["remote_device_id"]) for row in rows}
 
 
-async def host_device_ids(conn: aiosqlite.Connection, host_id: str) -> set[str]:
+async def host_device_ids(conn: Connection, host_id: str) -> set[str]:
     async with conn.execute(
         "SELECT remote_device_id FROM devices WHERE host_id = ?", (host_id,)
     ) as cur:

@@ -7,10 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosqlite
-
 from agent.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from coordinator.db import new_id, now
+from coordinator.sqlite_conn import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def write_blob(files_dir: Path, data: bytes) -> tuple[str, str]:
 
 
 async def add_file(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     task_id: str,
     name: str,
@@ -68,7 +67,7 @@ async def add_file(
     return file_id
 
 
-def _row(row: aiosqlite.Row) -> FileRow:
+def _row(row: Row) -> FileRow:
     return FileRow(
         id=row["id"],
         task_id=row["task_id"],
@@ -81,14 +80,14 @@ def _row(row: aiosqlite.Row) -> FileRow:
     )
 
 
-async def files_of_task(conn: aiosqlite.Connection, task_id: str) -> list[FileRow]:
+async def files_of_task(conn: Connection, task_id: str) -> list[FileRow]:
     async with conn.execute(
         "SELECT * FROM files WHERE task_id = ? ORDER BY created_at, rowid", (task_id,)
     ) as cur:
         return [_row(r) for r in await cur.fetchall()]
 
 
-async def get_file(conn: aiosqlite.Connection, file_id: str) -> FileRow | None:
+async def get_file(conn: Connection, file_id: str) -> FileRow | None:
     async with conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)) as cur:
         row = await cur.fetchone()
     return None if row is None else _row(row)

@@ -11,9 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiosqlite
-
 from coordinator.db import new_id, now
+from coordinator.sqlite_conn import Connection
 
 JobType = Literal["devices_automation", "manual"]
 Access = Literal["shared_view", "shared_edit"]
@@ -44,7 +43,7 @@ class JobRow:
         return self.shares.get(owner)
 
 
-async def put_script(conn: aiosqlite.Connection, source: str) -> str:
+async def put_script(conn: Connection, source: str) -> str:
     sha = hashlib.sha256(source.encode()).hexdigest()
     await conn.execute(
         "INSERT INTO scripts (sha256, source) VALUES (?, ?) ON CONFLICT(sha256) DO NOTHING",
@@ -53,13 +52,13 @@ async def put_script(conn: aiosqlite.Connection, source: str) -> str:
     return sha
 
 
-async def get_script(conn: aiosqlite.Connection, sha256: str) -> str | None:
+async def get_script(conn: Connection, sha256: str) -> str | None:
     async with conn.execute("SELECT source FROM scripts WHERE sha256 = ?", (sha256,)) as cur:
         row = await cur.fetchone()
     return None if row is None else str(row["source"])
 
 
-async def _add_version(conn: aiosqlite.Connection, job_id: str, sha: str, stamp: float) -> None:
+async def _add_version(conn: Connection, job_id: str, sha: str, stamp: float) -> None:
     await conn.execute(
         "INSERT INTO job_versions (job_id, version, script_sha256, created_at) "
         "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM job_versions WHERE job_id = ?",
@@ -68,7 +67,7 @@ async def _add_version(conn: aiosqlite.Connection, job_id: str, sha: str, stamp:
 
 
 async def create_job(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     name: str,
     source: str,
@@ -106,7 +105,7 @@ async def create_job(
     return job
 
 
-async def set_job_script(conn: aiosqlite.Connection, job_id: str, source: str) -> JobRow | None:
+async def set_job_script(conn: Connection, job_id: str, source: str) -> JobRow | None:
     """Make `source` the job's current script version; None if there is no such job."""
     if await get_job(conn, job_id) is None:
         return None
@@ -122,9 +121,7 @@ async def set_job_script(conn: aiosqlite.Connection, job_id: str, source: str) -
 _UPDATABLE = ("name", "parameters", "timeout_s", "automation_id", "type", "allow_sub_tasks")
 
 
-async def update_job(
-    conn: aiosqlite.Connection, job_id: str, changes: dict[str, Any]
-) -> JobRow | None:
+async def update_job(conn: Connection, job_id: str, changes: dict[str, Any]) -> JobRow | None:
     """Set the given fields (keys of `_UPDATABLE`); None if there is no such job."""
     unknown = set(changes) - set(_UPDATABLE)
     if unknown:
@@ -142,7 +139,7 @@ async def update_job(
     return await get_job(conn, job_id)
 
 
-async def set_share(conn: aiosqlite.Connection, job_id: str, owner: str, access: Access) -> None:
+async def set_share(conn: Connection, job_id: str, owner: str, access: Access) -> None:
     await conn.execute(
         "INSERT INTO job_shares (job_id, owner, access) VALUES (?, ?, ?) "
         "ON CONFLICT(job_id, owner) DO UPDATE SET access = excluded.access",
@@ -150,14 +147,14 @@ async def set_share(conn: aiosqlite.Connection, job_id: str, owner: str, access:
     )
 
 
-async def remove_share(conn: aiosqlite.Connection, job_id: str, owner: str) -> bool:
+async def remove_share(conn: Connection, job_id: str, owner: str) -> bool:
     async with conn.execute(
         "DELETE FROM job_shares WHERE job_id = ? AND owner = ?", (job_id, owner)
     ) as cur:
         return cur.rowcount > 0
 
 
-async def get_job(conn: aiosqlite.Connection, job_id: str) -> JobRow | None:
+async def get_job(conn: Connection, job_id: str) -> JobRow | None:
     async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
         row = await cur.fetchone()
     if row is None:

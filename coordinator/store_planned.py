@@ -11,9 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from coordinator.db import new_id, now
+from coordinator.sqlite_conn import Connection, Row
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import NewTask, TaskRow, create_tasks, get_task
 
@@ -41,7 +40,7 @@ class PlannedRow:
     job_task_id: str | None
 
 
-def _row(row: aiosqlite.Row) -> PlannedRow:
+def _row(row: Row) -> PlannedRow:
     return PlannedRow(
         id=row["id"],
         job_id=row["job_id"],
@@ -54,7 +53,7 @@ def _row(row: aiosqlite.Row) -> PlannedRow:
 
 
 async def add_planned(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     job: JobRow,
     parent_task_id: str,
     inputs: list[dict[str, Any]],
@@ -73,7 +72,7 @@ async def add_planned(
     return rows
 
 
-async def materialise(conn: aiosqlite.Connection, planned: PlannedRow) -> TaskRow | None:
+async def materialise(conn: Connection, planned: PlannedRow) -> TaskRow | None:
     """Make the planned task a pending job task (once); None if it already is one."""
     job = await get_job(conn, planned.job_id)
     if job is None:
@@ -101,7 +100,7 @@ async def materialise(conn: aiosqlite.Connection, planned: PlannedRow) -> TaskRo
     return task
 
 
-async def oldest_planned_for(conn: aiosqlite.Connection, device_id: str) -> PlannedRow | None:
+async def oldest_planned_for(conn: Connection, device_id: str) -> PlannedRow | None:
     """The oldest planned task (not yet a job task) that may run on the device."""
     async with conn.execute(
         "SELECT * FROM planned_tasks WHERE job_task_id IS NULL "
@@ -114,7 +113,7 @@ async def oldest_planned_for(conn: aiosqlite.Connection, device_id: str) -> Plan
     return None if row is None else _row(row)
 
 
-async def count_open_planned(conn: aiosqlite.Connection, job_id: str) -> int:
+async def count_open_planned(conn: Connection, job_id: str) -> int:
     """How many planned tasks of the job are not yet job tasks."""
     async with conn.execute(
         "SELECT COUNT(*) AS n FROM planned_tasks WHERE job_id = ? AND job_task_id IS NULL",
@@ -124,13 +123,13 @@ async def count_open_planned(conn: aiosqlite.Connection, job_id: str) -> int:
     return 0 if row is None else int(row["n"])
 
 
-async def any_open_planned(conn: aiosqlite.Connection) -> bool:
+async def any_open_planned(conn: Connection) -> bool:
     async with conn.execute("SELECT 1 FROM planned_tasks WHERE job_task_id IS NULL LIMIT 1") as cur:
         return await cur.fetchone() is not None
 
 
 async def planned_of_parent(
-    conn: aiosqlite.Connection, parent_task_id: str, ids: list[str]
+    conn: Connection, parent_task_id: str, ids: list[str]
 ) -> list[PlannedRow]:
     """Those of `ids` whose parent is `parent_task_id` (others are left out)."""
     if not ids:
@@ -165,7 +164,7 @@ def sub_task_view(planned: PlannedRow, task: TaskRow | None) -> dict[str, Any]:
 
 
 async def sub_tasks(
-    conn: aiosqlite.Connection, parent_task_id: str, ids: list[str]
+    conn: Connection, parent_task_id: str, ids: list[str]
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for planned in await planned_of_parent(conn, parent_task_id, ids):

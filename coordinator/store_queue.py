@@ -5,9 +5,8 @@ offered, and reads only index ranges of pending or active tasks, never the store
 
 from __future__ import annotations
 
-import aiosqlite
-
 from coordinator.db import now
+from coordinator.sqlite_conn import Connection
 from coordinator.store_tasks import TaskRow, task_from_row
 
 _RUNNABLE = (
@@ -21,7 +20,7 @@ def _marks(values: list[str]) -> str:
     return ",".join("?" * len(values))
 
 
-async def busy_among(conn: aiosqlite.Connection, device_ids: list[str]) -> set[str]:
+async def busy_among(conn: Connection, device_ids: list[str]) -> set[str]:
     """The devices among `device_ids` that have an assigned or running task."""
     rows = await conn.execute_fetchall(
         f"SELECT device_id FROM tasks WHERE device_id IN ({_marks(device_ids)}) "
@@ -31,7 +30,7 @@ async def busy_among(conn: aiosqlite.Connection, device_ids: list[str]) -> set[s
     return {str(r["device_id"]) for r in rows}
 
 
-async def queue_heads(conn: aiosqlite.Connection, device_ids: list[str]) -> list[TaskRow]:
+async def queue_heads(conn: Connection, device_ids: list[str]) -> list[TaskRow]:
     """Each task the free `device_ids` could take first, in queue order:
     the oldest `len(device_ids)` unpinned runnable tasks, and each device's oldest pinned one.
     """
@@ -51,7 +50,7 @@ async def queue_heads(conn: aiosqlite.Connection, device_ids: list[str]) -> list
     return [task_from_row(r) for r in rows]
 
 
-async def mark_all_assigned(conn: aiosqlite.Connection, picks: list[tuple[str, str, str]]) -> None:
+async def mark_all_assigned(conn: Connection, picks: list[tuple[str, str, str]]) -> None:
     """(task_id, host_id, device_id): assign each task, still pending, to its device."""
     stamp = now()
     await conn.executemany(

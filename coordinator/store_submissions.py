@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
-
 from agent.protocol import Finished, Submit
 from coordinator.db import now
+from coordinator.sqlite_conn import Connection
 
 
-async def is_stored(conn: aiosqlite.Connection, key: str) -> bool:
+async def is_stored(conn: Connection, key: str) -> bool:
     async with conn.execute("SELECT 1 FROM submissions WHERE key = ?", (key,)) as cur:
         return await cur.fetchone() is not None
 
 
-async def stored_keys(conn: aiosqlite.Connection, keys: list[str]) -> set[str]:
+async def stored_keys(conn: Connection, keys: list[str]) -> set[str]:
     """Which of `keys` are already stored: one query per 500 keys, not one per key."""
     found: set[str] = set()
     for first in range(0, len(keys), 500):
@@ -27,7 +26,7 @@ async def stored_keys(conn: aiosqlite.Connection, keys: list[str]) -> set[str]:
     return found
 
 
-async def store(conn: aiosqlite.Connection, submits: list[Submit]) -> None:
+async def store(conn: Connection, submits: list[Submit]) -> None:
     """Record the keys; call inside the transaction that applies the submissions' effects."""
     if not submits:
         return
@@ -42,7 +41,7 @@ async def store(conn: aiosqlite.Connection, submits: list[Submit]) -> None:
     )
 
 
-async def store_finished(conn: aiosqlite.Connection, finished: Finished) -> None:
+async def store_finished(conn: Connection, finished: Finished) -> None:
     """Record a `finished` frame's key (seq -1: it follows every submission of its task)."""
     await conn.execute(
         "INSERT INTO submissions (key, task_id, seq, status, data, finish, created_at) "

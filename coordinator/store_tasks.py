@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from agent.protocol import TERMINAL_STATES
 from coordinator.db import new_id, now
+from coordinator.sqlite_conn import Connection, Row
 from coordinator.store_jobs import JobRow
 
 ACTIVE_STATES = ("assigned", "running")
@@ -64,7 +63,7 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def task_from_row(row: aiosqlite.Row) -> TaskRow:
+def task_from_row(row: Row) -> TaskRow:
     return TaskRow(
         id=row["id"],
         job_id=row["job_id"],
@@ -91,14 +90,12 @@ def task_from_row(row: aiosqlite.Row) -> TaskRow:
     )
 
 
-async def _fetch(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> list[TaskRow]:
+async def _fetch(conn: Connection, sql: str, args: tuple[Any, ...]) -> list[TaskRow]:
     async with conn.execute(sql, args) as cur:
         return [task_from_row(r) for r in await cur.fetchall()]
 
 
-async def create_tasks(
-    conn: aiosqlite.Connection, job: JobRow, specs: list[NewTask]
-) -> list[TaskRow]:
+async def create_tasks(conn: Connection, job: JobRow, specs: list[NewTask]) -> list[TaskRow]:
     """Create pending tasks that will run the job's current script version."""
     stamp = now()
     ids = [spec.task_id or new_id() for spec in specs]
@@ -123,12 +120,12 @@ async def create_tasks(
     return [created[task_id] for task_id in ids]
 
 
-async def get_task(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:
+async def get_task(conn: Connection, task_id: str) -> TaskRow | None:
     rows = await _fetch(conn, "SELECT * FROM tasks WHERE id = ?", (task_id,))
     return rows[0] if rows else None
 
 
-async def get_tasks(conn: aiosqlite.Connection, task_ids: set[str]) -> dict[str, TaskRow]:
+async def get_tasks(conn: Connection, task_ids: set[str]) -> dict[str, TaskRow]:
     """The tasks that exist among `task_ids`, by id: one query per 500 ids."""
     ids = sorted(task_ids)
     found: dict[str, TaskRow] = {}
@@ -142,7 +139,7 @@ async def get_tasks(conn: aiosqlite.Connection, task_ids: set[str]) -> dict[str,
 
 
 async def list_tasks(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     visible_to: str,
     job_id: str | None,
@@ -182,7 +179,7 @@ async def list_tasks(
     return rows, total
 
 
-async def active_on_host(conn: aiosqlite.Connection, host_id: str) -> list[TaskRow]:
+async def active_on_host(conn: Connection, host_id: str) -> list[TaskRow]:
     """Tasks the coordinator believes are assigned to or running on the host."""
     return await _fetch(
         conn,
@@ -191,14 +188,14 @@ async def active_on_host(conn: aiosqlite.Connection, host_id: str) -> list[TaskR
     )
 
 
-async def busy_device_ids(conn: aiosqlite.Connection) -> set[str]:
+async def busy_device_ids(conn: Connection) -> set[str]:
     async with conn.execute(
         "SELECT device_id FROM tasks WHERE state IN ('assigned', 'running')"
     ) as cur:
         return {str(r["device_id"]) for r in await cur.fetchall()}
 
 
-async def oldest_pending_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow | None:
+async def oldest_pending_for(conn: Connection, device_id: str) -> TaskRow | None:
     """The oldest pending task that may run on the device: unpinned or pinned to it, of a
     devices_automation job (a manual job's tasks are not run by devices)."""
     rows = await _fetch(
@@ -212,14 +209,12 @@ async def oldest_pending_for(conn: aiosqlite.Connection, device_id: str) -> Task
     return rows[0] if rows else None
 
 
-async def _changed(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> bool:
+async def _changed(conn: Connection, sql: str, args: tuple[Any, ...]) -> bool:
     async with conn.execute(sql, args) as cur:
         return cur.rowcount > 0
 
 
-async def mark_assigned(
-    conn: aiosqlite.Connection, task_id: str, host_id: str, device_id: str
-) -> bool:
+async def mark_assigned(conn: Connection, task_id: str, host_id: str, device_id: str) -> bool:
     return await _changed(
         conn,
         "UPDATE tasks SET state = 'assigned', host_id = ?, device_id = ?, assigned_at = ? "
@@ -228,7 +223,7 @@ async def mark_assigned(
     )
 
 
-async def back_to_pending(conn: aiosqlite.Connection, task_id: str) -> bool:
+async def back_to_pending(conn: Connection, task_id: str) -> bool:
     """An assigned task its host will not run goes back to the queue."""
     return await _changed(
         conn,
@@ -238,7 +233,7 @@ async def back_to_pending(conn: aiosqlite.Connection, task_id: str) -> bool:
     )
 
 
-async def mark_running(conn: aiosqlite.Connection, task_id: str, started_at: float) -> bool:
+async def mark_running(conn: Connection, task_id: str, started_at: float) -> bool:
     return await _changed(
         conn,
         "UPDATE tasks SET state = 'running', started_at = COALESCE(started_at, ?) "
@@ -248,7 +243,7 @@ async def mark_running(conn: aiosqlite.Connection, task_id: str, started_at: flo
 
 
 async def finish(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     task_id: str,
     *,
     state: str,
@@ -274,14 +269,14 @@ async def finish(
     )
 
 
-async def record_finished_at(conn: aiosqlite.Connection, task_id: str, finished_at: float) -> None:
+async def record_finished_at(conn: Connection, task_id: str, finished_at: float) -> None:
     await conn.execute(
         "UPDATE tasks SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
         (finished_at, task_id),
     )
 
 
-async def set_progress(conn: aiosqlite.Connection, updates: list[tuple[str, int, Any]]) -> None:
+async def set_progress(conn: Connection, updates: list[tuple[str, int, Any]]) -> None:
     """(task_id, seq, data): keep the data of each task's latest (highest seq) update."""
     if not updates:
         return
@@ -292,7 +287,7 @@ async def set_progress(conn: aiosqlite.Connection, updates: list[tuple[str, int,
     )
 
 
-async def overdue(conn: aiosqlite.Connection, grace_s: float) -> list[TaskRow]:
+async def overdue(conn: Connection, grace_s: float) -> list[TaskRow]:
     """Active tasks past their timeout plus grace, counted from start (or from assignment)."""
     return await _fetch(
         conn,
@@ -304,7 +299,7 @@ async def overdue(conn: aiosqlite.Connection, grace_s: float) -> list[TaskRow]:
 
 
 async def create_dump_task(
-    conn: aiosqlite.Connection, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
+    conn: Connection, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
 ) -> str:
     """A data-dump record on `job`: never dispatched; `state` is the status the script gave.
 
@@ -333,7 +328,7 @@ async def create_dump_task(
 
 
 async def set_automation_variables(
-    conn: aiosqlite.Connection, task_id: str, variables: dict[str, Any]
+    conn: Connection, task_id: str, variables: dict[str, Any]
 ) -> None:
     """Replace the task's variables; `waiting: true` (exactly) makes it discoverable."""
     waiting = variables.get("waiting") is True
@@ -344,9 +339,7 @@ async def set_automation_variables(
     )
 
 
-async def take_waiting_task(
-    conn: aiosqlite.Connection, job_id: str, asking_task_id: str
-) -> TaskRow | None:
+async def take_waiting_task(conn: Connection, job_id: str, asking_task_id: str) -> TaskRow | None:
     """Hand one waiting task of the job to the asker, or None.
 
     One conditional UPDATE picks and clears it (`waiting` = 0, `automation_variables.waiting` =
@@ -365,13 +358,11 @@ async def take_waiting_task(
     return None if row is None else await get_task(conn, str(row["id"]))
 
 
-async def set_checkpoint(
-    conn: aiosqlite.Connection, task_id: str, checkpoint: dict[str, Any]
-) -> None:
+async def set_checkpoint(conn: Connection, task_id: str, checkpoint: dict[str, Any]) -> None:
     await conn.execute(
         "UPDATE tasks SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), task_id)
     )
 
 
-async def set_result(conn: aiosqlite.Connection, task_id: str, result: dict[str, Any]) -> None:
+async def set_result(conn: Connection, task_id: str, result: dict[str, Any]) -> None:
     await conn.execute("UPDATE tasks SET result = ? WHERE id = ?", (json.dumps(result), task_id))

@@ -12,12 +12,11 @@ import binascii
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiosqlite
-
 from agent.filenames import safe_extension, safe_file_name
 from agent.protocol import MAX_FILE_BYTES, FileBlob, Submit, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.sqlite_conn import Connection
 from coordinator.store_files import add_file, write_blob
 from coordinator.store_submissions import store, stored_keys
 from coordinator.store_tasks import ACTIVE_STATES, TaskRow, finish, get_tasks, set_progress
@@ -119,7 +118,7 @@ def _checked_task(task: TaskRow | None, submit: Submit, host_id: str) -> TaskRow
 
 async def _finish(
     ctx: Context,
-    conn: aiosqlite.Connection,
+    conn: Connection,
     task: TaskRow,
     submit: Submit,
     files: list[DecodedFile],

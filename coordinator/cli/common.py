@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from coordinator.db import Database
+from coordinator.sqlite_conn import Connection
 from coordinator.store_hosts import digest
 
 EXIT_USAGE = 2
@@ -60,7 +59,7 @@ def positive_bytes(value: str) -> int:
     return size
 
 
-SaveSecret = Callable[[aiosqlite.Connection, str, str], Awaitable[None]]
+SaveSecret = Callable[[Connection, str, str], Awaitable[None]]
 
 
 def add_secret_command(
