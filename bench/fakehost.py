@@ -142,6 +142,9 @@ class FakeHost:
                 await asyncio.sleep(self._backoff.after_failures(failures))
                 continue
             failures = 0
+            if self._stopping:  # stopped while connecting
+                await ws.close()
+                return
             why = await self._serve(ws, welcome)
             if self._stopping:
                 return
@@ -387,12 +390,16 @@ class Farm:
         """How many hosts have a session welcomed at or after `moment` (time.monotonic)."""
         return sum(1 for h in self.hosts if h.welcomed_at is not None and h.welcomed_at >= moment)
 
+    def connected(self) -> int:
+        """How many hosts have a welcomed session now."""
+        return sum(1 for h in self.hosts if h.welcomed_at is not None)
+
     async def stop(self) -> None:
-        for host in self.hosts:
-            await host.stop()
+        """Close every session at once (a busy coordinator answers each close slowly); a host
+        between attempts or mid-connect is not waited for."""
+        await asyncio.gather(*(host.stop() for host in self.hosts))
         if not self._tasks:
             return
-        # A host between attempts, or mid-connect, is not waited for.
         _, pending = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
         for task in pending:
             task.cancel()

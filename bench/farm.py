@@ -49,6 +49,7 @@ class Run:
     restart: farmrun.Restart | None = None
     load: farmrun.Load | None = None
     timed_out: bool = False
+    connected_at_deadline: int = 0
     log_tail: list[str] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -135,7 +136,10 @@ def report(run: Run) -> bool:
                 + ", ".join(f"{n} x {w}" for w, n in stats.refused.items())
             )
     if run.timed_out:
-        print(f"DEADLINE: {args.deadline_s:g} s reached during the {run.phase} phase")
+        print(
+            f"DEADLINE: {args.deadline_s:g} s reached during the {run.phase} phase, "
+            f"{run.connected_at_deadline} of {args.hosts} hosts connected"
+        )
     if run.timed_out or not correct:
         print("coordinator log, last lines:", *run.log_tail, sep="\n  ")
     return correct and not run.timed_out
@@ -147,6 +151,8 @@ def _report_load(run: Run) -> bool:
         return run.phase == "done"
     tasks = run.load.tasks
     f = farmrun.figures(run.load, run.farm)
+    if not run.load.complete:
+        print("load cut short: the figures below cover only the tasks that got that far")
     if f.rate is not None:
         print(f"assignments/s: {f.rate:.1f} {_against(f.rate, ASSIGN_RATE_TARGET, True)}")
     for name, value, share in (("p50", f.p50_s, 0.5), ("p99", f.p99_s, 0.99)):
@@ -180,6 +186,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 await phases(run, Path(tmp))
         except TimeoutError:
             run.timed_out = True
+            if run.farm is not None:
+                run.connected_at_deadline = run.farm.connected()
         finally:
             await run.close()
         return 0 if report(run) else 1

@@ -89,7 +89,9 @@ class Load:
     """Task id -> when (time.monotonic) the POST that created it was sent."""
     began: float = 0.0
     ended: float | None = None
-    """When the hosts had every task's `finished` acknowledged; None if they never did."""
+    """When the measurement ended: every task finished, or the run was cut short."""
+    complete: bool = False
+    """Every task was created and its `finished` acknowledged."""
     cpu_before: tuple[float | None, float] = (None, 0.0)
     """CPU seconds of (the coordinator, this process) when the phase began."""
     cpu_after: tuple[float | None, float] | None = None
@@ -104,7 +106,7 @@ class Load:
         """Take the CPU readings that end the measurement (once)."""
         if self.cpu_after is None:
             self.cpu_after = (_cpu(self.coordinator_pid), time.process_time())
-            self.ended = self.ended or time.monotonic()
+            self.ended = time.monotonic()
 
 
 async def load(farm: Farm, http: httpx.AsyncClient, record: Load, deadline_s: float) -> None:
@@ -122,7 +124,7 @@ async def load(farm: Farm, http: httpx.AsyncClient, record: Load, deadline_s: fl
         return len(finished) >= len(record.created) and all(t in finished for t in record.created)
 
     await poll_until(all_finished, "every task finished at the fake hosts", deadline_s, POLL_S)
-    record.ended = time.monotonic()
+    record.complete = True
     record.stop()
     record.counts = await state_counts(http, job_id)
 

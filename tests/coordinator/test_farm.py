@@ -45,6 +45,7 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
         await farm.stop()
         await asyncio.to_thread(coordinator.stop)
 
+    assert record.complete
     assert record.counts == {"success": TASKS}
     figures = farmrun.figures(record, farm)
     assert (figures.created, figures.assigned, figures.finished) == (TASKS, TASKS, TASKS)
