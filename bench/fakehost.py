@@ -244,7 +244,7 @@ class FakeHost:
                 await self._handle(ws, frame)
         except (ConnectionClosed, TimeoutError) as exc:
             return _describe(exc)
-        return f"close {ws.close_code} (clean)"
+        return f"close {ws.close_code} from the coordinator"
 
     async def _handle(self, ws: ClientConnection, frame: p.CoordinatorFrame) -> None:
         if isinstance(frame, p.Assign):
@@ -325,7 +325,7 @@ class FakeHost:
             now = time.monotonic()
             if now - self._last_rx > 2 * interval_s:
                 await ws.close(p.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                return f"{p.CLOSE_HEARTBEAT_TIMEOUT} sent by the host: coordinator silent"
+                return f"close {p.CLOSE_HEARTBEAT_TIMEOUT} sent by the host"
             if now >= next_beat:
                 beat = p.Heartbeat(sent_at=datetime.now(UTC), accepting=True, pause_reason=None)
                 await self._send(ws, p.encode(beat))
@@ -334,9 +334,13 @@ class FakeHost:
 
 
 def _describe(exc: BaseException) -> str:
+    """Why a session ended, naming the side that closed first (the other only echoes)."""
     if isinstance(exc, ConnectionClosed):
-        close = exc.rcvd or exc.sent
-        return f"close {close.code}" if close is not None else "connection lost (no close frame)"
+        if exc.sent is not None and not exc.rcvd_then_sent:
+            return f"close {exc.sent.code} sent by the host"
+        if exc.rcvd is not None:
+            return f"close {exc.rcvd.code} from the coordinator"
+        return "connection lost (no close frame)"
     return "send timed out"
 
 
