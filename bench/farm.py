@@ -28,8 +28,8 @@ from pathlib import Path
 
 from bench import farmrun
 from bench.fakehost import Farm
-from bench.farmstack import api_client, create_credentials, host_ids, own_coordinator, ws_url
-from scripts.devstack import Coordinator, free_port
+from bench.farmstack import OwnCoordinator, api_client, create_credentials, host_ids, ws_url
+from scripts.devstack import free_port
 
 ASSIGN_RATE_TARGET = 500.0
 RESTART_TARGET_S = 10.0
@@ -44,7 +44,7 @@ class Run:
     args: argparse.Namespace
     phase: str = "setup"
     farm: Farm | None = None
-    coordinator: Coordinator | None = None
+    coordinator: OwnCoordinator | None = None
     connect_s: float | None = None
     restart: farmrun.Restart | None = None
     load: farmrun.Load | None = None
@@ -55,12 +55,13 @@ class Run:
     async def close(self) -> None:
         if self.load is not None and self.load.began:
             self.load.stop()
+        # Read before stopping anything: the closes and the shutdown would fill the tail.
+        if self.coordinator is not None:
+            self.log_tail = self.coordinator.log_tail(20)
         if self.farm is not None:
             await self.farm.stop()
         if self.coordinator is not None:
-            await asyncio.to_thread(self.coordinator.stop)
-            if self.coordinator.proc is not None:
-                self.log_tail = self.coordinator.proc.log().splitlines()[-20:]
+            await self.coordinator.stop()
 
 
 async def phases(run: Run, workdir: Path) -> None:
@@ -71,8 +72,8 @@ async def phases(run: Run, workdir: Path) -> None:
     tokens, api_key = await create_credentials(data_dir, hosts)
     base_urls: list[str] = args.coordinator
     if not base_urls:
-        run.coordinator = own_coordinator(data_dir, free_port(), api_key)
-        await asyncio.to_thread(run.coordinator.start)
+        run.coordinator = OwnCoordinator(data_dir, free_port(), api_key)
+        await run.coordinator.start()
         base_urls = [run.coordinator.base_url]
     run.farm = farm = Farm.build(tokens, args.devices, [ws_url(url) for url in base_urls])
     async with api_client(base_urls[0], api_key) as http:
@@ -88,9 +89,8 @@ async def phases(run: Run, workdir: Path) -> None:
 
 
 def _coordinator_pid(run: Run) -> int | None:
-    coordinator = run.coordinator
-    if coordinator is not None and coordinator.proc is not None and coordinator.proc.popen:
-        return coordinator.proc.popen.pid
+    if run.coordinator is not None:
+        return run.coordinator.pid
     pid: int | None = run.args.coordinator_pid
     return pid
 

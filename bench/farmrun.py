@@ -15,14 +15,14 @@ from bench.dispatch import percentile
 from bench.fakehost import Farm
 from bench.farmstack import (
     TASK_BATCH,
+    OwnCoordinator,
     add_tasks,
     cpu_seconds,
     create_job,
     free_devices,
-    restart,
     state_counts,
 )
-from scripts.devstack import Coordinator, poll_until
+from scripts.devstack import poll_until
 
 POLL_S = 0.1
 
@@ -56,12 +56,12 @@ class Restart:
 
 
 async def restart_coordinator(
-    coordinator: Coordinator, farm: Farm, http: httpx.AsyncClient, deadline_s: float
+    coordinator: OwnCoordinator, farm: Farm, http: httpx.AsyncClient, deadline_s: float
 ) -> Restart:
     """Restart the coordinator under the connected farm and time the hosts' return."""
     began = time.monotonic()
     farm.stats.expect_closes = True
-    stop_s, start_s = await restart(coordinator)
+    stop_s, start_s = await coordinator.restart()
 
     async def all_back() -> bool:
         farm.check()

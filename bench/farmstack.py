@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
@@ -47,23 +48,71 @@ async def create_credentials(data_dir: Path, hosts: list[str]) -> tuple[dict[str
     return tokens, api_key
 
 
-def own_coordinator(data_dir: Path, port: int, api_key: str) -> Coordinator:
-    """`device-coordinator serve` on `data_dir` with the production defaults for heartbeats
-    (10 s) and grace (30 s); started and stopped with `start` and `stop` (both blocking)."""
-    return Coordinator(
-        data_dir=data_dir, port=port, grace_s=30.0, heartbeat_s=10.0, api_key=api_key
-    )
+class OwnCoordinator:
+    """A `device-coordinator serve` the bench starts (devstack's `Coordinator`), driven from the
+    loop. Its blocking start and stop run in a thread that is never abandoned midway: a run cut
+    short by its deadline waits for a start in progress before it stops, so no coordinator
+    process outlives the bench."""
 
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        api_key: str,
+        heartbeat_s: float = 10.0,
+        grace_s: float = 30.0,
+    ) -> None:
+        # The defaults are `serve`'s own (production) ones.
+        self.process = Coordinator(
+            data_dir=data_dir, port=port, grace_s=grace_s, heartbeat_s=heartbeat_s, api_key=api_key
+        )
+        self._in_thread: asyncio.Future[None] | None = None
 
-async def restart(coordinator: Coordinator) -> tuple[float, float]:
-    """SIGTERM the coordinator, start it again on the same data dir and port; the seconds the
-    stop and the start (until /healthz answers) took. The loop keeps serving the hosts."""
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    await asyncio.to_thread(coordinator.stop)
-    stopped = loop.time()
-    await asyncio.to_thread(coordinator.start)
-    return stopped - began, loop.time() - stopped
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
+
+    @property
+    def ws_url(self) -> str:
+        return self.process.ws_url
+
+    @property
+    def pid(self) -> int | None:
+        proc = self.process.proc
+        return proc.popen.pid if proc is not None and proc.popen is not None else None
+
+    def log_tail(self, lines: int) -> list[str]:
+        proc = self.process.proc
+        return proc.log().splitlines()[-lines:] if proc is not None else []
+
+    async def _run(self, step: Callable[[], None]) -> None:
+        await self._settled()
+        self._in_thread = asyncio.ensure_future(asyncio.to_thread(step))
+        await asyncio.shield(self._in_thread)
+
+    async def _settled(self) -> None:
+        """Wait for a start or stop that a cancelled caller left running in its thread."""
+        if self._in_thread is not None:
+            await asyncio.gather(self._in_thread, return_exceptions=True)
+
+    async def start(self) -> None:
+        """Start it; returns once /healthz answers."""
+        await self._run(self.process.start)
+
+    async def stop(self) -> None:
+        """SIGTERM, wait for the exit (SIGKILL after 30 s)."""
+        await self._settled()
+        await asyncio.to_thread(self.process.stop)
+
+    async def restart(self) -> tuple[float, float]:
+        """Stop it and start it again on the same data dir and port; the seconds the stop and
+        the start (until /healthz answers) took."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await self._run(self.process.stop)
+        stopped = loop.time()
+        await self._run(self.process.start)
+        return stopped - began, loop.time() - stopped
 
 
 def cpu_seconds(pid: int) -> float:

@@ -8,13 +8,12 @@ exactly once, with no session dropped and nothing refused.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from bench import farmrun
 from bench.fakehost import Farm
-from bench.farmstack import api_client, create_credentials, host_ids
-from scripts.devstack import Coordinator, free_port
+from bench.farmstack import OwnCoordinator, api_client, create_credentials, host_ids
+from scripts.devstack import free_port
 
 HOSTS = 4
 DEVICES = 3
@@ -26,8 +25,8 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
     tmp_path: Path,
 ) -> None:
     tokens, api_key = await create_credentials(tmp_path, host_ids(HOSTS))
-    coordinator = Coordinator(data_dir=tmp_path, port=free_port(), api_key=api_key)
-    await asyncio.to_thread(coordinator.start)
+    coordinator = OwnCoordinator(tmp_path, free_port(), api_key, heartbeat_s=1.0, grace_s=2.0)
+    await coordinator.start()
     farm = Farm.build(tokens, DEVICES, [coordinator.ws_url])
     try:
         async with api_client(coordinator.base_url, api_key) as http:
@@ -38,12 +37,11 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
             assert [h.sessions for h in farm.hosts] == [2] * HOSTS
             assert farm.stats.expected_closes == HOSTS
 
-            assert coordinator.proc is not None and coordinator.proc.popen is not None
-            record = farmrun.Load(TASKS, coordinator.proc.popen.pid)
+            record = farmrun.Load(TASKS, coordinator.pid)
             await farmrun.load(farm, http, record, DEADLINE_S)
     finally:
         await farm.stop()
-        await asyncio.to_thread(coordinator.stop)
+        await coordinator.stop()
 
     assert record.complete
     assert record.counts == {"success": TASKS}
