@@ -49,6 +49,7 @@ async def connect(farm: Farm, http: httpx.AsyncClient, deadline_s: float) -> flo
 @dataclass(frozen=True)
 class Restart:
     stop_s: float
+    """From the SIGTERM until the old process exited."""
     start_s: float
     """From the old process's exit until the new one's /healthz answers."""
     back_s: float
