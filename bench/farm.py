@@ -1,0 +1,237 @@
+"""Farm load: many fake hosts (bench/fakehost.py) against one coordinator, which alone is measured.
+
+Every fake device ends a task the moment it gets it, so the figures are the coordinator's:
+1. connect every host; wait until the coordinator offers every device for work;
+2. restart the coordinator (only one this bench started): SIGTERM, start again on the same
+   data dir and port; the time until every host is welcomed and every device free again;
+3. create one job and --tasks tasks in batches; assignments per second, creation -> `assign`
+   latency, every task `success` and assigned exactly once, the coordinator's CPU per task;
+4. throughout, sessions the coordinator dropped without being asked to.
+Each figure is printed with its target and the ratio to it. The whole run has a hard deadline
+(--deadline-s): past it, the bench prints what it has and exits 1, as it does when a task did
+not end `success` exactly once.
+
+    .venv/bin/python -m bench.farm [--hosts 100] [--devices 10] [--tasks 20000]
+    .venv/bin/python -m bench.farm --coordinator http://A:8765 --coordinator http://B:8765 \\
+        --data-dir SHARED_DATA_DIR [--coordinator-pid PID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import farmrun
+from bench.fakehost import Farm
+from bench.farmstack import OwnCoordinator, api_client, create_credentials, host_ids, ws_url
+from scripts.devstack import free_port
+
+ASSIGN_RATE_TARGET = 500.0
+RESTART_TARGET_S = 10.0
+CPU_PER_TASK_TARGET_S = 1 / ASSIGN_RATE_TARGET
+"""One core keeps up with the target rate."""
+
+
+@dataclass
+class Run:
+    """What the run has reached and measured; printed whether it finished or not."""
+
+    args: argparse.Namespace
+    phase: str = "setup"
+    farm: Farm | None = None
+    coordinator: OwnCoordinator | None = None
+    connect_s: float | None = None
+    restart: farmrun.Restart | None = None
+    load: farmrun.Load | None = None
+    timed_out: bool = False
+    connected_at_deadline: int = 0
+    log_tail: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        if self.load is not None and self.load.began:
+            self.load.stop()
+        # Read before stopping anything: the closes and the shutdown would fill the tail.
+        if self.coordinator is not None:
+            self.log_tail = self.coordinator.log_tail(20)
+        if self.farm is not None:
+            await self.farm.stop()
+        if self.coordinator is not None:
+            await self.coordinator.stop()
+
+
+async def phases(run: Run, workdir: Path) -> None:
+    args = run.args
+    deadline_s = args.deadline_s
+    hosts = host_ids(args.hosts)
+    data_dir = args.data_dir or workdir / "coordinator"
+    tokens, api_key = await create_credentials(data_dir, hosts)
+    base_urls: list[str] = args.coordinator
+    if not base_urls:
+        run.coordinator = OwnCoordinator(data_dir, free_port(), api_key)
+        await run.coordinator.start()
+        base_urls = [run.coordinator.base_url]
+    run.farm = farm = Farm.build(tokens, args.devices, [ws_url(url) for url in base_urls])
+    async with api_client(base_urls[0], api_key) as http:
+        run.phase = "connect"
+        run.connect_s = await farmrun.connect(farm, http, deadline_s)
+        if run.coordinator is not None:
+            run.phase = "restart"
+            run.restart = await farmrun.restart_coordinator(run.coordinator, farm, http, deadline_s)
+        run.phase = "load"
+        run.load = farmrun.Load(args.tasks, _coordinator_pid(run))
+        await farmrun.load(farm, http, run.load, deadline_s)
+    run.phase = "done"
+
+
+def _coordinator_pid(run: Run) -> int | None:
+    if run.coordinator is not None:
+        return run.coordinator.pid
+    pid: int | None = run.args.coordinator_pid
+    return pid
+
+
+def _against(value: float, target: float, higher_is_better: bool, unit: str = "") -> str:
+    met = value >= target if higher_is_better else value <= target
+    sign = ">=" if higher_is_better else "<="
+    verdict = "met" if met else "missed"
+    return f"(target {sign} {target:.3g}{unit}, {value / target:.2f}x, {verdict})"
+
+
+def report(run: Run) -> bool:
+    """Print every figure the run reached; whether the run completed and was correct."""
+    args = run.args
+    print(
+        f"farm: {args.hosts} hosts x {args.devices} devices, {args.tasks} tasks; coordinator: "
+        + (", ".join(args.coordinator) if args.coordinator else "started by the bench")
+    )
+    if run.connect_s is not None:
+        print(f"connect: every device free after {run.connect_s:.1f} s")
+    if run.restart is not None:
+        r = run.restart
+        print(
+            f"restart: every host back and every device free {r.back_s:.1f} s after SIGTERM "
+            f"{_against(r.back_s, RESTART_TARGET_S, False, ' s')}; "
+            f"stop {r.stop_s:.1f} s, start {r.start_s:.1f} s"
+        )
+    correct = _report_load(run)
+    if run.farm is not None:
+        stats = run.farm.stats
+        drops = sum(stats.drops.values())
+        why = ", ".join(f"{n} x {reason}" for reason, n in stats.drops.most_common())
+        verdict = "met" if not drops else "missed"
+        print(f"session drops: {drops} (target 0, {verdict}){why and ': '}{why}")
+        print(
+            f"welcomes: {stats.welcomes}; closes at the restart: {stats.expected_closes}; "
+            f"failed connection attempts: {stats.failed_connects}"
+        )
+        if stats.refused:
+            correct = False
+            print(
+                "refused or unexpected: "
+                + ", ".join(f"{n} x {w}" for w, n in stats.refused.items())
+            )
+    if run.timed_out:
+        print(
+            f"DEADLINE: {args.deadline_s:g} s reached during the {run.phase} phase, "
+            f"{run.connected_at_deadline} of {args.hosts} hosts connected"
+        )
+    if run.timed_out or not correct:
+        print("coordinator log, last lines:", *run.log_tail, sep="\n  ")
+    return correct and not run.timed_out
+
+
+def _report_load(run: Run) -> bool:
+    """Print the load phase's figures; whether every task ended `success` exactly once."""
+    if run.load is None or run.farm is None or not run.load.began:
+        return run.phase == "done"
+    tasks = run.load.tasks
+    f = farmrun.figures(run.load, run.farm)
+    if not run.load.complete:
+        print("load cut short: the figures below cover only the tasks that got that far")
+    if f.rate is not None:
+        print(f"assignments/s: {f.rate:.1f} {_against(f.rate, ASSIGN_RATE_TARGET, True)}")
+    for name, value, share in (("p50", f.p50_s, 0.5), ("p99", f.p99_s, 0.99)):
+        if value is not None:
+            # The queueing delay if the coordinator assigned at exactly the target rate.
+            target = share * tasks / ASSIGN_RATE_TARGET
+            print(
+                f"creation -> assign {name}: {value:.2f} s {_against(value, target, False, ' s')}"
+            )
+    counts = ", ".join(f"{state} {n}" for state, n in sorted(run.load.counts.items()))
+    print(
+        f"tasks: {f.created} created, {f.assigned} assigned, {f.assigned_again} assigned more "
+        f"than once (target 0), {f.finished} finished at the hosts; API: {counts or 'not read'}"
+    )
+    if f.coordinator_cpu_per_task_s is not None:
+        cpu = f.coordinator_cpu_per_task_s * 1000
+        target_ms = CPU_PER_TASK_TARGET_S * 1000
+        print(f"coordinator CPU per task: {cpu:.2f} ms {_against(cpu, target_ms, False, ' ms')}")
+    print(
+        f"bench process CPU: {f.bench_cpu_s:.1f} s in {f.wall_s:.1f} s "
+        f"({100 * f.bench_cpu_s / f.wall_s:.0f}% of one core; near 100% the bench is the limit)"
+    )
+    return f.assigned_again == 0 and run.load.counts == {"success": tasks}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    run = Run(args)
+    with tempfile.TemporaryDirectory(prefix="farm-") as tmp:
+        try:
+            async with asyncio.timeout(args.deadline_s):
+                await phases(run, Path(tmp))
+        except TimeoutError:
+            run.timed_out = True
+            if run.farm is not None:
+                run.connected_at_deadline = run.farm.connected()
+        finally:
+            await run.close()
+        return 0 if report(run) else 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--devices", type=int, default=10, help="devices per host")
+    parser.add_argument("--tasks", type=int, default=20000)
+    parser.add_argument(
+        "--coordinator",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="base URL of a running coordinator (repeat for replicas: each host uses them "
+        "round-robin); without it the bench starts its own and also times a restart",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the data dir of the --coordinator(s), where the bench makes host tokens and an "
+        "API key (needed with --coordinator)",
+    )
+    parser.add_argument(
+        "--coordinator-pid",
+        type=int,
+        help="with --coordinator: the process whose CPU time to measure per task",
+    )
+    parser.add_argument("--deadline-s", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    if args.coordinator and args.data_dir is None:
+        parser.error("--coordinator needs --data-dir (to make the host tokens and API key)")
+    if not args.coordinator and (args.data_dir or args.coordinator_pid):
+        parser.error("--data-dir and --coordinator-pid go with --coordinator")
+    return args
+
+
+def main() -> None:
+    began = time.monotonic()
+    status = asyncio.run(main_async(parse_args()))
+    print(f"total {time.monotonic() - began:.1f} s")
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
