@@ -21,7 +21,6 @@ from pathlib import Path
 
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception,
     stop_after_delay,
     wait_random_exponential,
@@ -221,13 +220,19 @@ class Database:
             self._conn.commit()
 
     async def _begin(self) -> None:
-        # Another process (a CLI command) may hold the write lock for a moment: wait for it
-        # here, in asyncio sleeps, not in SQLite's busy handler, which would block the loop.
+        try:
+            self._conn.begin()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+        # Another process (a CLI command) holds the write lock for a moment: wait for it here,
+        # in asyncio sleeps, not in SQLite's busy handler, which would block the loop.
+        log.info("the database is locked by another process: waiting (up to %g s)", LOCK_WAIT_S)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_locked),
             wait=wait_random_exponential(multiplier=0.005, max=0.25),
             stop=stop_after_delay(LOCK_WAIT_S),
-            before_sleep=_log_wait,
             reraise=True,
         ):
             with attempt:
@@ -246,11 +251,6 @@ class Database:
         with contextlib.suppress(asyncio.CancelledError):
             await self._checkpoints
         self._conn.close()
-
-
-def _log_wait(state: RetryCallState) -> None:
-    if state.attempt_number == 1:
-        log.info("the database is locked by another process: waiting (up to %g s)", LOCK_WAIT_S)
 
 
 def _locked(exc: BaseException) -> bool:

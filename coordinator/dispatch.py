@@ -107,7 +107,7 @@ class Dispatcher:
             if pick.device_id in pick.session.credits:
                 pick.session.credits.remove(pick.device_id)
             pick.session.unaccepted.add(pick.task_id)
-            log.info(
+            log.debug(
                 "task %s assigned to host %s device %s",
                 pick.task_id,
                 pick.session.host_id,

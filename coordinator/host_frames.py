@@ -29,7 +29,6 @@ from coordinator.sessions import HostSession
 from coordinator.store_devices import replace_host_devices
 from coordinator.store_submissions import is_stored, store_finished
 from coordinator.store_tasks import (
-    ACTIVE_STATES,
     TaskRow,
     back_to_pending,
     finish,
@@ -183,11 +182,13 @@ async def _on_heartbeat(ctx: Context, session: HostSession, frame: Heartbeat) ->
 
 
 async def _on_started(ctx: Context, session: HostSession, frame: Started) -> None:
+    started_at = _timestamp(frame.started_at)
     async with ctx.db.transaction() as conn:
+        if await mark_running(conn, frame.task_id, started_at, session.host_id):
+            return
+        # Not changed: a task that ended meanwhile (nothing to say) or not this host's.
         task = await get_task(conn, frame.task_id)
-        problem = _ownership_error(task, frame.task_id, session.host_id)
-        if problem is None and task is not None and task.state in ACTIVE_STATES:
-            await mark_running(conn, task.id, _timestamp(frame.started_at))
+    problem = _ownership_error(task, frame.task_id, session.host_id)
     if problem is not None:
         _refuse(session, *problem, frame.task_id)
 
@@ -219,5 +220,9 @@ async def _on_finished(ctx: Context, session: HostSession, frame: Finished) -> N
         return
     session.send(SubmitAck(key=frame.key, ok=True))
     if not repeated:
-        log.info("task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state)
+        # The task's end was logged already when a final submission ended it.
+        level = logging.DEBUG if task is not None and task.is_final else logging.INFO
+        log.log(
+            level, "task %s finished on host %s: %s", frame.task_id, session.host_id, frame.state
+        )
         ctx.dispatcher.wake()

@@ -233,12 +233,15 @@ async def back_to_pending(conn: Connection, task_id: str) -> bool:
     )
 
 
-async def mark_running(conn: Connection, task_id: str, started_at: float) -> bool:
+async def mark_running(
+    conn: Connection, task_id: str, started_at: float, host_id: str | None = None
+) -> bool:
+    """Make an active task running; with `host_id`, only if it is that host's."""
     return await _changed(
         conn,
         "UPDATE tasks SET state = 'running', started_at = COALESCE(started_at, ?) "
-        "WHERE id = ? AND state IN ('assigned', 'running')",
-        (started_at, task_id),
+        "WHERE id = ? AND state IN ('assigned', 'running') AND host_id = COALESCE(?, host_id)",
+        (started_at, task_id, host_id),
     )
 
 
