@@ -1,12 +1,12 @@
-"""A welcomed host's session loop: frames read ahead, handled in order, submits in runs.
+"""A welcomed host's session loop: frames read ahead, handled in order, task frames in runs.
 
 A reader task parses frames as they arrive, at most READ_AHEAD_FRAMES ahead of their handling.
 It starts before reconciliation, so the connection is read (and websocket pings answered) from
-the first moment, however long the database takes.
-The handler takes them in order; a run of consecutive `submit` frames already waiting is
-applied in one transaction (group commit, docs/outbox.md), which is what lets a reconnected
-host's outbox drain fast. Every answer, an `error` for a frame that did not parse included,
-goes out in the order of the frames it answers.
+the first moment, however long the database takes. The handler takes frames in order; a run of
+consecutive `accept`, `started`, `submit` and `finished` frames already waiting is applied in
+one transaction (group commit, host_runs.py), which is what lets a reconnected host's outbox
+drain fast. Every answer, an `error` for a frame that did not parse included, goes out in the
+order of the frames it answers.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from agent.protocol import (
     Heartbeat,
     Hello,
     HostFrame,
-    Submit,
     parse_host_frame,
 )
 from coordinator.context import Context
-from coordinator.host_frames import handle_frame, handle_submits
+from coordinator.host_frames import handle_frame
+from coordinator.host_runs import RUN_FRAMES, RunFrame, handle_run
 from coordinator.reconcile import reconcile
 from coordinator.sessions import HostSession
 
 log = logging.getLogger(__name__)
 
 READ_AHEAD_FRAMES = 32
-"""Frames parsed ahead of their handling, per host, and so the longest run of submits that
+"""Frames parsed ahead of their handling, per host, and so the longest run of frames that
 shares a transaction. Frames may be 16 MiB: this bounds what one host makes us hold, as
 uvicorn's own read-ahead (ws_max_queue, 32) does."""
 
@@ -65,15 +65,15 @@ async def serve(ctx: Context, session: HostSession, hello: Hello) -> None:
         await reconcile(ctx, session, hello)
         item = await inbox.get()
         while not isinstance(item, End):
-            if not isinstance(item, Submit):
+            if not isinstance(item, RUN_FRAMES):
                 await _handle(ctx, session, item)
                 item = await inbox.get()
                 continue
-            run = [item]
+            run: list[RunFrame] = [item]
             following: Item | End | None = None
             while following is None and not inbox.empty():
                 queued = inbox.get_nowait()
-                if isinstance(queued, Submit):
+                if isinstance(queued, RUN_FRAMES):
                     run.append(queued)
                 else:
                     following = queued
@@ -132,15 +132,16 @@ def _error_ref(raw: str) -> str | None:
     return None
 
 
-async def _handle(ctx: Context, session: HostSession, work: Item | list[Submit]) -> None:
-    """One frame, or a run of submits; a failure is told to the host, never ends the session."""
+async def _handle(ctx: Context, session: HostSession, work: Item | list[RunFrame]) -> None:
+    """One frame, or a run (host_runs.py); a failure is told to the host, never ends the
+    session."""
     if isinstance(work, BadFrame):
         session.send(work.error)
         return
-    kind = "submit" if isinstance(work, list) else work.type
+    kind = "/".join(dict.fromkeys(f.type for f in work)) if isinstance(work, list) else work.type
     try:
         if isinstance(work, list):
-            await handle_submits(ctx, session, work)
+            await handle_run(ctx, session, work)
         else:
             await handle_frame(ctx, session, work)
     except Exception:

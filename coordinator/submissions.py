@@ -49,48 +49,55 @@ def decode_files(blobs: list[FileBlob]) -> list[DecodedFile]:
     return decoded
 
 
+def decode_submits(submits: list[Submit]) -> list[list[DecodedFile] | Refused]:
+    """Each submission's files, or why it is refused: done before the transaction, so the
+    database is not held for base64 work."""
+    return [_checked_files(submit) for submit in submits]
+
+
 async def apply_submits(
-    ctx: Context, host_id: str, submits: list[Submit]
+    ctx: Context,
+    conn: Connection,
+    host_id: str,
+    submits: list[Submit],
+    decoded: list[list[DecodedFile] | Refused],
 ) -> list[tuple[SubmitAck, bool]]:
-    """Apply a run of one host's submissions in one transaction (one commit for the run).
+    """Apply a run of one host's submissions inside the caller's transaction.
 
     Each is judged on its own, in order, as if applied alone: a refused one is acknowledged as
     refused and the rest apply; a repeated key (stored before, or earlier in the run) is
     acknowledged with no second effect. The run's keys and tasks are read in one query each and
     its progress updates and keys written in one statement each. Returns, in order, each ack to
-    send and whether its task just became final.
+    send (after commit) and whether its task just became final.
     """
-    # Files are decoded before the transaction: the database lock is not held for base64 work.
-    decoded = [_checked_files(submit) for submit in submits]
     results: list[tuple[SubmitAck, bool]] = []
-    async with ctx.db.transaction() as conn:
-        seen = await stored_keys(conn, [s.key for s in submits])
-        tasks = await get_tasks(conn, {s.task_id for s in submits})
-        progress: list[tuple[str, int, Any]] = []
-        applied: list[Submit] = []
-        for submit, files in zip(submits, decoded, strict=True):
-            if submit.key in seen:
-                results.append((SubmitAck(key=submit.key, ok=True), False))
-                continue
-            try:
-                if isinstance(files, Refused):
-                    raise files
-                task = _checked_task(tasks.get(submit.task_id), submit, host_id)
-            except Refused as exc:
-                results.append((SubmitAck(key=submit.key, ok=False, error=str(exc)), False))
-                continue
-            if submit.finish:
-                await set_progress(conn, progress)  # what came before the final goes first
-                progress = []
-                await _finish(ctx, conn, task, submit, files)
-                tasks[task.id] = replace(task, state=submit.status)
-            else:
-                progress.append((task.id, submit.seq, submit.data))
-            seen.add(submit.key)
-            applied.append(submit)
-            results.append((SubmitAck(key=submit.key, ok=True), submit.finish))
-        await set_progress(conn, progress)
-        await store(conn, applied)
+    seen = await stored_keys(conn, [s.key for s in submits])
+    tasks = await get_tasks(conn, {s.task_id for s in submits})
+    progress: list[tuple[str, int, Any]] = []
+    applied: list[Submit] = []
+    for submit, files in zip(submits, decoded, strict=True):
+        if submit.key in seen:
+            results.append((SubmitAck(key=submit.key, ok=True), False))
+            continue
+        try:
+            if isinstance(files, Refused):
+                raise files
+            task = _checked_task(tasks.get(submit.task_id), submit, host_id)
+        except Refused as exc:
+            results.append((SubmitAck(key=submit.key, ok=False, error=str(exc)), False))
+            continue
+        if submit.finish:
+            await set_progress(conn, progress)  # what came before the final goes first
+            progress = []
+            await _finish(ctx, conn, task, submit, files)
+            tasks[task.id] = replace(task, state=submit.status)
+        else:
+            progress.append((task.id, submit.seq, submit.data))
+        seen.add(submit.key)
+        applied.append(submit)
+        results.append((SubmitAck(key=submit.key, ok=True), submit.finish))
+    await set_progress(conn, progress)
+    await store(conn, applied)
     return results
 
 
