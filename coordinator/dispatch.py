@@ -93,13 +93,12 @@ class Dispatcher:
             free = {d: s for d, s in offers.items() if d not in busy}
             if not free:
                 return False
-            picks, failed = await _match(conn, free)
+            frames = _Frames(conn)
+            picks = await _match(conn, free, frames)
             for pick in picks:
                 del free[pick.device_id]
             if free and await any_open_planned(conn):
-                more, failed_planned = await _planned(conn, free)
-                picks += more
-                failed = failed or failed_planned
+                picks += await _planned(conn, free, frames)
             await mark_all_assigned(
                 conn, [(p.task_id, p.session.host_id, p.device_id) for p in picks]
             )
@@ -116,7 +115,7 @@ class Dispatcher:
             # A frame that is never sent leaves its task assigned: the host's reconnect or the
             # timeout frees it.
             pick.session.post(pick.frame)
-        return bool(picks) or failed
+        return bool(picks) or frames.failed
 
 
 class _Frames:
@@ -126,8 +125,29 @@ class _Frames:
         self._conn = conn
         self._jobs: dict[str, JobRow] = {}
         self._scripts: dict[str, str] = {}
+        self.failed = False
+        """Whether a task was failed for an `assign` frame over the limit."""
 
-    async def assign(self, task: TaskRow, device_id: str) -> tuple[str | None, str | None]:
+    async def pick(self, task: TaskRow, device_id: str, session: HostSession) -> _Pick | None:
+        """The task given to the device; None (and the task failed) if its frame is too big."""
+        frame, problem = await self._assign(task, device_id)
+        if frame is None:
+            # Failed for good here: sent, it would break the host's link and come back pending
+            # at its reconnect, again and again, starving the host's other devices.
+            await finish(
+                self._conn,
+                task.id,
+                state="failed",
+                reason=ASSIGNMENT_TOO_LARGE,
+                error=problem,
+                finished_at=now(),
+            )
+            log.warning("task %s failed (%s): %s", task.id, ASSIGNMENT_TOO_LARGE, problem)
+            self.failed = True
+            return None
+        return _Pick(session, device_id, task.id, frame)
+
+    async def _assign(self, task: TaskRow, device_id: str) -> tuple[str | None, str | None]:
         """The encoded frame, or None and why it cannot be sent."""
         job = self._jobs.get(task.job_id) or await get_job(self._conn, task.job_id)
         source = self._scripts.get(task.script_sha256) or await get_script(
@@ -162,16 +182,14 @@ class _Frames:
         )
 
 
-async def _match(conn: Connection, free: dict[str, HostSession]) -> tuple[list[_Pick], bool]:
-    """Give queue heads to free devices, oldest first; also whether any task failed."""
+async def _match(conn: Connection, free: dict[str, HostSession], frames: _Frames) -> list[_Pick]:
+    """Give queue heads to free devices, oldest first."""
     heads = await queue_heads(conn, list(free))
     pinned_wants = {t.pin_device_id for t in heads if t.pin_device_id is not None}
     # Unpinned tasks go first to devices no pinned task waits for.
     anyone = [d for d in free if d not in pinned_wants] + [d for d in free if d in pinned_wants]
     taken: set[str] = set()
-    frames = _Frames(conn)
     picks: list[_Pick] = []
-    failed = False
     for task in heads:
         if task.pin_device_id is not None:
             device_id: str | None = task.pin_device_id if task.pin_device_id not in taken else None
@@ -179,40 +197,22 @@ async def _match(conn: Connection, free: dict[str, HostSession]) -> tuple[list[_
             device_id = next((d for d in anyone if d not in taken), None)
         if device_id is None:
             continue
-        frame, problem = await frames.assign(task, device_id)
-        if frame is None:
-            await _fail_too_large(conn, task, problem or "")
-            failed = True
-            continue
-        taken.add(device_id)
-        picks.append(_Pick(free[device_id], device_id, task.id, frame))
-    return picks, failed
+        pick = await frames.pick(task, device_id, free[device_id])
+        if pick is not None:
+            taken.add(device_id)
+            picks.append(pick)
+    return picks
 
 
-async def _planned(conn: Connection, free: dict[str, HostSession]) -> tuple[list[_Pick], bool]:
-    """Give each free device its oldest planned sub-task, made a job task as it is given; also
-    whether any task failed."""
-    frames = _Frames(conn)
+async def _planned(conn: Connection, free: dict[str, HostSession], frames: _Frames) -> list[_Pick]:
+    """Give each free device its oldest planned sub-task, made a job task as it is given."""
     picks = []
-    failed = False
     for device_id, session in free.items():
         planned = await oldest_planned_for(conn, device_id)
         task = None if planned is None else await materialise(conn, planned)
         if task is None:
             continue
-        frame, problem = await frames.assign(task, device_id)
-        if frame is None:
-            await _fail_too_large(conn, task, problem or "")
-            failed = True
-            continue
-        picks.append(_Pick(session, device_id, task.id, frame))
-    return picks, failed
-
-
-async def _fail_too_large(conn: Connection, task: TaskRow, problem: str) -> None:
-    # Failed for good here: sent, it would break the host's link and come back pending at its
-    # reconnect, again and again, starving the host's other devices.
-    await finish(
-        conn, task.id, state="failed", reason=ASSIGNMENT_TOO_LARGE, error=problem, finished_at=now()
-    )
-    log.warning("task %s failed (%s): %s", task.id, ASSIGNMENT_TOO_LARGE, problem)
+        pick = await frames.pick(task, device_id, session)
+        if pick is not None:
+            picks.append(pick)
+    return picks
