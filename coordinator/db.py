@@ -214,10 +214,12 @@ class Database:
             await self._begin()
             try:
                 yield self._conn
+                self._conn.commit()
             except BaseException:
+                # A failed COMMIT (a full disk) leaves the transaction open: end it, or every
+                # later BEGIN would fail.
                 self._conn.rollback()
                 raise
-            self._conn.commit()
 
     async def _begin(self) -> None:
         try:
