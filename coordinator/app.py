@@ -30,12 +30,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(settings.files_dir.mkdir, parents=True, exist_ok=True)
-        db = await Database.open(settings.data_dir)
+        db = await Database.open(settings.database)
         sessions = SessionRegistry()
         ctx = Context(settings, db, sessions, Dispatcher(db, sessions))
         app.state.ctx = ctx
         timeouts = asyncio.create_task(run_timeout_loop(ctx))
-        log.info("coordinator ready (data in %s)", settings.data_dir)
+        log.info(
+            "coordinator ready (database %s, files in %s)", settings.database, settings.files_dir
+        )
         try:
             yield
         finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiosqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
@@ -91,7 +91,7 @@ class Dispatcher:
                 log.warning("task %s failed (%s): %s", task.id, ASSIGNMENT_TOO_LARGE, problem)
 
 
-async def _next_task_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow | None:
+async def _next_task_for(conn: AsyncConnection, device_id: str) -> TaskRow | None:
     """The oldest pending task the device may run, else its oldest planned one, made a task."""
     task = await oldest_pending_for(conn, device_id)
     if task is None:
@@ -100,7 +100,7 @@ async def _next_task_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow 
     return task
 
 
-async def _assignment(conn: aiosqlite.Connection, task: TaskRow, device_id: str) -> Assignment:
+async def _assignment(conn: AsyncConnection, task: TaskRow, device_id: str) -> Assignment:
     job = await get_job(conn, task.job_id)
     source = await get_script(conn, task.script_sha256)
     if job is None or source is None:

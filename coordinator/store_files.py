@@ -6,11 +6,15 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
+from coordinator import schema as t
 from coordinator.db import new_id, now
+from coordinator.dialect import next_seqs
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def write_blob(files_dir: Path, data: bytes) -> tuple[str, str]:
 
 
 async def add_file(
-    conn: aiosqlite.Connection,
+    conn: AsyncConnection,
     *,
     task_id: str,
     name: str,
@@ -60,35 +64,44 @@ async def add_file(
     public: bool = False,
 ) -> str:
     file_id = new_id()
+    [seq] = await next_seqs(conn, t.files, 1)
     await conn.execute(
-        "INSERT INTO files (id, task_id, name, extension, size, sha256, path, public, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (file_id, task_id, name, extension, size, sha256, path, int(public), now()),
+        sa.insert(t.files).values(
+            id=file_id,
+            task_id=task_id,
+            name=name,
+            extension=extension,
+            size=size,
+            sha256=sha256,
+            path=path,
+            public=int(public),
+            created_at=now(),
+            seq=seq,
+        )
     )
     return file_id
 
 
-def _row(row: aiosqlite.Row) -> FileRow:
+def _row(row: sa.Row[Any]) -> FileRow:
     return FileRow(
-        id=row["id"],
-        task_id=row["task_id"],
-        name=row["name"],
-        extension=row["extension"],
-        size=row["size"],
-        sha256=row["sha256"],
-        path=row["path"],
-        public=bool(row["public"]),
+        id=row.id,
+        task_id=row.task_id,
+        name=row.name,
+        extension=row.extension,
+        size=row.size,
+        sha256=row.sha256,
+        path=row.path,
+        public=bool(row.public),
     )
 
 
-async def files_of_task(conn: aiosqlite.Connection, task_id: str) -> list[FileRow]:
-    async with conn.execute(
-        "SELECT * FROM files WHERE task_id = ? ORDER BY created_at, rowid", (task_id,)
-    ) as cur:
-        return [_row(r) for r in await cur.fetchall()]
+async def files_of_task(conn: AsyncConnection, task_id: str) -> list[FileRow]:
+    rows = await conn.execute(
+        sa.select(t.files).where(t.files.c.task_id == task_id).order_by(t.files.c.seq)
+    )
+    return [_row(r) for r in rows]
 
 
-async def get_file(conn: aiosqlite.Connection, file_id: str) -> FileRow | None:
-    async with conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)) as cur:
-        row = await cur.fetchone()
+async def get_file(conn: AsyncConnection, file_id: str) -> FileRow | None:
+    row = (await conn.execute(sa.select(t.files).where(t.files.c.id == file_id))).first()
     return None if row is None else _row(row)

@@ -10,10 +10,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.protocol import TERMINAL_STATES
+from coordinator import schema as t
 from coordinator.db import new_id, now
+from coordinator.dialect import next_seqs
 from coordinator.store_jobs import JobRow
 
 ACTIVE_STATES = ("assigned", "running")
@@ -64,84 +67,96 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _row(row: aiosqlite.Row) -> TaskRow:
+def _row(row: sa.Row[Any]) -> TaskRow:
     return TaskRow(
-        id=row["id"],
-        job_id=row["job_id"],
-        script_sha256=row["script_sha256"],
-        input=json.loads(row["input"]),
-        pin_device_id=row["pin_device_id"],
-        state=row["state"],
-        host_id=row["host_id"],
-        device_id=row["device_id"],
-        progress=_json_or_none(row["progress"]),
-        result=_json_or_none(row["result"]),
-        failure_reason=row["failure_reason"],
-        error=row["error"],
-        attempt=row["attempt"],
-        timeout_s=row["timeout_s"],
-        parent_task_id=row["parent_task_id"],
-        origin=row["origin"],
-        automation_variables=_json_or_none(row["automation_variables"]),
-        checkpoint=_json_or_none(row["checkpoint"]),
-        created_at=row["created_at"],
-        assigned_at=row["assigned_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
+        id=row.id,
+        job_id=row.job_id,
+        script_sha256=row.script_sha256,
+        input=json.loads(row.input),
+        pin_device_id=row.pin_device_id,
+        state=row.state,
+        host_id=row.host_id,
+        device_id=row.device_id,
+        progress=_json_or_none(row.progress),
+        result=_json_or_none(row.result),
+        failure_reason=row.failure_reason,
+        error=row.error,
+        attempt=row.attempt,
+        timeout_s=row.timeout_s,
+        parent_task_id=row.parent_task_id,
+        origin=row.origin,
+        automation_variables=_json_or_none(row.automation_variables),
+        checkpoint=_json_or_none(row.checkpoint),
+        created_at=row.created_at,
+        assigned_at=row.assigned_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 
-async def _fetch(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> list[TaskRow]:
-    async with conn.execute(sql, args) as cur:
-        return [_row(r) for r in await cur.fetchall()]
+c = t.tasks.c
 
 
-async def create_tasks(
-    conn: aiosqlite.Connection, job: JobRow, specs: list[NewTask]
-) -> list[TaskRow]:
-    """Create pending tasks that will run the job's current script version."""
+async def _fetch(conn: AsyncConnection, query: sa.Select[Any]) -> list[TaskRow]:
+    return [_row(r) for r in await conn.execute(query)]
+
+
+async def create_tasks(conn: AsyncConnection, job: JobRow, specs: list[NewTask]) -> list[TaskRow]:
+    """Create pending tasks that will run the job's current script version, FIFO in the order
+    of `specs`."""
+    if not specs:
+        return []
     stamp = now()
-    ids = []
-    for spec in specs:
-        task_id = spec.task_id or new_id()
-        ids.append(task_id)
-        await conn.execute(
-            "INSERT INTO tasks (id, job_id, script_sha256, input, pin_device_id, state, "
-            "timeout_s, parent_task_id, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (
-                task_id,
-                job.id,
-                job.script_sha256,
-                json.dumps(spec.input),
-                spec.pin_device_id,
-                spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
-                spec.parent_task_id,
-                stamp,
-            ),
-        )
-    return [t for t in [await get_task(conn, i) for i in ids] if t is not None]
+    ids = [spec.task_id or new_id() for spec in specs]
+    seqs = await next_seqs(conn, t.tasks, len(specs))
+    await conn.execute(
+        sa.insert(t.tasks),
+        [
+            {
+                "id": task_id,
+                "job_id": job.id,
+                "script_sha256": job.script_sha256,
+                "input": json.dumps(spec.input),
+                "pin_device_id": spec.pin_device_id,
+                "state": "pending",
+                "timeout_s": spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
+                "parent_task_id": spec.parent_task_id,
+                "created_at": stamp,
+                "seq": seq,
+            }
+            for task_id, spec, seq in zip(ids, specs, seqs, strict=True)
+        ],
+    )
+    found = await get_tasks(conn, set(ids))
+    return [found[task_id] for task_id in ids]
 
 
-async def get_task(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:
-    rows = await _fetch(conn, "SELECT * FROM tasks WHERE id = ?", (task_id,))
+async def get_task(conn: AsyncConnection, task_id: str) -> TaskRow | None:
+    rows = await _fetch(conn, sa.select(t.tasks).where(c.id == task_id))
     return rows[0] if rows else None
 
 
-async def get_tasks(conn: aiosqlite.Connection, task_ids: set[str]) -> dict[str, TaskRow]:
+async def get_tasks(conn: AsyncConnection, task_ids: set[str]) -> dict[str, TaskRow]:
     """The tasks that exist among `task_ids`, by id: one query per 500 ids."""
     ids = sorted(task_ids)
     found: dict[str, TaskRow] = {}
     for first in range(0, len(ids), 500):
         chunk = ids[first : first + 500]
-        rows = await conn.execute_fetchall(
-            f"SELECT * FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk
-        )
-        found.update((t.id, t) for t in map(_row, rows))
+        rows = await _fetch(conn, sa.select(t.tasks).where(c.id.in_(chunk)))
+        found.update((task.id, task) for task in rows)
     return found
 
 
+async def child_task_ids(conn: AsyncConnection, parent_task_id: str) -> list[str]:
+    """The tasks made by the parent's script (sub-tasks, data dumps), oldest first."""
+    found = await conn.scalars(
+        sa.select(c.id).where(c.parent_task_id == parent_task_id).order_by(c.seq)
+    )
+    return [str(task_id) for task_id in found]
+
+
 async def list_tasks(
-    conn: aiosqlite.Connection,
+    conn: AsyncConnection,
     *,
     visible_to: str,
     job_id: str | None,
@@ -155,99 +170,101 @@ async def list_tasks(
 
     `device` matches the device a task ran on or the device it is pinned to.
     """
-    clauses = [
-        "job_id IN (SELECT id FROM jobs WHERE owner = ? "
-        "UNION SELECT job_id FROM job_shares WHERE owner = ?)"
-    ]
-    args: list[Any] = [visible_to, visible_to]
-    if job_id is not None:
-        clauses.append("job_id = ?")
-        args.append(job_id)
-    if state is not None:
-        clauses.append("state = ?")
-        args.append(state)
-    if device is not None:
-        clauses.append("(device_id = ? OR pin_device_id = ?)")
-        args.extend([device, device])
-    where = f" WHERE {' AND '.join(clauses)}"
-    async with conn.execute(f"SELECT COUNT(*) AS n FROM tasks{where}", tuple(args)) as cur:
-        count_row = await cur.fetchone()
-    total = int(count_row["n"]) if count_row is not None else 0
-    rows = await _fetch(
-        conn,
-        f"SELECT * FROM tasks{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?",
-        (*args, limit, offset),
+    visible_jobs = sa.union(
+        sa.select(t.jobs.c.id).where(t.jobs.c.owner == visible_to),
+        sa.select(t.job_shares.c.job_id).where(t.job_shares.c.owner == visible_to),
     )
-    return rows, total
+    clauses: list[sa.ColumnElement[bool]] = [c.job_id.in_(visible_jobs)]
+    if job_id is not None:
+        clauses.append(c.job_id == job_id)
+    if state is not None:
+        clauses.append(c.state == state)
+    if device is not None:
+        clauses.append(sa.or_(c.device_id == device, c.pin_device_id == device))
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(t.tasks).where(*clauses))
+    rows = await _fetch(
+        conn, sa.select(t.tasks).where(*clauses).order_by(c.seq).limit(limit).offset(offset)
+    )
+    return rows, int(total or 0)
 
 
-async def active_on_host(conn: aiosqlite.Connection, host_id: str) -> list[TaskRow]:
+async def active_on_host(conn: AsyncConnection, host_id: str) -> list[TaskRow]:
     """Tasks the coordinator believes are assigned to or running on the host."""
     return await _fetch(
-        conn,
-        "SELECT * FROM tasks WHERE host_id = ? AND state IN ('assigned', 'running')",
-        (host_id,),
+        conn, sa.select(t.tasks).where(c.host_id == host_id, c.state.in_(ACTIVE_STATES))
     )
 
 
-async def busy_device_ids(conn: aiosqlite.Connection) -> set[str]:
-    async with conn.execute(
-        "SELECT device_id FROM tasks WHERE state IN ('assigned', 'running')"
-    ) as cur:
-        return {str(r["device_id"]) for r in await cur.fetchall()}
+async def busy_device_ids(conn: AsyncConnection) -> set[str]:
+    found = await conn.scalars(sa.select(c.device_id).where(c.state.in_(ACTIVE_STATES)))
+    return {str(device_id) for device_id in found}
 
 
-async def oldest_pending_for(conn: aiosqlite.Connection, device_id: str) -> TaskRow | None:
+_AUTOMATION_JOBS = sa.select(t.jobs.c.id).where(t.jobs.c.type == "devices_automation")
+
+
+async def oldest_pending_for(conn: AsyncConnection, device_id: str) -> TaskRow | None:
     """The oldest pending task that may run on the device: unpinned or pinned to it, of a
-    devices_automation job (a manual job's tasks are not run by devices)."""
-    rows = await _fetch(
-        conn,
-        "SELECT * FROM tasks WHERE state = 'pending' AND origin = 'run' "
-        "AND (pin_device_id IS NULL OR pin_device_id = ?) "
-        "AND job_id IN (SELECT id FROM jobs WHERE type = 'devices_automation') "
-        "ORDER BY created_at, rowid LIMIT 1",
-        (device_id,),
-    )
-    return rows[0] if rows else None
+    devices_automation job (a manual job's tasks are not run by devices).
+
+    One lookup for unpinned tasks and one for tasks pinned to the device, each an ordered walk
+    of the `tasks_queue` index from its (pending, run, pin) prefix; the older of the two wins.
+    """
+    found = []
+    for pin in (c.pin_device_id.is_(None), c.pin_device_id == device_id):
+        row = (
+            await conn.execute(
+                sa.select(t.tasks)
+                .where(
+                    c.state == "pending",
+                    c.origin == "run",
+                    pin,
+                    c.job_id.in_(_AUTOMATION_JOBS),
+                )
+                .order_by(c.seq)
+                .limit(1)
+            )
+        ).first()
+        if row is not None:
+            found.append(row)
+    return _row(min(found, key=lambda row: row.seq)) if found else None
 
 
-async def _changed(conn: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> bool:
-    async with conn.execute(sql, args) as cur:
-        return cur.rowcount > 0
+async def _changed(conn: AsyncConnection, statement: sa.Update) -> bool:
+    result = await conn.execute(statement)
+    return result.rowcount > 0
 
 
-async def mark_assigned(
-    conn: aiosqlite.Connection, task_id: str, host_id: str, device_id: str
-) -> bool:
+async def mark_assigned(conn: AsyncConnection, task_id: str, host_id: str, device_id: str) -> bool:
     return await _changed(
         conn,
-        "UPDATE tasks SET state = 'assigned', host_id = ?, device_id = ?, assigned_at = ? "
-        "WHERE id = ? AND state = 'pending'",
-        (host_id, device_id, now(), task_id),
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.state == "pending")
+        .values(state="assigned", host_id=host_id, device_id=device_id, assigned_at=now()),
     )
 
 
-async def back_to_pending(conn: aiosqlite.Connection, task_id: str) -> bool:
+async def back_to_pending(conn: AsyncConnection, task_id: str) -> bool:
     """An assigned task its host will not run goes back to the queue."""
     return await _changed(
         conn,
-        "UPDATE tasks SET state = 'pending', host_id = NULL, device_id = NULL, "
-        "assigned_at = NULL WHERE id = ? AND state = 'assigned'",
-        (task_id,),
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.state == "assigned")
+        .values(state="pending", host_id=None, device_id=None, assigned_at=None),
     )
 
 
-async def mark_running(conn: aiosqlite.Connection, task_id: str, started_at: float) -> bool:
+async def mark_running(conn: AsyncConnection, task_id: str, started_at: float) -> bool:
     return await _changed(
         conn,
-        "UPDATE tasks SET state = 'running', started_at = COALESCE(started_at, ?) "
-        "WHERE id = ? AND state IN ('assigned', 'running')",
-        (started_at, task_id),
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.state.in_(ACTIVE_STATES))
+        .values(state="running", started_at=sa.func.coalesce(c.started_at, started_at)),
     )
 
 
 async def finish(
-    conn: aiosqlite.Connection,
+    conn: AsyncConnection,
     task_id: str,
     *,
     state: str,
@@ -257,53 +274,64 @@ async def finish(
     finished_at: float | None = None,
 ) -> bool:
     """Make an active (or, for cancel, pending) task final; False if it already was."""
+    values: dict[str, Any] = {"state": state, "failure_reason": reason, "error": error}
+    if result is not None:
+        values["result"] = json.dumps(result)
+    if finished_at is not None:
+        values["finished_at"] = finished_at
     return await _changed(
         conn,
-        "UPDATE tasks SET state = ?, failure_reason = ?, error = ?, "
-        "result = COALESCE(?, result), finished_at = COALESCE(?, finished_at) "
-        "WHERE id = ? AND state IN ('pending', 'assigned', 'running')",
-        (
-            state,
-            reason,
-            error,
-            None if result is None else json.dumps(result),
-            finished_at,
-            task_id,
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.state.in_(("pending", *ACTIVE_STATES)))
+        .values(values),
+    )
+
+
+async def record_finished_at(conn: AsyncConnection, task_id: str, finished_at: float) -> None:
+    await conn.execute(
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.finished_at.is_(None))
+        .values(finished_at=finished_at)
+    )
+
+
+async def set_progress(conn: AsyncConnection, updates: list[tuple[str, int, Any]]) -> None:
+    """(task_id, seq, data): keep the data of each task's latest (highest seq) update."""
+    if not updates:
+        return
+    await conn.execute(
+        sa.update(t.tasks)
+        .where(
+            c.id == sa.bindparam("u_task"),
+            sa.or_(c.progress_seq.is_(None), c.progress_seq <= sa.bindparam("u_seq")),
+        )
+        .values(progress=sa.bindparam("u_data"), progress_seq=sa.bindparam("u_seq")),
+        [
+            {"u_task": task_id, "u_seq": seq, "u_data": json.dumps(data)}
+            for task_id, seq, data in updates
+        ],
+    )
+
+
+async def overdue(conn: AsyncConnection, grace_s: float) -> list[TaskRow]:
+    """Active tasks past their timeout plus grace, counted from start (or from assignment)."""
+    stamp = now()
+    return await _fetch(
+        conn,
+        sa.select(t.tasks).where(
+            sa.or_(
+                sa.and_(
+                    c.state == "running",
+                    sa.func.coalesce(c.started_at, c.assigned_at) + c.timeout_s + grace_s < stamp,
+                ),
+                sa.and_(c.state == "assigned", c.assigned_at + c.timeout_s + grace_s < stamp),
+            )
         ),
     )
 
 
-async def record_finished_at(conn: aiosqlite.Connection, task_id: str, finished_at: float) -> None:
-    await conn.execute(
-        "UPDATE tasks SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
-        (finished_at, task_id),
-    )
-
-
-async def set_progress(conn: aiosqlite.Connection, updates: list[tuple[str, int, Any]]) -> None:
-    """(task_id, seq, data): keep the data of each task's latest (highest seq) update."""
-    if not updates:
-        return
-    await conn.executemany(
-        "UPDATE tasks SET progress = ?, progress_seq = ? "
-        "WHERE id = ? AND (progress_seq IS NULL OR progress_seq <= ?)",
-        [(json.dumps(data), seq, task_id, seq) for task_id, seq, data in updates],
-    )
-
-
-async def overdue(conn: aiosqlite.Connection, grace_s: float) -> list[TaskRow]:
-    """Active tasks past their timeout plus grace, counted from start (or from assignment)."""
-    return await _fetch(
-        conn,
-        "SELECT * FROM tasks WHERE "
-        "(state = 'running' AND COALESCE(started_at, assigned_at) + timeout_s + ? < ?) OR "
-        "(state = 'assigned' AND assigned_at + timeout_s + ? < ?)",
-        (grace_s, now(), grace_s, now()),
-    )
-
-
 async def create_dump_task(
-    conn: aiosqlite.Connection, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
+    conn: AsyncConnection, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
 ) -> str:
     """A data-dump record on `job`: never dispatched; `state` is the status the script gave.
 
@@ -311,66 +339,88 @@ async def create_dump_task(
     """
     task_id = new_id()
     stamp = now()
-    final_at = None if state == "pending" else stamp
+    [seq] = await next_seqs(conn, t.tasks, 1)
     await conn.execute(
-        "INSERT INTO tasks (id, job_id, script_sha256, input, state, result, timeout_s, "
-        "parent_task_id, origin, created_at, finished_at) "
-        "VALUES (?, ?, ?, '{}', ?, ?, ?, ?, 'dump', ?, ?)",
-        (
-            task_id,
-            job.id,
-            job.script_sha256,
-            state,
-            json.dumps(proof),
-            job.timeout_s,
-            key_task,
-            stamp,
-            final_at,
-        ),
+        sa.insert(t.tasks).values(
+            id=task_id,
+            job_id=job.id,
+            script_sha256=job.script_sha256,
+            input="{}",
+            state=state,
+            result=json.dumps(proof),
+            timeout_s=job.timeout_s,
+            parent_task_id=key_task,
+            origin="dump",
+            created_at=stamp,
+            finished_at=None if state == "pending" else stamp,
+            seq=seq,
+        )
     )
     return task_id
 
 
 async def set_automation_variables(
-    conn: aiosqlite.Connection, task_id: str, variables: dict[str, Any]
+    conn: AsyncConnection, task_id: str, variables: dict[str, Any]
 ) -> None:
     """Replace the task's variables; `waiting: true` (exactly) makes it discoverable."""
     waiting = variables.get("waiting") is True
     await conn.execute(
-        "UPDATE tasks SET automation_variables = ?, waiting = ?, "
-        "waiting_since = CASE WHEN ? THEN COALESCE(waiting_since, ?) ELSE NULL END WHERE id = ?",
-        (json.dumps(variables), int(waiting), int(waiting), now(), task_id),
+        sa.update(t.tasks)
+        .where(c.id == task_id)
+        .values(
+            automation_variables=json.dumps(variables),
+            waiting=int(waiting),
+            waiting_since=sa.func.coalesce(c.waiting_since, now()) if waiting else None,
+        )
     )
 
 
 async def take_waiting_task(
-    conn: aiosqlite.Connection, job_id: str, asking_task_id: str
+    conn: AsyncConnection, job_id: str, asking_task_id: str
 ) -> TaskRow | None:
     """Hand one waiting task of the job to the asker, or None.
 
-    One conditional UPDATE picks and clears it (`waiting` = 0, `automation_variables.waiting` =
-    false), so two askers can never get the same task. Chosen: the task that has been waiting
-    longest; only tasks still assigned or running count.
+    Chosen: the task that has been waiting longest; only tasks still assigned or running count.
+    It is taken by a conditional UPDATE that clears `waiting` (and sets its variables' `waiting`
+    to false) only if the row still has the very variables it was read with: of two askers
+    (even in two coordinators), one gets the task and the other tries the next one.
     """
-    async with conn.execute(
-        "UPDATE tasks SET waiting = 0, waiting_since = NULL, "
-        "automation_variables = json_set(automation_variables, '$.waiting', json('false')) "
-        "WHERE id = (SELECT id FROM tasks WHERE job_id = ? AND id != ? AND waiting = 1 "
-        "AND state IN ('assigned', 'running') ORDER BY waiting_since, rowid LIMIT 1) "
-        "AND waiting = 1 RETURNING id",
-        (job_id, asking_task_id),
-    ) as cur:
-        row = await cur.fetchone()
-    return None if row is None else await get_task(conn, str(row["id"]))
+    while True:
+        candidate = (
+            await conn.execute(
+                sa.select(c.id, c.automation_variables)
+                .where(
+                    c.job_id == job_id,
+                    c.id != asking_task_id,
+                    c.waiting == 1,
+                    c.state.in_(ACTIVE_STATES),
+                )
+                .order_by(c.waiting_since, c.seq)
+                .limit(1)
+            )
+        ).first()
+        if candidate is None:
+            return None
+        variables = json.loads(candidate.automation_variables)
+        variables["waiting"] = False
+        if await _changed(
+            conn,
+            sa.update(t.tasks)
+            .where(
+                c.id == candidate.id,
+                c.waiting == 1,
+                c.automation_variables == candidate.automation_variables,
+            )
+            .values(waiting=0, waiting_since=None, automation_variables=json.dumps(variables)),
+        ):
+            return await get_task(conn, candidate.id)
 
 
-async def set_checkpoint(
-    conn: aiosqlite.Connection, task_id: str, checkpoint: dict[str, Any]
-) -> None:
+async def set_checkpoint(conn: AsyncConnection, task_id: str, checkpoint: dict[str, Any]) -> None:
     await conn.execute(
-        "UPDATE tasks SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), task_id)
+        sa.update(t.tasks).where(c.id == task_id).values(checkpoint=json.dumps(checkpoint))
     )
 
 
-async def set_result(conn: aiosqlite.Connection, task_id: str, result: dict[str, Any]) -> None:
-    await conn.execute("UPDATE tasks SET result = ? WHERE id = ?", (json.dumps(result), task_id))
+async def set_result(conn: AsyncConnection, task_id: str, result: dict[str, Any]) -> None:
+    await conn.execute(sa.update(t.tasks).where(c.id == task_id).values(result=json.dumps(result)))

@@ -12,7 +12,7 @@ import binascii
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiosqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.filenames import safe_extension, safe_file_name
 from agent.protocol import MAX_FILE_BYTES, FileBlob, Submit, SubmitAck
@@ -119,7 +119,7 @@ def _checked_task(task: TaskRow | None, submit: Submit, host_id: str) -> TaskRow
 
 async def _finish(
     ctx: Context,
-    conn: aiosqlite.Connection,
+    conn: AsyncConnection,
     task: TaskRow,
     submit: Submit,
     files: list[DecodedFile],

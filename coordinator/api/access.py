@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import aiosqlite
 from fastapi import HTTPException
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import TaskRow, get_task
@@ -35,7 +35,7 @@ def no_job(job_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"job {job_id} not found")
 
 
-async def job_for(conn: aiosqlite.Connection, job_id: str, caller: str, need: Need) -> JobRow:
+async def job_for(conn: AsyncConnection, job_id: str, caller: str, need: Need) -> JobRow:
     """The job, if `caller` may use it as `need` says; else 404 or 403."""
     job = await get_job(conn, job_id)
     if job is None:
@@ -49,7 +49,7 @@ async def job_for(conn: aiosqlite.Connection, job_id: str, caller: str, need: Ne
     return job
 
 
-async def task_for(conn: aiosqlite.Connection, task_id: str, caller: str, need: Need) -> TaskRow:
+async def task_for(conn: AsyncConnection, task_id: str, caller: str, need: Need) -> TaskRow:
     """The task, if `caller` may use its job as `need` says; else 404 or 403."""
     task = await get_task(conn, task_id)
     if task is None:

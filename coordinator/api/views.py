@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import aiosqlite
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coordinator.api.models import Device, FileRef, Job, Task
 from coordinator.sessions import SessionRegistry
@@ -40,7 +40,7 @@ def job_view(job: JobRow) -> Job:
     )
 
 
-async def task_view(conn: aiosqlite.Connection, request: Request, task: TaskRow) -> Task:
+async def task_view(conn: AsyncConnection, request: Request, task: TaskRow) -> Task:
     files = [
         FileRef(
             id=f.id,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from coordinator.db import SCHEMA
 from tests.coordinator.conftest import api_client
 
 if TYPE_CHECKING:
@@ -305,44 +301,6 @@ def test_cli_bad_arguments_exit_2(farm: Farm) -> None:
         done = farm.run_cli(*args)
         assert done.returncode == 2, args
         assert "error:" in done.stderr
-
-
-def test_a_database_of_another_version_is_refused_with_exit_2(farm: Farm, tmp_path: Path) -> None:
-    def data_dir(name: str, make: Callable[[sqlite3.Connection], object]) -> Path:
-        (tmp_path / name).mkdir()
-        with sqlite3.connect(tmp_path / name / "coordinator.db") as db:
-            make(db)
-        return tmp_path / name
-
-    def older(db: sqlite3.Connection) -> None:
-        db.executescript(SCHEMA)
-        db.execute("ALTER TABLE jobs ADD COLUMN legacy TEXT")
-
-    cases = {
-        data_dir("older", older): "was made by another version of the coordinator: its table "
-        "jobs has columns",
-        data_dir("newer", lambda db: db.execute("PRAGMA user_version = 7")): "has schema version "
-        "7, newer than this coordinator's 1; run a newer coordinator, or move it away",
-        data_dir("garbage", lambda db: None): "is not a usable SQLite file",
-    }
-    (tmp_path / "garbage" / "coordinator.db").write_bytes(b"not sqlite " * 100)
-    for where, message in cases.items():
-        for command in (["token", "create", "h1"], ["serve", "--port", "1"]):
-            done = farm.run_cli(*command, "--data-dir", str(where))
-            assert done.returncode == 2, (where, command, done.stderr)
-            assert f"device-coordinator: error: {where / 'coordinator.db'} {message}" in (
-                done.stderr
-            )
-            assert "Traceback" not in done.stderr
-
-
-def test_an_unversioned_database_of_this_schema_is_adopted(farm: Farm, tmp_path: Path) -> None:
-    with sqlite3.connect(tmp_path / "coordinator.db") as db:
-        db.executescript(SCHEMA)
-    done = farm.run_cli("token", "create", "h1", "--data-dir", str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    with sqlite3.connect(tmp_path / "coordinator.db") as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
 
 
 async def test_token_create_replaces_and_stores_only_the_digest(farm: Farm) -> None:
