@@ -5,6 +5,11 @@ foreign keys on, and every transaction begun with BEGIN IMMEDIATE (SQLAlchemy's 
 recipe for pysqlite/aiosqlite): it takes the write lock at once, so a transaction that reads and
 then writes cannot fail half-way for want of the lock, and no two transactions interleave, in
 this process or another. PostgreSQL (asyncpg): a bounded connect and statement time.
+
+An engine `for_migrations` (the schema check and `migrate`) differs: SQLite's foreign keys are off
+(a batch ALTER copies a table and drops the original, which enforced keys would refuse; the
+upgrade checks them before it commits) and PostgreSQL statements have no time bound (an upgrade
+may rewrite a large table).
 """
 
 from __future__ import annotations
@@ -21,19 +26,18 @@ CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 60
 
 
-def make_engine(location: Location, *, foreign_keys: bool = True) -> AsyncEngine:
-    """An engine for `location`. `foreign_keys=False` is for SQLite migrations only: a batch
-    ALTER copies a table and drops the original, which enforced keys would refuse."""
+def make_engine(location: Location, *, for_migrations: bool = False) -> AsyncEngine:
     if location.sqlite_file is None:
+        statement_timeout = None if for_migrations else STATEMENT_TIMEOUT_S
         return create_async_engine(
             location.url,
-            connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S},
+            connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": statement_timeout},
         )
     engine = create_async_engine(location.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     pragmas = (
         f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}",
         "PRAGMA synchronous=NORMAL",
-        f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}",
+        f"PRAGMA foreign_keys={'OFF' if for_migrations else 'ON'}",
     )
 
     @sa.event.listens_for(engine.sync_engine, "connect")

@@ -32,7 +32,7 @@ class Location:
     def __str__(self) -> str:
         if self.sqlite_file is not None:
             return str(self.sqlite_file)
-        return self.url.render_as_string(hide_password=True)
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
 def sqlite_location(data_dir: Path) -> Location:
@@ -45,7 +45,7 @@ def postgresql_location(text: str) -> Location:
     text is not a postgresql:// URL naming a database."""
     try:
         url = sa.make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UnusableDatabase(
             "the database URL does not parse; expected postgresql://USER@HOST[:PORT]/DATABASE"
         ) from None

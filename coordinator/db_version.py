@@ -26,12 +26,16 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from coordinator import db_sqlite, migrate
-from coordinator.db_engine import CONNECT_TIMEOUT_S, make_engine
+from coordinator.db_engine import CONNECT_TIMEOUT_S, SQLITE_BUSY_TIMEOUT_S, make_engine
 from coordinator.db_location import Location, UnusableDatabase
 
 SQLITE_USER_VERSION = 2
 """`PRAGMA user_version` of a migrated SQLite file (1 was the last one before migrations)."""
 LEGACY_REVISION = "0001"
+SCHEMA_LOCK = 0x64657669636561
+"""The PostgreSQL advisory lock held while a database is checked or migrated."""
+LOCK_WAIT_S = SQLITE_BUSY_TIMEOUT_S
+"""How long a check or migration waits for another one (or, on SQLite, any writer) to end."""
 _VERSION_TABLE = "alembic_version"
 
 T = TypeVar("T")
@@ -109,8 +113,9 @@ def _find(conn: sa.Connection, location: Location) -> _Found:
         return _Found(revision, legacy=False)
     if not tables:
         return _Found(None, legacy=False)
-    if user_version in (0, 1):
-        difference = _difference(_columns(conn), _legacy_columns())
+    legacy = _legacy_columns()
+    if user_version in (0, 1) and tables & set(legacy):
+        difference = _difference(_columns(conn), legacy)
         if difference is not None:
             raise SchemaError(
                 f"{where} was made by another version of the coordinator: {difference}; {advice}"
@@ -152,7 +157,7 @@ async def _in_transaction(location: Location, work: Callable[[sa.Connection], T]
             raise SchemaError(
                 f"{location} is not a usable SQLite file ({exc}); {_advice(location)}"
             ) from None
-    engine = make_engine(location, foreign_keys=False)
+    engine = make_engine(location, for_migrations=True)
     try:
         try:
             async with asyncio.timeout(2 * CONNECT_TIMEOUT_S):
@@ -161,18 +166,48 @@ async def _in_transaction(location: Location, work: Callable[[sa.Connection], T]
             raise _unreachable(location, exc) from None
         try:
             async with conn.begin():
+                if location.sqlite_file is None:
+                    # Two coordinators starting on one empty database would both create it:
+                    # each check waits for the other's, as SQLite's BEGIN IMMEDIATE makes it.
+                    await conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S}s'"))
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
                 result = await conn.run_sync(work)
+        except sa.exc.DBAPIError as exc:
+            if _lock_wait(exc):
+                raise _locked(location) from None
+            raise
         finally:
             await conn.close()
     finally:
         await engine.dispose()
-    if location.sqlite_file is not None:
-        await asyncio.to_thread(db_sqlite.use_wal, location.sqlite_file)
+    if location.sqlite_file is not None and not await asyncio.to_thread(
+        db_sqlite.use_wal, location.sqlite_file, LOCK_WAIT_S
+    ):
+        raise _locked(location)
     return result
 
 
+def _locked(location: Location) -> UnusableDatabase:
+    return UnusableDatabase(
+        f"{location} stayed locked by another process for {LOCK_WAIT_S} s (another "
+        "device-coordinator migrating or checking it?); try again"
+    )
+
+
+def _lock_wait(exc: sa.exc.DBAPIError) -> bool:
+    """Whether `exc` is a wait for a lock that ran out (SQLITE_BUSY, PostgreSQL's 55P03)."""
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlite_errorname", None) == "SQLITE_BUSY"
+        or getattr(orig, "sqlstate", None) == "55P03"
+    )
+
+
 def _unreachable(location: Location, exc: BaseException) -> UnusableDatabase:
-    reason = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        reason = f"no answer within {CONNECT_TIMEOUT_S} s"
+    else:
+        reason = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
     return UnusableDatabase(f"cannot connect to the database {location}: {reason}")
 
 

@@ -273,8 +273,15 @@ async def finish(
     result: dict[str, Any] | None = None,
     finished_at: float | None = None,
 ) -> bool:
-    """Make an active (or, for cancel, pending) task final; False if it already was."""
-    values: dict[str, Any] = {"state": state, "failure_reason": reason, "error": error}
+    """Make an active (or, for cancel, pending) task final; False if it already was.
+
+    `reason` and `error` are a host's free text: a NUL in them, which PostgreSQL's text cannot
+    hold, is stored as U+FFFD (on both backends, so that both store the same)."""
+    values: dict[str, Any] = {
+        "state": state,
+        "failure_reason": _storable(reason),
+        "error": _storable(error),
+    }
     if result is not None:
         values["result"] = json.dumps(result)
     if finished_at is not None:
@@ -285,6 +292,10 @@ async def finish(
         .where(c.id == task_id, c.state.in_(("pending", *ACTIVE_STATES)))
         .values(values),
     )
+
+
+def _storable(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 async def record_finished_at(conn: AsyncConnection, task_id: str, finished_at: float) -> None:

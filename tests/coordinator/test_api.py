@@ -162,6 +162,29 @@ async def test_nan_and_infinity_in_any_body_are_422(farm: Farm) -> None:
         assert tasks["total"] == 0
 
 
+async def test_a_nul_in_a_stored_string_or_in_the_url_is_422(farm: Farm) -> None:
+    """No name, script or id holds a NUL (PostgreSQL's text cannot); JSON values may."""
+    async with farm.client() as client:
+        job = await farm.make_job(client)
+        job_url = f"/api/jobs/{job['id']}"
+        for method, url, body in [
+            ("POST", "/api/jobs", {"name": "a\x00b", "script": SCRIPT}),
+            ("PATCH", job_url, {"automation_id": "\x00"}),
+            ("PUT", f"{job_url}/script", {"script": SCRIPT + "\x00"}),
+            ("POST", f"{job_url}/tasks", {"tasks": [{"remote_device_id": "d\x00"}]}),
+            ("PUT", f"{job_url}/shares/bob%00", {"access": "shared_view"}),
+            ("GET", "/api/tasks/a%00b", None),
+            ("GET", "/api/tasks?device=%00", None),
+        ]:
+            response = await client.request(method, url, json=body)
+            assert response.status_code == 422, (method, url, response.text)
+            assert "must not hold a NUL character (U+0000)" in response.text
+        [task] = await farm.make_tasks(client, job["id"], {"input": {"text": "a\x00b"}})
+        assert (await farm.task(client, task["id"]))["input"] == {"text": "a\x00b"}
+        # The module's other tests expect no pending task of theirs to be left by this one.
+        assert (await client.post(f"/api/tasks/{task['id']}/cancel")).status_code == 200
+
+
 async def test_unknown_ids_get_404(farm: Farm) -> None:
     async with farm.client() as client:
         for method, path in (
@@ -308,7 +331,7 @@ async def test_token_create_replaces_and_stores_only_the_digest(farm: Farm) -> N
     second = farm.token("replace-me")
     assert first != second
     assert len(first) >= 40
-    raw = (farm.coordinator.data_dir / "coordinator.db").read_bytes()
+    raw = farm.coordinator.stored_bytes()
     assert first.encode() not in raw
     assert second.encode() not in raw
     with pytest.raises(InvalidStatus) as refused:

@@ -1,29 +1,23 @@
-"""Which databases the coordinator uses, and `device-coordinator migrate`, on real SQLite files.
-
-A database of the coordinator from before migrations is made from its schema
-(schema_v1.sql), with rows in every table, and upgraded by the real CLI.
+"""SQLite files the coordinator refuses, and the upgrade of a database of the coordinator from
+before migrations: made from its schema (schema_v1.sql) with rows in every table, upgraded by the
+real CLI, then served. test_database.py has what holds on both backends.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from agent.protocol import Assign
 from coordinator import migrate
 from coordinator.db_location import sqlite_location
 from coordinator.db_version import SchemaError, prepare, upgrade
-from coordinator.schema import metadata
-from tests.coordinator.conftest import Farm, running_coordinator
+from tests.coordinator.conftest import Farm, run_cli, running_coordinator
 
 SCHEMA_V1 = Path(__file__).with_name("schema_v1.sql").read_text()
 API_KEY = "old-api-key"
@@ -127,7 +121,7 @@ def _everything(path: Path) -> list[tuple[Any, ...]]:
     return found
 
 
-def test_a_database_of_another_version_is_refused_with_exit_2(farm: Farm, tmp_path: Path) -> None:
+def test_a_database_of_another_version_is_refused_with_exit_2(tmp_path: Path) -> None:
     def data_dir(name: str, make: Callable[[sqlite3.Connection], object]) -> Path:
         (tmp_path / name).mkdir()
         with sqlite3.connect(tmp_path / name / "coordinator.db") as db:
@@ -140,7 +134,6 @@ def test_a_database_of_another_version_is_refused_with_exit_2(farm: Farm, tmp_pa
 
     def foreign(db: sqlite3.Connection) -> None:
         db.execute("CREATE TABLE notes (body TEXT)")
-        db.execute("PRAGMA user_version = 2")
 
     cases = {
         data_dir("older", older): "was made by another version of the coordinator: its table "
@@ -155,7 +148,7 @@ def test_a_database_of_another_version_is_refused_with_exit_2(farm: Farm, tmp_pa
     for where, message in cases.items():
         before = (where / "coordinator.db").read_bytes()
         for command in (["token", "create", "h1"], ["serve", "--port", "1"], ["migrate"]):
-            done = farm.run_cli(*command, "--data-dir", str(where))
+            done = run_cli(*command, "--data-dir", str(where))
             assert done.returncode == 2, (where, command, done.stderr)
             assert f"device-coordinator: error: {where / 'coordinator.db'} {message}" in (
                 done.stderr
@@ -164,38 +157,22 @@ def test_a_database_of_another_version_is_refused_with_exit_2(farm: Farm, tmp_pa
         assert (where / "coordinator.db").read_bytes() == before
 
 
-def test_a_database_of_a_newer_coordinator_is_refused_with_exit_2(
-    farm: Farm, tmp_path: Path
-) -> None:
-    assert farm.run_cli("migrate", "--data-dir", str(tmp_path)).returncode == 0
-    with sqlite3.connect(tmp_path / "coordinator.db") as db:
-        db.execute("UPDATE alembic_version SET version_num = '9999'")
-    for command in (["token", "create", "h1"], ["serve", "--port", "1"], ["migrate"]):
-        done = farm.run_cli(*command, "--data-dir", str(tmp_path))
-        assert done.returncode == 2, (command, done.stderr)
-        assert (
-            f"device-coordinator: error: {tmp_path / 'coordinator.db'} is at schema revision "
-            f"9999, which this coordinator does not know (its newest is {migrate.head()})"
-        ) in done.stderr
-        assert "Traceback" not in done.stderr
-
-
 async def test_a_database_of_the_coordinator_before_migrations_is_upgraded_keeping_every_row(
-    farm: Farm, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "old"
     _old_database(data_dir)
     path = data_dir / "coordinator.db"
     before = _rows(path)
 
-    refused = farm.run_cli("serve", "--data-dir", str(data_dir), "--port", "1")
+    refused = run_cli("serve", "--data-dir", str(data_dir), "--port", "1")
     assert refused.returncode == 2, refused.stderr
     assert (
         f"{path} is at schema revision 0001, older than this coordinator's {migrate.head()}; "
         "back it up, then run `device-coordinator migrate`"
     ) in refused.stderr
 
-    done = farm.run_cli("migrate", "--data-dir", str(data_dir))
+    done = run_cli("migrate", "--data-dir", str(data_dir))
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{path}: schema revision 0001 -> {migrate.head()}\n"
     assert _rows(path) == before
@@ -208,7 +185,7 @@ async def test_a_database_of_the_coordinator_before_migrations_is_upgraded_keepi
             "t-c",
             "t-done",
         ]
-    again = farm.run_cli("migrate", "--data-dir", str(data_dir))
+    again = run_cli("migrate", "--data-dir", str(data_dir))
     assert again.stdout == f"{path}: already at schema revision {migrate.head()}\n"
 
     with running_coordinator(data_dir) as coordinator:
@@ -226,34 +203,22 @@ async def test_a_database_of_the_coordinator_before_migrations_is_upgraded_keepi
             assert [t["id"] for t in listed][-1] == made[0]["id"]
 
 
-async def test_a_migration_failing_half_way_leaves_the_database_untouched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_an_upgrade_from_before_migrations_failing_half_way_leaves_the_file_untouched(
+    tmp_path: Path, add_failing_migration: Callable[[], str]
 ) -> None:
-    """A real Alembic run whose last revision (a test's own) fails after its first change."""
+    """Revisions 0001 (stamped) and 0002 apply, then the test's own fails half-way: all of it
+    is rolled back, the file is still one of the coordinator from before migrations."""
     data_dir = tmp_path / "old"
     _old_database(data_dir)
     path = data_dir / "coordinator.db"
     before = _everything(path)
-    migrations = tmp_path / "migrations"
-    shutil.copytree(
-        migrate.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (migrations / "versions" / "r9000_fails.py").write_text(
-        "import sqlalchemy as sa\n"
-        "from alembic import op\n\n"
-        f"revision = '9000'\ndown_revision = '{migrate.head()}'\n\n\n"
-        "def upgrade():\n"
-        "    op.add_column('jobs', sa.Column('half', sa.Text))\n"
-        "    op.execute(\"UPDATE jobs SET half = 'done'\")\n"
-        "    raise RuntimeError('interrupted half-way')\n"
-    )
-    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations)
     location = sqlite_location(data_dir)
+    failing = add_failing_migration()
 
     with pytest.raises(SchemaError) as failed:
         await upgrade(location)
     assert str(failed.value) == (
-        f"upgrading {path} from schema revision 0001 to 9000 failed "
+        f"upgrading {path} from schema revision 0001 to {failing} failed "
         "(RuntimeError: interrupted half-way); it is left unchanged"
     )
     assert _everything(path) == before
@@ -261,18 +226,3 @@ async def test_a_migration_failing_half_way_leaves_the_database_untouched(
     with pytest.raises(SchemaError, match="at schema revision 0001, older than"):
         await prepare(location)
     assert _everything(path) == before
-
-
-async def test_the_migrations_make_the_schema_the_code_declares(tmp_path: Path) -> None:
-    """Tables, columns, types, defaults and indexes at head are coordinator/schema.py's."""
-    location = sqlite_location(tmp_path)
-    await prepare(location)
-    engine = sa.create_engine(f"sqlite:///{location.sqlite_file}")
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}
-            )
-            assert compare_metadata(context, metadata) == []
-    finally:
-        engine.dispose()
