@@ -13,6 +13,19 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+UNPINNED_QUEUE = "state = 'pending' AND origin = 'run' AND pin_device_id IS NULL"
+"""The tasks any device may take. Queries say it in these very words, with literal values, so
+that both databases can prove their partial index `tasks_unpinned` holds every row they want
+(a bound parameter would not let them)."""
+OPEN_PLANNED = "job_task_id IS NULL"
+OPEN_UNPINNED_PLANNED = "job_task_id IS NULL AND pin_device_id IS NULL"
+
+
+def _partial(name: str, *columns: str, where: str) -> sa.Index:
+    """An index of the rows `where` holds for, on SQLite and PostgreSQL alike."""
+    return sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+
+
 Stamp = sa.Double
 """Unix seconds; `Double` is float8 on PostgreSQL (its `real` is float4, too coarse)."""
 
@@ -85,9 +98,12 @@ tasks = sa.Table(
     sa.Column("started_at", Stamp),
     sa.Column("finished_at", Stamp),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    # The dispatch queue: pending `run` tasks, unpinned or pinned to one device, oldest first;
-    # its (state) prefix also serves the lookups of active tasks.
+    # The dispatch queue, oldest first: the tasks pinned to one device (equal on every column
+    # before seq, so walked in seq order; its (state) prefix also finds the active tasks), and
+    # the unpinned ones apart (`pin_device_id IS NULL` does not keep an index's order on
+    # PostgreSQL, which would sort the whole queue).
     sa.Index("tasks_queue", "state", "origin", "pin_device_id", "seq"),
+    _partial("tasks_unpinned", "seq", where=UNPINNED_QUEUE),
     sa.Index("tasks_job", "job_id", "seq"),
     sa.Index("tasks_host", "host_id", "state"),
     sa.Index("tasks_waiting", "job_id", "waiting", "waiting_since", "seq"),
@@ -106,8 +122,9 @@ planned_tasks = sa.Table(
     sa.Column("job_task_id", sa.Text),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    # Open planned tasks (job_task_id NULL), unpinned or pinned to one device, oldest first.
-    sa.Index("planned_queue", "job_task_id", "pin_device_id", "seq"),
+    # Open planned tasks (not yet job tasks), pinned to one device or unpinned, oldest first.
+    _partial("planned_open", "pin_device_id", "seq", where=OPEN_PLANNED),
+    _partial("planned_open_unpinned", "seq", where=OPEN_UNPINNED_PLANNED),
     sa.Index("planned_job", "job_id", "job_task_id"),
     sa.Index("planned_parent", "parent_task_id"),
     sa.Index("planned_seq", "seq", unique=True),

@@ -124,8 +124,9 @@ _AUTOMATION_JOBS = sa.select(t.jobs.c.id).where(t.jobs.c.type == "devices_automa
 async def oldest_planned_for(conn: AsyncConnection, device_id: str) -> PlannedRow | None:
     """The oldest planned task (not yet a job task) that may run on the device.
 
-    One lookup for unpinned tasks and one for tasks pinned to the device, each an ordered walk
-    of the `planned_queue` index; the older of the two wins.
+    Two lookups, each an ordered walk of an index that stops at its first row (schema.py): of
+    the unpinned planned tasks (`planned_open_unpinned`) and of those pinned to the device
+    (`planned_open`). The older of the two wins.
     """
     p = t.planned_tasks.c
     found = []

@@ -207,20 +207,17 @@ async def oldest_pending_for(conn: AsyncConnection, device_id: str) -> TaskRow |
     """The oldest pending task that may run on the device: unpinned or pinned to it, of a
     devices_automation job (a manual job's tasks are not run by devices).
 
-    One lookup for unpinned tasks and one for tasks pinned to the device, each an ordered walk
-    of the `tasks_queue` index from its (pending, run, pin) prefix; the older of the two wins.
+    Two lookups, each an ordered walk of an index that stops at its first row (schema.py): of
+    the unpinned tasks (`tasks_unpinned`) and of those pinned to the device (`tasks_queue`). The
+    older of the two wins.
     """
+    pinned = sa.and_(c.state == "pending", c.origin == "run", c.pin_device_id == device_id)
     found = []
-    for pin in (c.pin_device_id.is_(None), c.pin_device_id == device_id):
+    for queue in (sa.text(t.UNPINNED_QUEUE), pinned):
         row = (
             await conn.execute(
                 sa.select(t.tasks)
-                .where(
-                    c.state == "pending",
-                    c.origin == "run",
-                    pin,
-                    c.job_id.in_(_AUTOMATION_JOBS),
-                )
+                .where(queue, c.job_id.in_(_AUTOMATION_JOBS))
                 .order_by(c.seq)
                 .limit(1)
             )

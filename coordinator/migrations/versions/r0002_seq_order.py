@@ -20,6 +20,10 @@ _REPLACED_INDEXES = {
     "files": ("files_task",),
 }
 _SEQ_INDEXES = {"tasks": "tasks_seq", "planned_tasks": "planned_seq", "files": "files_seq"}
+# Written out here, not taken from coordinator/schema.py: a revision stays as it was shipped.
+UNPINNED_QUEUE = "state = 'pending' AND origin = 'run' AND pin_device_id IS NULL"
+OPEN_PLANNED = "job_task_id IS NULL"
+OPEN_UNPINNED_PLANNED = "job_task_id IS NULL AND pin_device_id IS NULL"
 
 
 def _number_rows(table: str) -> None:
@@ -42,6 +46,12 @@ def _number_rows(table: str) -> None:
         )
 
 
+def _partial_index(name: str, table: str, columns: list[str], where: str) -> None:
+    op.create_index(
+        name, table, columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where)
+    )
+
+
 def upgrade() -> None:
     for table, indexes in _REPLACED_INDEXES.items():
         for index in indexes:
@@ -53,8 +63,10 @@ def upgrade() -> None:
             batch.alter_column("seq", existing_type=sa.BigInteger, nullable=False)
         op.create_index(_SEQ_INDEXES[table], table, ["seq"], unique=True)
     op.create_index("tasks_queue", "tasks", ["state", "origin", "pin_device_id", "seq"])
+    _partial_index("tasks_unpinned", "tasks", ["seq"], UNPINNED_QUEUE)
     op.create_index("tasks_job", "tasks", ["job_id", "seq"])
     op.create_index("tasks_waiting", "tasks", ["job_id", "waiting", "waiting_since", "seq"])
-    op.create_index("planned_queue", "planned_tasks", ["job_task_id", "pin_device_id", "seq"])
+    _partial_index("planned_open", "planned_tasks", ["pin_device_id", "seq"], OPEN_PLANNED)
+    _partial_index("planned_open_unpinned", "planned_tasks", ["seq"], OPEN_UNPINNED_PLANNED)
     op.create_index("planned_job", "planned_tasks", ["job_id", "job_task_id"])
     op.create_index("files_task", "files", ["task_id", "seq"])
