@@ -36,8 +36,11 @@ from agent.script_settings import ScriptSettings
 from agent.stopping import StopRequest
 from coordinator.app import create_app
 from coordinator.context import Context
+from coordinator.db_location import sqlite_location
 from coordinator.settings import Settings
 from coordinator.store_hosts import digest, set_api_key, set_host_token
+from coordinator.store_submissions import submissions_of
+from coordinator.store_tasks import child_task_ids
 from drivers.browser import BrowserSlot
 
 HOST_ID = "local"
@@ -104,7 +107,11 @@ def _free_port() -> int:
 @contextlib.asynccontextmanager
 async def _coordinator(data_dir: Path) -> AsyncIterator[tuple[Context, int]]:
     port = _free_port()
-    app = create_app(Settings(data_dir=data_dir, grace_s=5.0, heartbeat_s=5.0))
+    app = create_app(
+        Settings(
+            data_dir=data_dir, database=sqlite_location(data_dir), grace_s=5.0, heartbeat_s=5.0
+        )
+    )
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -142,34 +149,13 @@ async def _wait_task(http: httpx.AsyncClient, task_id: str, deadline_s: float) -
 
 
 async def _submissions(ctx: Context, task_id: str) -> list[dict[str, Any]]:
-    async with (
-        ctx.db.transaction() as conn,
-        conn.execute(
-            "SELECT seq, status, data, finish FROM submissions WHERE task_id = ? AND seq >= 0 "
-            "ORDER BY seq",
-            (task_id,),
-        ) as cur,
-    ):
-        rows = await cur.fetchall()
-    return [
-        {
-            "seq": r["seq"],
-            "status": r["status"],
-            "data": json.loads(r["data"]),
-            "finish": bool(r["finish"]),
-        }
-        for r in rows
-    ]
+    async with ctx.db.transaction() as conn:
+        return await submissions_of(conn, task_id)
 
 
 async def _children(http: httpx.AsyncClient, ctx: Context, task_id: str) -> list[dict[str, Any]]:
-    async with (
-        ctx.db.transaction() as conn,
-        conn.execute(
-            "SELECT id FROM tasks WHERE parent_task_id = ? ORDER BY rowid", (task_id,)
-        ) as cur,
-    ):
-        ids = [str(r["id"]) for r in await cur.fetchall()]
+    async with ctx.db.transaction() as conn:
+        ids = await child_task_ids(conn, task_id)
     return [(await http.get(f"/api/tasks/{i}")).json() for i in ids]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent import boundedjson
 
@@ -43,6 +43,19 @@ SubmitStatus = Literal["running", "success", "failed", "declined"]
 FinalState = Literal["success", "failed", "declined", "timeout", "cancelled"]
 
 
+def no_nul(text: str) -> str:
+    """`text`, or ValueError if it holds a NUL (a pydantic validator)."""
+    if "\x00" in text:
+        raise ValueError("must not hold a NUL character (U+0000)")
+    return text
+
+
+Id = Annotated[str, AfterValidator(no_nul)]
+"""An id or key of a host frame, which the coordinator stores or looks up as it is: it holds no
+NUL, which PostgreSQL's text cannot hold. (Free text such as `error` is made storable by the
+coordinator; JSON values such as `data` are stored escaped.)"""
+
+
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,7 +63,7 @@ class Frame(BaseModel):
 class DeviceInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    remote_device_id: str = Field(min_length=1, max_length=64)
+    remote_device_id: Id = Field(min_length=1, max_length=64)
     kind: DeviceKind
     state: DeviceState
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -92,10 +105,10 @@ class Hello(Frame):
 
     type: Literal["hello"] = "hello"
     protocol_version: int
-    host_id: str = Field(min_length=1, max_length=128)
+    host_id: Id = Field(min_length=1, max_length=128)
     agent_version: str
     devices: list[DeviceInfo]
-    running_tasks: list[str] = Field(default_factory=list)
+    running_tasks: list[Id] = Field(default_factory=list)
     accepting: bool = True
     pause_reason: str | None = None
     """Why the host takes no new work when `accepting` is false (`disk_full`, ...)."""
@@ -112,23 +125,23 @@ class Credits(Frame):
     """The devices that may take a task now; replaces any earlier credits (absolute, not deltas)."""
 
     type: Literal["credits"] = "credits"
-    free: list[str]
+    free: list[Id]
 
 
 class Accept(Frame):
     type: Literal["accept"] = "accept"
-    task_id: str
+    task_id: Id
 
 
 class Reject(Frame):
     type: Literal["reject"] = "reject"
-    task_id: str
+    task_id: Id
     reason: str
 
 
 class Started(Frame):
     type: Literal["started"] = "started"
-    task_id: str
+    task_id: Id
     started_at: datetime
 
 
@@ -136,9 +149,9 @@ class Submit(Frame):
     """One `submit_task` call; `key` makes it idempotent at the coordinator."""
 
     type: Literal["submit"] = "submit"
-    key: str = Field(min_length=1, max_length=128)
-    task_id: str
-    seq: int = Field(ge=0, le=2**63 - 1)  # SQLite INTEGER
+    key: Id = Field(min_length=1, max_length=128)
+    task_id: Id
+    seq: int = Field(ge=0, le=2**63 - 1)  # SQLite INTEGER, PostgreSQL BIGINT
     status: SubmitStatus
     data: dict[str, Any]
     finish: bool
@@ -153,9 +166,9 @@ class Dump(Frame):
     """
 
     type: Literal["dump"] = "dump"
-    key: str = Field(min_length=1, max_length=128)
-    task_id: str
-    job_id: str = Field(min_length=1, max_length=128)
+    key: Id = Field(min_length=1, max_length=128)
+    task_id: Id
+    job_id: Id = Field(min_length=1, max_length=128)
     status: Literal["pending", "failed", "declined"] = "pending"
     data: dict[str, Any]
     files: list[FileBlob] = Field(default_factory=list)
@@ -169,8 +182,8 @@ class Finished(Frame):
     """
 
     type: Literal["finished"] = "finished"
-    key: str = Field(min_length=1, max_length=128)
-    task_id: str
+    key: Id = Field(min_length=1, max_length=128)
+    task_id: Id
     state: FinalState
     reason: str | None = None
     error: str | None = None
@@ -183,7 +196,7 @@ class Request(Frame):
 
     type: Literal["request"] = "request"
     id: str
-    task_id: str
+    task_id: Id
     method: str
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from agent import boundedjson
 from agent.filenames import safe_extension, safe_file_name
+from agent.protocol import Id
 
 MAX_CHANNEL_FRAME_BYTES = 24 * 1024 * 1024
 """Largest frame either end accepts (room for a submission with its base64 files)."""
@@ -224,7 +225,7 @@ class SubmitTaskParams(_Message):
 
 
 class SubmitToAnotherJobParams(_Message):
-    job_id: str = Field(min_length=1, max_length=128)
+    job_id: Id = Field(min_length=1, max_length=128)
     data: JsonDict
     status: Literal["pending", "failed", "declined"] = "pending"
     files: list[FileParam] = Field(default_factory=list)
@@ -239,12 +240,12 @@ MAX_SUB_TASK_IDS = 100
 class AddSubTasksParams(_Message):
     job_variables: list[JsonDict] = Field(min_length=1, max_length=MAX_SUB_TASKS)
     run_immediately: bool = True
-    job_id: str | None = Field(default=None, min_length=1, max_length=128)
-    remote_device_id: str | None = Field(default=None, min_length=1, max_length=64)
+    job_id: Id | None = Field(default=None, min_length=1, max_length=128)
+    remote_device_id: Id | None = Field(default=None, min_length=1, max_length=64)
 
 
 class GetSubTasksParams(_Message):
-    planned_task_ids: list[str] = Field(max_length=MAX_SUB_TASK_IDS)
+    planned_task_ids: list[Id] = Field(max_length=MAX_SUB_TASK_IDS)
 
 
 class AutomationVariablesParams(_Message):

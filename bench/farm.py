@@ -11,9 +11,10 @@ Each figure is printed with its target and the ratio to it. The whole run has a 
 (--deadline-s): past it, the bench prints what it has and exits 1, as it does when a task did
 not end `success` exactly once.
 
-    .venv/bin/python -m bench.farm [--hosts 100] [--devices 10] [--tasks 20000]
+    .venv/bin/python -m bench.farm [--hosts 100] [--devices 10] [--tasks 20000] \\
+        [--database postgresql://USER@HOST/DB]
     .venv/bin/python -m bench.farm --coordinator http://A:8765 --coordinator http://B:8765 \\
-        --data-dir SHARED_DATA_DIR [--coordinator-pid PID]
+        --database postgresql://USER@HOST/DB [--coordinator-pid PID]
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ async def phases(run: Run, workdir: Path) -> None:
     deadline_s = args.deadline_s
     hosts = host_ids(args.hosts)
     data_dir = args.data_dir or workdir / "coordinator"
-    tokens, api_key = await create_credentials(data_dir, hosts)
+    tokens, api_key = await create_credentials(data_dir, hosts, args.database)
     base_urls: list[str] = args.coordinator
     if not base_urls:
-        run.coordinator = OwnCoordinator(data_dir, free_port(), api_key)
+        run.coordinator = OwnCoordinator(data_dir, free_port(), api_key, database=args.database)
         await run.coordinator.start()
         base_urls = [run.coordinator.base_url]
     run.farm = farm = Farm.build(tokens, args.devices, [ws_url(url) for url in base_urls])
@@ -213,14 +214,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "API key (needed with --coordinator)",
     )
     parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="a PostgreSQL URL: the coordinators' database (the bench's own coordinator's, or "
+        "that of the --coordinator(s)); without it, SQLite in the data dir",
+    )
+    parser.add_argument(
         "--coordinator-pid",
         type=int,
         help="with --coordinator: the process whose CPU time to measure per task",
     )
     parser.add_argument("--deadline-s", type=float, default=600.0)
     args = parser.parse_args(argv)
-    if args.coordinator and args.data_dir is None:
-        parser.error("--coordinator needs --data-dir (to make the host tokens and API key)")
+    if args.coordinator and args.data_dir is None and args.database is None:
+        parser.error(
+            "--coordinator needs --data-dir or --database (to make the host tokens and API key)"
+        )
     if not args.coordinator and (args.data_dir or args.coordinator_pid):
         parser.error("--data-dir and --coordinator-pid go with --coordinator")
     return args

@@ -18,6 +18,7 @@ import httpx
 
 from agent.protocol import WS_PATH, TaskState
 from coordinator.db import Database
+from coordinator.db_location import postgresql_location, sqlite_location
 from coordinator.store_hosts import digest, set_api_key, set_host_token
 from scripts.devstack import Coordinator
 
@@ -32,12 +33,16 @@ def host_ids(count: int) -> list[str]:
     return [f"farm-{i:03d}" for i in range(count)]
 
 
-async def create_credentials(data_dir: Path, hosts: list[str]) -> tuple[dict[str, str], str]:
+async def create_credentials(
+    data_dir: Path, hosts: list[str], database: str | None = None
+) -> tuple[dict[str, str], str]:
     """A new token for each host (replacing any older one) and a new API key, written to the
-    coordinator's database in `data_dir`; returns (host id -> token, API key)."""
+    coordinator's database (PostgreSQL URL `database`, else SQLite in `data_dir`); returns
+    (host id -> token, API key)."""
     tokens = {host: secrets.token_urlsafe(32) for host in hosts}
     api_key = secrets.token_urlsafe(32)
-    db = await Database.open(data_dir)
+    location = sqlite_location(data_dir) if database is None else postgresql_location(database)
+    db = await Database.open(location)
     try:
         async with db.transaction() as conn:
             for host, token in tokens.items():
@@ -61,10 +66,16 @@ class OwnCoordinator:
         api_key: str,
         heartbeat_s: float = 10.0,
         grace_s: float = 30.0,
+        database: str | None = None,
     ) -> None:
         # The defaults are `serve`'s own (production) ones.
         self.process = Coordinator(
-            data_dir=data_dir, port=port, grace_s=grace_s, heartbeat_s=heartbeat_s, api_key=api_key
+            data_dir=data_dir,
+            port=port,
+            grace_s=grace_s,
+            heartbeat_s=heartbeat_s,
+            api_key=api_key,
+            database=database,
         )
         self._in_thread: asyncio.Future[None] | None = None
 

@@ -30,7 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(settings.files_dir.mkdir, parents=True, exist_ok=True)
-        db = await Database.open(settings.data_dir)
+        db = await Database.open(settings.database)
         sessions = SessionRegistry()
         ctx = Context(settings, db, sessions, Dispatcher(db, sessions))
         app.state.ctx = ctx
@@ -38,7 +38,9 @@ def create_app(settings: Settings) -> FastAPI:
             asyncio.create_task(run_timeout_loop(ctx)),
             asyncio.create_task(ctx.dispatcher.run()),
         ]
-        log.info("coordinator ready (data in %s)", settings.data_dir)
+        log.info(
+            "coordinator ready (database %s, files in %s)", settings.database, settings.files_dir
+        )
         try:
             yield
         finally:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
+from coordinator.db_conn import Conn
 from coordinator.limits import json_bytes
 from coordinator.sessions import HostSession, SessionRegistry
-from coordinator.sqlite_conn import Connection
 from coordinator.store_jobs import JobRow, get_job, get_script
 from coordinator.store_planned import any_open_planned, materialise, oldest_planned_for
 from coordinator.store_queue import busy_among, mark_all_assigned, queue_heads
@@ -121,7 +121,7 @@ class Dispatcher:
 class _Frames:
     """Builds `assign` frames, reading each job and script once per pass."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self._conn = conn
         self._jobs: dict[str, JobRow] = {}
         self._scripts: dict[str, str] = {}
@@ -182,7 +182,7 @@ class _Frames:
         )
 
 
-async def _match(conn: Connection, free: dict[str, HostSession], frames: _Frames) -> list[_Pick]:
+async def _match(conn: Conn, free: dict[str, HostSession], frames: _Frames) -> list[_Pick]:
     """Give queue heads to free devices, oldest first."""
     heads = await queue_heads(conn, list(free))
     pinned_wants = {t.pin_device_id for t in heads if t.pin_device_id is not None}
@@ -204,7 +204,7 @@ async def _match(conn: Connection, free: dict[str, HostSession], frames: _Frames
     return picks
 
 
-async def _planned(conn: Connection, free: dict[str, HostSession], frames: _Frames) -> list[_Pick]:
+async def _planned(conn: Conn, free: dict[str, HostSession], frames: _Frames) -> list[_Pick]:
     """Give each free device its oldest planned sub-task, made a job task as it is given."""
     picks = []
     for device_id, session in free.items():

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import sqlalchemy as sa
+
 from agent.protocol import Dump, SubmitAck
+from coordinator import schema as t
 from coordinator.context import Context
 from coordinator.db import now
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
 from coordinator.store_files import add_file, write_blob
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_planned import count_open_planned
@@ -37,13 +40,16 @@ async def apply_dump(ctx: Context, host_id: str, base_url: str, frame: Dump) -> 
     return SubmitAck(key=frame.key, ok=True, result=result)
 
 
-async def _stored(conn: Connection, key: str) -> dict[str, Any] | None:
-    async with conn.execute("SELECT job_task_id, job_id FROM dumps WHERE key = ?", (key,)) as cur:
-        row = await cur.fetchone()
-    return None if row is None else {"job_task_id": row["job_task_id"], "job_id": row["job_id"]}
+async def _stored(conn: Conn, key: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            sa.select(t.dumps.c.job_task_id, t.dumps.c.job_id).where(t.dumps.c.key == key)
+        )
+    ).first()
+    return None if row is None else {"job_task_id": row.job_task_id, "job_id": row.job_id}
 
 
-async def _check_target(conn: Connection, running: JobRow, job_id: str) -> JobRow:
+async def _check_target(conn: Conn, running: JobRow, job_id: str) -> JobRow:
     target = await get_job(conn, job_id)
     if target is None:
         raise Refused(f"target job {job_id} not found")
@@ -105,8 +111,12 @@ async def _apply(
         if files:
             await set_result(conn, new_id, proof)
         await conn.execute(
-            "INSERT INTO dumps (key, task_id, job_id, job_task_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (frame.key, task.id, target.id, new_id, now()),
+            sa.insert(t.dumps).values(
+                key=frame.key,
+                task_id=task.id,
+                job_id=target.id,
+                job_task_id=new_id,
+                created_at=now(),
+            )
         )
     return {"job_task_id": new_id, "job_id": target.id}

@@ -18,8 +18,8 @@ from functools import partial
 from agent.protocol import Accept, Error, Finished, Started, Submit, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.db_conn import Conn
 from coordinator.sessions import HostSession
-from coordinator.sqlite_conn import Connection
 from coordinator.store_submissions import is_stored, store_finished
 from coordinator.store_tasks import TaskRow, finish, get_task, mark_running, record_finished_at
 from coordinator.submissions import apply_submits, decode_submits
@@ -99,7 +99,7 @@ def _nothing() -> None:
     return None
 
 
-async def _apply_accept(conn: Connection, session: HostSession, frame: Accept) -> Answer:
+async def _apply_accept(conn: Conn, session: HostSession, frame: Accept) -> Answer:
     if frame.task_id in session.unaccepted:
         session.unaccepted.discard(frame.task_id)
         return _nothing
@@ -114,7 +114,7 @@ def _refusal(session: HostSession, task_id: str, task: TaskRow | None) -> Answer
     return partial(refuse, session, *problem, task_id)
 
 
-async def _apply_started(conn: Connection, session: HostSession, frame: Started) -> Answer:
+async def _apply_started(conn: Conn, session: HostSession, frame: Started) -> Answer:
     if await mark_running(conn, frame.task_id, timestamp(frame.started_at), session.host_id):
         return _nothing
     # Not changed: a task that ended meanwhile (nothing to say) or not this host's.
@@ -122,7 +122,7 @@ async def _apply_started(conn: Connection, session: HostSession, frame: Started)
 
 
 async def _apply_finished(
-    ctx: Context, conn: Connection, session: HostSession, frame: Finished
+    ctx: Context, conn: Conn, session: HostSession, frame: Finished
 ) -> Answer:
     """Apply a `finished` frame once (by key); its ack is the answer."""
     ended_at = timestamp(frame.finished_at)

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordinator.db_location import Location
+
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
+    """Where stored files go (files/), and the SQLite database unless `database` is elsewhere."""
+    database: Location
     grace_s: float = 30.0
     """How long past its timeout an active task may stay silent before the coordinator ends it."""
     heartbeat_s: float = 10.0

@@ -3,103 +3,113 @@
 Why not a thread per call (aiosqlite): bench/farm.py measured the hop (a queue put, a thread
 switch, a wakeup of the loop through its self-pipe) at most of the coordinator's CPU per task,
 while the statements themselves take microseconds against SQLite's page cache. So statements
-run here, in the loop's thread; the two things that could make one wait are kept off it:
-- the fsync of a WAL checkpoint: automatic checkpoints are off on this connection, and
-  `checkpoint()` (run in a thread, by coordinator/db.py) does them on a connection of its own;
+run here, in the loop's thread, through one synchronous SQLAlchemy connection; the two things
+that could make one wait are kept off it:
+- the fsync of a WAL checkpoint: automatic checkpoints are off on this connection, and a thread
+  runs `checkpoint()` on a connection of its own once a second;
 - another process's write lock (a CLI command writing a token): the busy timeout here is 0 and
-  coordinator/db.py retries BEGIN IMMEDIATE with asyncio sleeps.
-
-The API is the subset of aiosqlite's that the store modules use, async so that a store function
-reads the same whatever runs it.
+  BEGIN IMMEDIATE is retried in asyncio sleeps.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sqlite3
-from collections.abc import Generator, Iterable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-Row = sqlite3.Row
-Params = tuple[Any, ...] | list[Any] | dict[str, Any]
+import sqlalchemy as sa
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from coordinator.db_conn import Conn, LoopConn
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 30.0
+"""How long a transaction waits for another process's write lock before it fails."""
+CHECKPOINT_INTERVAL_S = 1.0
+_PRAGMAS = (
+    "PRAGMA busy_timeout=0",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA wal_autocheckpoint=0",
+)
 
 
-class Cursor:
-    """A statement's result, read at once or row by row."""
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self._cursor = cursor
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    async def fetchone(self) -> Row | None:
-        row: Row | None = self._cursor.fetchone()
-        return row
-
-    async def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall()
-
-
-class _Statement:
-    """`await conn.execute(...)` or `async with conn.execute(...) as cur`."""
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self._cursor = Cursor(cursor)
-
-    def __await__(self) -> Generator[Any, None, Cursor]:
-        return self._done().__await__()
-
-    async def _done(self) -> Cursor:
-        return self._cursor
-
-    async def __aenter__(self) -> Cursor:
-        return self._cursor
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-
-class Connection:
-    """One SQLite connection in autocommit mode: transactions are begun explicitly."""
+class SqliteOnLoop:
+    """One SQLite connection in WAL mode; `transaction()` begins each one IMMEDIATE."""
 
     def __init__(self, path: Path) -> None:
-        self._raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._raw.row_factory = sqlite3.Row
-        for pragma in (
-            "PRAGMA busy_timeout=0",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA wal_autocheckpoint=0",
+        self._path = path
+        self._engine = sa.create_engine(
+            sa.URL.create("sqlite+pysqlite", database=str(path)),
+            poolclass=sa.StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+
+        @sa.event.listens_for(self._engine, "connect")
+        def setup(dbapi_connection: Any, record: Any) -> None:
+            # The driver must not BEGIN on its own: `begin` below does, IMMEDIATE.
+            dbapi_connection.isolation_level = None
+            for pragma in _PRAGMAS:
+                dbapi_connection.execute(pragma)
+
+        @sa.event.listens_for(self._engine, "begin")
+        def begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        self._conn = self._engine.connect()
+        self._facade = LoopConn(self._conn)
+        self._checkpoints = asyncio.create_task(self._checkpoint_regularly())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """One transaction: committed when the block ends, rolled back if it raises (or if its
+        COMMIT fails, so that the next one can begin)."""
+        with await self._begin():
+            yield self._facade
+
+    async def _begin(self) -> sa.RootTransaction:
+        try:
+            return self._conn.begin()
+        except sa.exc.OperationalError as exc:
+            if not _locked(exc):
+                raise
+        # Another process (a CLI command) holds the write lock for a moment: wait for it here,
+        # in asyncio sleeps, not in SQLite's busy handler, which would block the loop.
+        log.info("the database is locked by another process: waiting (up to %g s)", LOCK_WAIT_S)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_locked),
+            wait=wait_random_exponential(multiplier=0.005, max=0.25),
+            stop=stop_after_delay(LOCK_WAIT_S),
+            reraise=True,
         ):
-            self._raw.execute(pragma)
+            with attempt:
+                return self._conn.begin()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    def execute(self, sql: str, params: Params = ()) -> _Statement:
-        return _Statement(self._raw.execute(sql, params))
+    async def _checkpoint_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(checkpoint, self._path)
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint of %s failed (retried): %s", self._path, exc)
 
-    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return self._raw.execute(sql, params).fetchall()
+    async def close(self) -> None:
+        self._checkpoints.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._checkpoints
+        self._conn.close()
+        self._engine.dispose()
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
-        return Cursor(self._raw.executemany(sql, rows))
 
-    def begin(self) -> None:
-        """BEGIN IMMEDIATE; sqlite3.OperationalError at once if another process writes."""
-        self._raw.execute("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        self._raw.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self._raw.in_transaction:
-            self._raw.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self._raw.close()
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.OperationalError) and "locked" in str(exc.orig)
 
 
 def checkpoint(path: Path) -> None:

@@ -6,9 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from agent.protocol import DeviceInfo
+from coordinator import schema as t
 from coordinator.db import now
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
+from coordinator.dialect import insert
 
 
 @dataclass(frozen=True)
@@ -21,70 +25,79 @@ class DeviceRow:
     updated_at: float
 
 
-async def replace_host_devices(conn: Connection, host_id: str, devices: list[DeviceInfo]) -> None:
+async def replace_host_devices(conn: Conn, host_id: str, devices: list[DeviceInfo]) -> None:
     """Store a host's full device list; its devices missing from the list become offline.
 
     Rows are never deleted, so a task can still be pinned to a device that is away for now.
     """
     stamp = now()
-    await conn.executemany(
-        "INSERT INTO devices (remote_device_id, host_id, kind, state, properties, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(remote_device_id) DO UPDATE SET "
-        "host_id = excluded.host_id, kind = excluded.kind, state = excluded.state, "
-        "properties = excluded.properties, updated_at = excluded.updated_at",
-        [
-            (
-                device.remote_device_id,
-                host_id,
-                device.kind,
-                device.state,
-                json.dumps(device.properties),
-                stamp,
-            )
-            for device in devices
-        ],
-    )
-    reported = [d.remote_device_id for d in devices]
-    marks = ",".join("?" * len(reported))
-    missing_clause = f" AND remote_device_id NOT IN ({marks})" if reported else ""
+    # One row per id, the last report winning (a multi-row upsert may not touch a row twice).
+    latest = {device.remote_device_id: device for device in devices}
+    if latest:
+        stmt = insert(conn, t.devices)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.devices.c.remote_device_id],
+                set_={
+                    "host_id": stmt.excluded.host_id,
+                    "kind": stmt.excluded.kind,
+                    "state": stmt.excluded.state,
+                    "properties": stmt.excluded.properties,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            ),
+            [
+                {
+                    "remote_device_id": device.remote_device_id,
+                    "host_id": host_id,
+                    "kind": device.kind,
+                    "state": device.state,
+                    "properties": json.dumps(device.properties),
+                    "updated_at": stamp,
+                }
+                for device in latest.values()
+            ],
+        )
     await conn.execute(
-        "UPDATE devices SET state = 'offline', updated_at = ? "
-        f"WHERE host_id = ? AND state != 'offline'{missing_clause}",
-        (stamp, host_id, *reported),
+        sa.update(t.devices)
+        .where(
+            t.devices.c.host_id == host_id,
+            t.devices.c.state != "offline",
+            t.devices.c.remote_device_id.not_in(list(latest)),
+        )
+        .values(state="offline", updated_at=stamp)
     )
 
 
-async def list_devices(conn: Connection) -> list[DeviceRow]:
-    async with conn.execute("SELECT * FROM devices ORDER BY host_id, remote_device_id") as cur:
-        rows = await cur.fetchall()
+async def list_devices(conn: Conn) -> list[DeviceRow]:
+    rows = await conn.execute(
+        sa.select(t.devices).order_by(t.devices.c.host_id, t.devices.c.remote_device_id)
+    )
     return [
         DeviceRow(
-            remote_device_id=row["remote_device_id"],
-            host_id=row["host_id"],
-            kind=row["kind"],
-            state=row["state"],
-            properties=json.loads(row["properties"]),
-            updated_at=row["updated_at"],
+            remote_device_id=row.remote_device_id,
+            host_id=row.host_id,
+            kind=row.kind,
+            state=row.state,
+            properties=json.loads(row.properties),
+            updated_at=row.updated_at,
         )
         for row in rows
     ]
 
 
-async def known_device_ids(conn: Connection, ids: set[str]) -> set[str]:
+async def known_device_ids(conn: Conn, ids: set[str]) -> set[str]:
     """The ids among `ids` that some host has reported at least once."""
     if not ids:
         return set()
-    marks = ",".join("?" * len(ids))
-    async with conn.execute(
-        f"SELECT remote_device_id FROM devices WHERE remote_device_id IN ({marks})", tuple(ids)
-    ) as cur:
-        rows = await cur.fetchall()
-    return {str(row["remote_device_id"]) for row in rows}
+    found = await conn.scalars(
+        sa.select(t.devices.c.remote_device_id).where(t.devices.c.remote_device_id.in_(ids))
+    )
+    return set(found)
 
 
-async def host_device_ids(conn: Connection, host_id: str) -> set[str]:
-    async with conn.execute(
-        "SELECT remote_device_id FROM devices WHERE host_id = ?", (host_id,)
-    ) as cur:
-        rows = await cur.fetchall()
-    return {str(row["remote_device_id"]) for row in rows}
+async def host_device_ids(conn: Conn, host_id: str) -> set[str]:
+    found = await conn.scalars(
+        sa.select(t.devices.c.remote_device_id).where(t.devices.c.host_id == host_id)
+    )
+    return set(found)

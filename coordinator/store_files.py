@@ -6,10 +6,15 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from agent.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
+from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.sqlite_conn import Connection, Row
+from coordinator.db_conn import Conn
+from coordinator.dialect import next_seqs
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ def write_blob(files_dir: Path, data: bytes) -> tuple[str, str]:
 
 
 async def add_file(
-    conn: Connection,
+    conn: Conn,
     *,
     task_id: str,
     name: str,
@@ -59,35 +64,44 @@ async def add_file(
     public: bool = False,
 ) -> str:
     file_id = new_id()
+    [seq] = await next_seqs(conn, t.files, 1)
     await conn.execute(
-        "INSERT INTO files (id, task_id, name, extension, size, sha256, path, public, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (file_id, task_id, name, extension, size, sha256, path, int(public), now()),
+        sa.insert(t.files).values(
+            id=file_id,
+            task_id=task_id,
+            name=name,
+            extension=extension,
+            size=size,
+            sha256=sha256,
+            path=path,
+            public=int(public),
+            created_at=now(),
+            seq=seq,
+        )
     )
     return file_id
 
 
-def _row(row: Row) -> FileRow:
+def _row(row: sa.Row[Any]) -> FileRow:
     return FileRow(
-        id=row["id"],
-        task_id=row["task_id"],
-        name=row["name"],
-        extension=row["extension"],
-        size=row["size"],
-        sha256=row["sha256"],
-        path=row["path"],
-        public=bool(row["public"]),
+        id=row.id,
+        task_id=row.task_id,
+        name=row.name,
+        extension=row.extension,
+        size=row.size,
+        sha256=row.sha256,
+        path=row.path,
+        public=bool(row.public),
     )
 
 
-async def files_of_task(conn: Connection, task_id: str) -> list[FileRow]:
-    async with conn.execute(
-        "SELECT * FROM files WHERE task_id = ? ORDER BY created_at, rowid", (task_id,)
-    ) as cur:
-        return [_row(r) for r in await cur.fetchall()]
+async def files_of_task(conn: Conn, task_id: str) -> list[FileRow]:
+    rows = await conn.execute(
+        sa.select(t.files).where(t.files.c.task_id == task_id).order_by(t.files.c.seq)
+    )
+    return [_row(r) for r in rows]
 
 
-async def get_file(conn: Connection, file_id: str) -> FileRow | None:
-    async with conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)) as cur:
-        row = await cur.fetchone()
+async def get_file(conn: Conn, file_id: str) -> FileRow | None:
+    row = (await conn.execute(sa.select(t.files).where(t.files.c.id == file_id))).first()
     return None if row is None else _row(row)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+import sqlalchemy as sa
+
+from coordinator import schema as t
 from coordinator.db import now
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
+from coordinator.dialect import insert
 
 
 def digest(secret: str) -> str:
@@ -13,35 +17,39 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def set_host_token(conn: Connection, host_id: str, token_sha256: str) -> None:
+async def set_host_token(conn: Conn, host_id: str, token_sha256: str) -> None:
     """Create the host, or replace its token (the old one stops working)."""
+    stmt = insert(conn, t.hosts).values(id=host_id, token_sha256=token_sha256, created_at=now())
     await conn.execute(
-        "INSERT INTO hosts (id, token_sha256, created_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(id) DO UPDATE SET token_sha256 = excluded.token_sha256",
-        (host_id, token_sha256, now()),
+        stmt.on_conflict_do_update(
+            index_elements=[t.hosts.c.id], set_={"token_sha256": stmt.excluded.token_sha256}
+        )
     )
 
 
-async def host_for_token(conn: Connection, token_sha256: str) -> str | None:
-    async with conn.execute("SELECT id FROM hosts WHERE token_sha256 = ?", (token_sha256,)) as cur:
-        row = await cur.fetchone()
-    return None if row is None else str(row["id"])
+async def host_for_token(conn: Conn, token_sha256: str) -> str | None:
+    host_id = await conn.scalar(
+        sa.select(t.hosts.c.id).where(t.hosts.c.token_sha256 == token_sha256)
+    )
+    return None if host_id is None else str(host_id)
 
 
-async def touch_host(conn: Connection, host_id: str) -> None:
-    await conn.execute("UPDATE hosts SET last_seen_at = ? WHERE id = ?", (now(), host_id))
+async def touch_host(conn: Conn, host_id: str) -> None:
+    await conn.execute(sa.update(t.hosts).where(t.hosts.c.id == host_id).values(last_seen_at=now()))
 
 
-async def set_api_key(conn: Connection, name: str, key_sha256: str) -> None:
+async def set_api_key(conn: Conn, name: str, key_sha256: str) -> None:
     """Create the named API key, or replace its secret."""
+    stmt = insert(conn, t.api_keys).values(name=name, key_sha256=key_sha256, created_at=now())
     await conn.execute(
-        "INSERT INTO api_keys (name, key_sha256, created_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET key_sha256 = excluded.key_sha256",
-        (name, key_sha256, now()),
+        stmt.on_conflict_do_update(
+            index_elements=[t.api_keys.c.name], set_={"key_sha256": stmt.excluded.key_sha256}
+        )
     )
 
 
-async def api_key_name(conn: Connection, key_sha256: str) -> str | None:
-    async with conn.execute("SELECT name FROM api_keys WHERE key_sha256 = ?", (key_sha256,)) as cur:
-        row = await cur.fetchone()
-    return None if row is None else str(row["name"])
+async def api_key_name(conn: Conn, key_sha256: str) -> str | None:
+    name = await conn.scalar(
+        sa.select(t.api_keys.c.name).where(t.api_keys.c.key_sha256 == key_sha256)
+    )
+    return None if name is None else str(name)

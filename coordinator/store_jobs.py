@@ -11,8 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import sqlalchemy as sa
+
+from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
+from coordinator.dialect import insert
 
 JobType = Literal["devices_automation", "manual"]
 Access = Literal["shared_view", "shared_edit"]
@@ -43,31 +47,38 @@ class JobRow:
         return self.shares.get(owner)
 
 
-async def put_script(conn: Connection, source: str) -> str:
+async def put_script(conn: Conn, source: str) -> str:
     sha = hashlib.sha256(source.encode()).hexdigest()
     await conn.execute(
-        "INSERT INTO scripts (sha256, source) VALUES (?, ?) ON CONFLICT(sha256) DO NOTHING",
-        (sha, source),
+        insert(conn, t.scripts)
+        .values(sha256=sha, source=source)
+        .on_conflict_do_nothing(index_elements=[t.scripts.c.sha256])
     )
     return sha
 
 
-async def get_script(conn: Connection, sha256: str) -> str | None:
-    async with conn.execute("SELECT source FROM scripts WHERE sha256 = ?", (sha256,)) as cur:
-        row = await cur.fetchone()
-    return None if row is None else str(row["source"])
+async def get_script(conn: Conn, sha256: str) -> str | None:
+    source = await conn.scalar(sa.select(t.scripts.c.source).where(t.scripts.c.sha256 == sha256))
+    return None if source is None else str(source)
 
 
-async def _add_version(conn: Connection, job_id: str, sha: str, stamp: float) -> None:
+async def _add_version(conn: Conn, job_id: str, sha: str, stamp: float) -> None:
+    v = t.job_versions.c
     await conn.execute(
-        "INSERT INTO job_versions (job_id, version, script_sha256, created_at) "
-        "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM job_versions WHERE job_id = ?",
-        (job_id, sha, stamp, job_id),
+        sa.insert(t.job_versions).from_select(
+            [v.job_id, v.version, v.script_sha256, v.created_at],
+            sa.select(
+                sa.literal(job_id, sa.Text),
+                sa.func.coalesce(sa.func.max(v.version), 0) + 1,
+                sa.literal(sha, sa.Text),
+                sa.literal(stamp, t.Stamp),
+            ).where(v.job_id == job_id),
+        )
     )
 
 
 async def create_job(
-    conn: Connection,
+    conn: Conn,
     *,
     name: str,
     source: str,
@@ -82,22 +93,19 @@ async def create_job(
     stamp = now()
     sha = await put_script(conn, source)
     await conn.execute(
-        "INSERT INTO jobs (id, name, script_sha256, parameters, timeout_s, automation_id, "
-        "owner, type, allow_sub_tasks, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            job_id,
-            name,
-            sha,
-            json.dumps(parameters),
-            timeout_s,
-            automation_id,
-            owner,
-            job_type,
-            int(allow_sub_tasks),
-            stamp,
-            stamp,
-        ),
+        sa.insert(t.jobs).values(
+            id=job_id,
+            name=name,
+            script_sha256=sha,
+            parameters=json.dumps(parameters),
+            timeout_s=timeout_s,
+            automation_id=automation_id,
+            owner=owner,
+            type=job_type,
+            allow_sub_tasks=int(allow_sub_tasks),
+            created_at=stamp,
+            updated_at=stamp,
+        )
     )
     await _add_version(conn, job_id, sha, stamp)
     job = await get_job(conn, job_id)
@@ -105,14 +113,14 @@ async def create_job(
     return job
 
 
-async def set_job_script(conn: Connection, job_id: str, source: str) -> JobRow | None:
+async def set_job_script(conn: Conn, job_id: str, source: str) -> JobRow | None:
     """Make `source` the job's current script version; None if there is no such job."""
     if await get_job(conn, job_id) is None:
         return None
     stamp = now()
     sha = await put_script(conn, source)
     await conn.execute(
-        "UPDATE jobs SET script_sha256 = ?, updated_at = ? WHERE id = ?", (sha, stamp, job_id)
+        sa.update(t.jobs).where(t.jobs.c.id == job_id).values(script_sha256=sha, updated_at=stamp)
     )
     await _add_version(conn, job_id, sha, stamp)
     return await get_job(conn, job_id)
@@ -121,64 +129,69 @@ async def set_job_script(conn: Connection, job_id: str, source: str) -> JobRow |
 _UPDATABLE = ("name", "parameters", "timeout_s", "automation_id", "type", "allow_sub_tasks")
 
 
-async def update_job(conn: Connection, job_id: str, changes: dict[str, Any]) -> JobRow | None:
+async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow | None:
     """Set the given fields (keys of `_UPDATABLE`); None if there is no such job."""
     unknown = set(changes) - set(_UPDATABLE)
     if unknown:
         raise ValueError(f"not updatable: {', '.join(sorted(unknown))}")
     if await get_job(conn, job_id) is None:
         return None
-    for column, value in changes.items():
-        if column == "parameters":
-            value = json.dumps(value)
-        elif column == "allow_sub_tasks":
-            value = int(value)
-        # `column` is one of _UPDATABLE, never user text.
-        await conn.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (value, job_id))
-    await conn.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (now(), job_id))
+    values = dict(changes)
+    if "parameters" in values:
+        values["parameters"] = json.dumps(values["parameters"])
+    if "allow_sub_tasks" in values:
+        values["allow_sub_tasks"] = int(values["allow_sub_tasks"])
+    await conn.execute(
+        sa.update(t.jobs).where(t.jobs.c.id == job_id).values(**values, updated_at=now())
+    )
     return await get_job(conn, job_id)
 
 
-async def set_share(conn: Connection, job_id: str, owner: str, access: Access) -> None:
+async def set_share(conn: Conn, job_id: str, owner: str, access: Access) -> None:
+    stmt = insert(conn, t.job_shares).values(job_id=job_id, owner=owner, access=access)
     await conn.execute(
-        "INSERT INTO job_shares (job_id, owner, access) VALUES (?, ?, ?) "
-        "ON CONFLICT(job_id, owner) DO UPDATE SET access = excluded.access",
-        (job_id, owner, access),
+        stmt.on_conflict_do_update(
+            index_elements=[t.job_shares.c.job_id, t.job_shares.c.owner],
+            set_={"access": stmt.excluded.access},
+        )
     )
 
 
-async def remove_share(conn: Connection, job_id: str, owner: str) -> bool:
-    async with conn.execute(
-        "DELETE FROM job_shares WHERE job_id = ? AND owner = ?", (job_id, owner)
-    ) as cur:
-        return cur.rowcount > 0
+async def remove_share(conn: Conn, job_id: str, owner: str) -> bool:
+    result = await conn.execute(
+        sa.delete(t.job_shares).where(
+            t.job_shares.c.job_id == job_id, t.job_shares.c.owner == owner
+        )
+    )
+    return result.rowcount > 0
 
 
-async def get_job(conn: Connection, job_id: str) -> JobRow | None:
-    async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-        row = await cur.fetchone()
+async def get_job(conn: Conn, job_id: str) -> JobRow | None:
+    row = (await conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id))).first()
     if row is None:
         return None
-    async with conn.execute(
-        "SELECT script_sha256 FROM job_versions WHERE job_id = ? ORDER BY version", (job_id,)
-    ) as cur:
-        versions = [str(v["script_sha256"]) for v in await cur.fetchall()]
-    async with conn.execute(
-        "SELECT owner, access FROM job_shares WHERE job_id = ? ORDER BY owner", (job_id,)
-    ) as cur:
-        shares = {str(r["owner"]): r["access"] for r in await cur.fetchall()}
+    versions = await conn.scalars(
+        sa.select(t.job_versions.c.script_sha256)
+        .where(t.job_versions.c.job_id == job_id)
+        .order_by(t.job_versions.c.version)
+    )
+    shares = await conn.execute(
+        sa.select(t.job_shares.c.owner, t.job_shares.c.access)
+        .where(t.job_shares.c.job_id == job_id)
+        .order_by(t.job_shares.c.owner)
+    )
     return JobRow(
-        id=row["id"],
-        name=row["name"],
-        script_sha256=row["script_sha256"],
-        parameters=json.loads(row["parameters"]),
-        timeout_s=row["timeout_s"],
-        automation_id=row["automation_id"],
-        owner=row["owner"],
-        type=row["type"],
-        allow_sub_tasks=bool(row["allow_sub_tasks"]),
-        shares=shares,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        versions=versions,
+        id=row.id,
+        name=row.name,
+        script_sha256=row.script_sha256,
+        parameters=json.loads(row.parameters),
+        timeout_s=row.timeout_s,
+        automation_id=row.automation_id,
+        owner=row.owner,
+        type=row.type,
+        allow_sub_tasks=bool(row.allow_sub_tasks),
+        shares={str(share.owner): share.access for share in shares},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        versions=[str(sha) for sha in versions],
     )

@@ -11,8 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
+from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.sqlite_conn import Connection, Row
+from coordinator.db_conn import Conn
+from coordinator.dialect import next_seqs
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import NewTask, TaskRow, create_tasks, get_task
 
@@ -40,50 +44,64 @@ class PlannedRow:
     job_task_id: str | None
 
 
-def _row(row: Row) -> PlannedRow:
+def _row(row: sa.Row[Any]) -> PlannedRow:
     return PlannedRow(
-        id=row["id"],
-        job_id=row["job_id"],
-        parent_task_id=row["parent_task_id"],
-        input=json.loads(row["input"]),
-        pin_device_id=row["pin_device_id"],
-        timeout_s=row["timeout_s"],
-        job_task_id=row["job_task_id"],
+        id=row.id,
+        job_id=row.job_id,
+        parent_task_id=row.parent_task_id,
+        input=json.loads(row.input),
+        pin_device_id=row.pin_device_id,
+        timeout_s=row.timeout_s,
+        job_task_id=row.job_task_id,
     )
 
 
 async def add_planned(
-    conn: Connection,
+    conn: Conn,
     job: JobRow,
     parent_task_id: str,
     inputs: list[dict[str, Any]],
     pin_device_id: str | None,
 ) -> list[PlannedRow]:
     stamp = now()
-    rows = []
-    for item in inputs:
-        row = PlannedRow(new_id(), job.id, parent_task_id, item, pin_device_id, job.timeout_s, None)
+    rows = [
+        PlannedRow(new_id(), job.id, parent_task_id, item, pin_device_id, job.timeout_s, None)
+        for item in inputs
+    ]
+    if rows:
+        seqs = await next_seqs(conn, t.planned_tasks, len(rows))
         await conn.execute(
-            "INSERT INTO planned_tasks (id, job_id, parent_task_id, input, pin_device_id, "
-            "timeout_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (row.id, job.id, parent_task_id, json.dumps(item), pin_device_id, row.timeout_s, stamp),
+            sa.insert(t.planned_tasks),
+            [
+                {
+                    "id": row.id,
+                    "job_id": job.id,
+                    "parent_task_id": parent_task_id,
+                    "input": json.dumps(row.input),
+                    "pin_device_id": pin_device_id,
+                    "timeout_s": row.timeout_s,
+                    "created_at": stamp,
+                    "seq": seq,
+                }
+                for row, seq in zip(rows, seqs, strict=True)
+            ],
         )
-        rows.append(row)
     return rows
 
 
-async def materialise(conn: Connection, planned: PlannedRow) -> TaskRow | None:
+async def materialise(conn: Conn, planned: PlannedRow) -> TaskRow | None:
     """Make the planned task a pending job task (once); None if it already is one."""
     job = await get_job(conn, planned.job_id)
     if job is None:
         return None
     task_id = new_id()
-    async with conn.execute(
-        "UPDATE planned_tasks SET job_task_id = ? WHERE id = ? AND job_task_id IS NULL",
-        (task_id, planned.id),
-    ) as cur:
-        if cur.rowcount == 0:
-            return None
+    claimed = await conn.execute(
+        sa.update(t.planned_tasks)
+        .where(t.planned_tasks.c.id == planned.id, t.planned_tasks.c.job_task_id.is_(None))
+        .values(job_task_id=task_id)
+    )
+    if claimed.rowcount == 0:
+        return None
     [task] = await create_tasks(
         conn,
         job,
@@ -100,46 +118,54 @@ async def materialise(conn: Connection, planned: PlannedRow) -> TaskRow | None:
     return task
 
 
-async def oldest_planned_for(conn: Connection, device_id: str) -> PlannedRow | None:
-    """The oldest planned task (not yet a job task) that may run on the device."""
-    async with conn.execute(
-        "SELECT * FROM planned_tasks WHERE job_task_id IS NULL "
-        "AND (pin_device_id IS NULL OR pin_device_id = ?) "
-        "AND job_id IN (SELECT id FROM jobs WHERE type = 'devices_automation') "
-        "ORDER BY created_at, rowid LIMIT 1",
-        (device_id,),
-    ) as cur:
-        row = await cur.fetchone()
-    return None if row is None else _row(row)
+async def oldest_planned_for(conn: Conn, device_id: str) -> PlannedRow | None:
+    """The oldest planned task (not yet a job task) that may run on the device.
+
+    Two lookups, each an ordered walk of an index that stops at its first row (schema.py): of
+    the unpinned planned tasks (`planned_open_unpinned`) and of those pinned to the device
+    (`planned_open`). The older of the two wins.
+    """
+    p = t.planned_tasks.c
+    found = []
+    for pin in (p.pin_device_id.is_(None), p.pin_device_id == device_id):
+        row = (
+            await conn.execute(
+                sa.select(t.planned_tasks)
+                .where(p.job_task_id.is_(None), pin, p.job_id.in_(t.AUTOMATION_JOB_IDS))
+                .order_by(p.seq)
+                .limit(1)
+            )
+        ).first()
+        if row is not None:
+            found.append(row)
+    return _row(min(found, key=lambda row: row.seq)) if found else None
 
 
-async def count_open_planned(conn: Connection, job_id: str) -> int:
+async def count_open_planned(conn: Conn, job_id: str) -> int:
     """How many planned tasks of the job are not yet job tasks."""
-    async with conn.execute(
-        "SELECT COUNT(*) AS n FROM planned_tasks WHERE job_id = ? AND job_task_id IS NULL",
-        (job_id,),
-    ) as cur:
-        row = await cur.fetchone()
-    return 0 if row is None else int(row["n"])
+    p = t.planned_tasks.c
+    count = await conn.scalar(
+        sa.select(sa.func.count()).where(p.job_id == job_id, p.job_task_id.is_(None))
+    )
+    return int(count or 0)
 
 
-async def any_open_planned(conn: Connection) -> bool:
-    async with conn.execute("SELECT 1 FROM planned_tasks WHERE job_task_id IS NULL LIMIT 1") as cur:
-        return await cur.fetchone() is not None
+async def any_open_planned(conn: Conn) -> bool:
+    first = await conn.scalar(
+        sa.select(t.planned_tasks.c.id).where(t.planned_tasks.c.job_task_id.is_(None)).limit(1)
+    )
+    return first is not None
 
 
-async def planned_of_parent(
-    conn: Connection, parent_task_id: str, ids: list[str]
-) -> list[PlannedRow]:
+async def planned_of_parent(conn: Conn, parent_task_id: str, ids: list[str]) -> list[PlannedRow]:
     """Those of `ids` whose parent is `parent_task_id` (others are left out)."""
     if not ids:
         return []
-    marks = ", ".join("?" for _ in ids)
-    async with conn.execute(
-        f"SELECT * FROM planned_tasks WHERE parent_task_id = ? AND id IN ({marks})",
-        (parent_task_id, *ids),
-    ) as cur:
-        return [_row(r) for r in await cur.fetchall()]
+    p = t.planned_tasks.c
+    rows = await conn.execute(
+        sa.select(t.planned_tasks).where(p.parent_task_id == parent_task_id, p.id.in_(ids))
+    )
+    return [_row(r) for r in rows]
 
 
 def sub_task_view(planned: PlannedRow, task: TaskRow | None) -> dict[str, Any]:
@@ -163,9 +189,7 @@ def sub_task_view(planned: PlannedRow, task: TaskRow | None) -> dict[str, Any]:
     }
 
 
-async def sub_tasks(
-    conn: Connection, parent_task_id: str, ids: list[str]
-) -> dict[str, dict[str, Any]]:
+async def sub_tasks(conn: Conn, parent_task_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     out = {}
     for planned in await planned_of_parent(conn, parent_task_id, ids):
         task = None if planned.job_task_id is None else await get_task(conn, planned.job_task_id)

@@ -5,56 +5,96 @@ offered, and reads only index ranges of pending or active tasks, never the store
 
 from __future__ import annotations
 
-from coordinator.db import now
-from coordinator.sqlite_conn import Connection
-from coordinator.store_tasks import TaskRow, task_from_row
+from functools import cache
 
-_RUNNABLE = (
-    "state = 'pending' AND origin = 'run' "
-    "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = tasks.job_id "
-    "AND jobs.type = 'devices_automation')"
+import sqlalchemy as sa
+
+from coordinator import schema as t
+from coordinator.db import now
+from coordinator.db_conn import Conn
+from coordinator.dialect import id_list, id_list_value
+from coordinator.store_tasks import ACTIVE_STATES, TaskRow, task_from_row
+
+c = t.tasks.c
+
+_BUSY = sa.select(c.device_id).where(
+    c.device_id.in_(sa.bindparam("devices", expanding=True)), c.state.in_(ACTIVE_STATES)
+)
+
+_ASSIGN = (
+    sa.update(t.tasks)
+    .where(c.id == sa.bindparam("b_id"), c.state == "pending")
+    .values(
+        state="assigned",
+        host_id=sa.bindparam("b_host"),
+        device_id=sa.bindparam("b_device"),
+        assigned_at=sa.bindparam("b_at"),
+    )
 )
 
 
-def _marks(values: list[str]) -> str:
-    return ",".join("?" * len(values))
-
-
-async def busy_among(conn: Connection, device_ids: list[str]) -> set[str]:
-    """The devices among `device_ids` that have an assigned or running task."""
-    rows = await conn.execute_fetchall(
-        f"SELECT device_id FROM tasks WHERE device_id IN ({_marks(device_ids)}) "
-        "AND state IN ('assigned', 'running')",
-        device_ids,
+@cache
+def _heads(dialect_name: str) -> sa.Select[tuple[TaskRow]]:
+    """The oldest `n` unpinned runnable tasks, and the oldest one pinned to each device of
+    `devices`, in queue order. Each lookup walks an index in `seq` order and stops early
+    (coordinator/schema.py: `tasks_unpinned`, `tasks_queue`)."""
+    unpinned = (
+        sa.select(c.id)
+        .where(sa.text(t.UNPINNED_QUEUE), c.job_id.in_(t.AUTOMATION_JOB_IDS))
+        .order_by(c.seq)
+        .limit(sa.bindparam("n", type_=sa.Integer))
     )
-    return {str(r["device_id"]) for r in rows}
+    offered = id_list(dialect_name, "devices")
+    pinned = t.tasks.alias("pinned")
+    head_of_device = (
+        sa.select(pinned.c.id)
+        .where(
+            pinned.c.state == "pending",
+            pinned.c.origin == "run",
+            pinned.c.pin_device_id == offered.c.value,
+            pinned.c.job_id.in_(t.AUTOMATION_JOB_IDS),
+        )
+        .order_by(pinned.c.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    unpinned_ids = unpinned.subquery("unpinned")
+    heads = sa.union_all(
+        sa.select(unpinned_ids.c.id),
+        sa.select(head_of_device.label("id")).select_from(offered),
+    ).subquery("heads")
+    # A join on the primary key, not `id IN (...) OR id IN (...)`, which PostgreSQL answers by
+    # filtering every stored task.
+    return sa.select(t.tasks).join(heads, c.id == heads.c.id).order_by(c.seq)
 
 
-async def queue_heads(conn: Connection, device_ids: list[str]) -> list[TaskRow]:
+async def busy_among(conn: Conn, device_ids: list[str]) -> set[str]:
+    """The devices among `device_ids` that have an assigned or running task."""
+    found = await conn.scalars(_BUSY, {"devices": device_ids})
+    return {str(device_id) for device_id in found}
+
+
+async def queue_heads(conn: Conn, device_ids: list[str]) -> list[TaskRow]:
     """Each task the free `device_ids` could take first, in queue order:
     the oldest `len(device_ids)` unpinned runnable tasks, and each device's oldest pinned one.
     """
-    wanted = ",".join(["(?)"] * len(device_ids))
-    rows = await conn.execute_fetchall(
-        f"WITH wanted(id) AS (VALUES {wanted}) "
-        "SELECT * FROM tasks WHERE rowid IN ("
-        f"  SELECT rowid FROM tasks WHERE {_RUNNABLE} AND pin_device_id IS NULL"
-        "   ORDER BY created_at, rowid LIMIT ?"
-        ") OR rowid IN ("
-        f"  SELECT (SELECT rowid FROM tasks WHERE {_RUNNABLE} AND pin_device_id = wanted.id"
-        "    ORDER BY created_at, rowid LIMIT 1)"
-        "  FROM wanted"
-        ") ORDER BY created_at, rowid",
-        [*device_ids, len(device_ids)],
+    dialect = conn.dialect.name
+    rows = await conn.execute(
+        _heads(dialect),
+        {"n": len(device_ids), "devices": id_list_value(dialect, device_ids)},
     )
     return [task_from_row(r) for r in rows]
 
 
-async def mark_all_assigned(conn: Connection, picks: list[tuple[str, str, str]]) -> None:
+async def mark_all_assigned(conn: Conn, picks: list[tuple[str, str, str]]) -> None:
     """(task_id, host_id, device_id): assign each task, still pending, to its device."""
+    if not picks:
+        return
     stamp = now()
-    await conn.executemany(
-        "UPDATE tasks SET state = 'assigned', host_id = ?, device_id = ?, assigned_at = ? "
-        "WHERE id = ? AND state = 'pending'",
-        [(host_id, device_id, stamp, task_id) for task_id, host_id, device_id in picks],
+    await conn.execute(
+        _ASSIGN,
+        [
+            {"b_id": task_id, "b_host": host_id, "b_device": device_id, "b_at": stamp}
+            for task_id, host_id, device_id in picks
+        ],
     )

@@ -10,9 +10,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from agent.protocol import TERMINAL_STATES
+from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.sqlite_conn import Connection, Row
+from coordinator.db_conn import Conn
+from coordinator.dialect import next_seqs
 from coordinator.store_jobs import JobRow
 
 ACTIVE_STATES = ("assigned", "running")
@@ -63,83 +67,96 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def task_from_row(row: Row) -> TaskRow:
+def task_from_row(row: sa.Row[Any]) -> TaskRow:
     return TaskRow(
-        id=row["id"],
-        job_id=row["job_id"],
-        script_sha256=row["script_sha256"],
-        input=json.loads(row["input"]),
-        pin_device_id=row["pin_device_id"],
-        state=row["state"],
-        host_id=row["host_id"],
-        device_id=row["device_id"],
-        progress=_json_or_none(row["progress"]),
-        result=_json_or_none(row["result"]),
-        failure_reason=row["failure_reason"],
-        error=row["error"],
-        attempt=row["attempt"],
-        timeout_s=row["timeout_s"],
-        parent_task_id=row["parent_task_id"],
-        origin=row["origin"],
-        automation_variables=_json_or_none(row["automation_variables"]),
-        checkpoint=_json_or_none(row["checkpoint"]),
-        created_at=row["created_at"],
-        assigned_at=row["assigned_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
+        id=row.id,
+        job_id=row.job_id,
+        script_sha256=row.script_sha256,
+        input=json.loads(row.input),
+        pin_device_id=row.pin_device_id,
+        state=row.state,
+        host_id=row.host_id,
+        device_id=row.device_id,
+        progress=_json_or_none(row.progress),
+        result=_json_or_none(row.result),
+        failure_reason=row.failure_reason,
+        error=row.error,
+        attempt=row.attempt,
+        timeout_s=row.timeout_s,
+        parent_task_id=row.parent_task_id,
+        origin=row.origin,
+        automation_variables=_json_or_none(row.automation_variables),
+        checkpoint=_json_or_none(row.checkpoint),
+        created_at=row.created_at,
+        assigned_at=row.assigned_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 
-async def _fetch(conn: Connection, sql: str, args: tuple[Any, ...]) -> list[TaskRow]:
-    async with conn.execute(sql, args) as cur:
-        return [task_from_row(r) for r in await cur.fetchall()]
+c = t.tasks.c
 
 
-async def create_tasks(conn: Connection, job: JobRow, specs: list[NewTask]) -> list[TaskRow]:
-    """Create pending tasks that will run the job's current script version."""
+async def _fetch(conn: Conn, query: sa.Select[Any]) -> list[TaskRow]:
+    return [task_from_row(r) for r in await conn.execute(query)]
+
+
+async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[TaskRow]:
+    """Create pending tasks that will run the job's current script version, FIFO in the order
+    of `specs`."""
+    if not specs:
+        return []
     stamp = now()
     ids = [spec.task_id or new_id() for spec in specs]
-    await conn.executemany(
-        "INSERT INTO tasks (id, job_id, script_sha256, input, pin_device_id, state, "
-        "timeout_s, parent_task_id, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+    seqs = await next_seqs(conn, t.tasks, len(specs))
+    await conn.execute(
+        sa.insert(t.tasks),
         [
-            (
-                task_id,
-                job.id,
-                job.script_sha256,
-                json.dumps(spec.input),
-                spec.pin_device_id,
-                spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
-                spec.parent_task_id,
-                stamp,
-            )
-            for task_id, spec in zip(ids, specs, strict=True)
+            {
+                "id": task_id,
+                "job_id": job.id,
+                "script_sha256": job.script_sha256,
+                "input": json.dumps(spec.input),
+                "pin_device_id": spec.pin_device_id,
+                "state": "pending",
+                "timeout_s": spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
+                "parent_task_id": spec.parent_task_id,
+                "created_at": stamp,
+                "seq": seq,
+            }
+            for task_id, spec, seq in zip(ids, specs, seqs, strict=True)
         ],
     )
-    created = await get_tasks(conn, set(ids))
-    return [created[task_id] for task_id in ids]
+    found = await get_tasks(conn, set(ids))
+    return [found[task_id] for task_id in ids]
 
 
-async def get_task(conn: Connection, task_id: str) -> TaskRow | None:
-    rows = await _fetch(conn, "SELECT * FROM tasks WHERE id = ?", (task_id,))
+async def get_task(conn: Conn, task_id: str) -> TaskRow | None:
+    rows = await _fetch(conn, sa.select(t.tasks).where(c.id == task_id))
     return rows[0] if rows else None
 
 
-async def get_tasks(conn: Connection, task_ids: set[str]) -> dict[str, TaskRow]:
+async def get_tasks(conn: Conn, task_ids: set[str]) -> dict[str, TaskRow]:
     """The tasks that exist among `task_ids`, by id: one query per 500 ids."""
     ids = sorted(task_ids)
     found: dict[str, TaskRow] = {}
     for first in range(0, len(ids), 500):
         chunk = ids[first : first + 500]
-        rows = await conn.execute_fetchall(
-            f"SELECT * FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk
-        )
-        found.update((t.id, t) for t in map(task_from_row, rows))
+        rows = await _fetch(conn, sa.select(t.tasks).where(c.id.in_(chunk)))
+        found.update((task.id, task) for task in rows)
     return found
 
 
+async def child_task_ids(conn: Conn, parent_task_id: str) -> list[str]:
+    """The tasks made by the parent's script (sub-tasks, data dumps), oldest first."""
+    found = await conn.scalars(
+        sa.select(c.id).where(c.parent_task_id == parent_task_id).order_by(c.seq)
+    )
+    return [str(task_id) for task_id in found]
+
+
 async def list_tasks(
-    conn: Connection,
+    conn: Conn,
     *,
     visible_to: str,
     job_id: str | None,
@@ -153,100 +170,67 @@ async def list_tasks(
 
     `device` matches the device a task ran on or the device it is pinned to.
     """
-    clauses = [
-        "job_id IN (SELECT id FROM jobs WHERE owner = ? "
-        "UNION SELECT job_id FROM job_shares WHERE owner = ?)"
-    ]
-    args: list[Any] = [visible_to, visible_to]
-    if job_id is not None:
-        clauses.append("job_id = ?")
-        args.append(job_id)
-    if state is not None:
-        clauses.append("state = ?")
-        args.append(state)
-    if device is not None:
-        clauses.append("(device_id = ? OR pin_device_id = ?)")
-        args.extend([device, device])
-    where = f" WHERE {' AND '.join(clauses)}"
-    async with conn.execute(f"SELECT COUNT(*) AS n FROM tasks{where}", tuple(args)) as cur:
-        count_row = await cur.fetchone()
-    total = int(count_row["n"]) if count_row is not None else 0
-    rows = await _fetch(
-        conn,
-        f"SELECT * FROM tasks{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?",
-        (*args, limit, offset),
+    visible_jobs = sa.union(
+        sa.select(t.jobs.c.id).where(t.jobs.c.owner == visible_to),
+        sa.select(t.job_shares.c.job_id).where(t.job_shares.c.owner == visible_to),
     )
-    return rows, total
+    clauses: list[sa.ColumnElement[bool]] = [c.job_id.in_(visible_jobs)]
+    if job_id is not None:
+        clauses.append(c.job_id == job_id)
+    if state is not None:
+        clauses.append(c.state == state)
+    if device is not None:
+        clauses.append(sa.or_(c.device_id == device, c.pin_device_id == device))
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(t.tasks).where(*clauses))
+    rows = await _fetch(
+        conn, sa.select(t.tasks).where(*clauses).order_by(c.seq).limit(limit).offset(offset)
+    )
+    return rows, int(total or 0)
 
 
-async def active_on_host(conn: Connection, host_id: str) -> list[TaskRow]:
+async def active_on_host(conn: Conn, host_id: str) -> list[TaskRow]:
     """Tasks the coordinator believes are assigned to or running on the host."""
     return await _fetch(
-        conn,
-        "SELECT * FROM tasks WHERE host_id = ? AND state IN ('assigned', 'running')",
-        (host_id,),
+        conn, sa.select(t.tasks).where(c.host_id == host_id, c.state.in_(ACTIVE_STATES))
     )
 
 
-async def busy_device_ids(conn: Connection) -> set[str]:
-    async with conn.execute(
-        "SELECT device_id FROM tasks WHERE state IN ('assigned', 'running')"
-    ) as cur:
-        return {str(r["device_id"]) for r in await cur.fetchall()}
+async def _changed(conn: Conn, statement: sa.Update) -> bool:
+    result = await conn.execute(statement)
+    return result.rowcount > 0
 
 
-async def oldest_pending_for(conn: Connection, device_id: str) -> TaskRow | None:
-    """The oldest pending task that may run on the device: unpinned or pinned to it, of a
-    devices_automation job (a manual job's tasks are not run by devices)."""
-    rows = await _fetch(
-        conn,
-        "SELECT * FROM tasks WHERE state = 'pending' AND origin = 'run' "
-        "AND (pin_device_id IS NULL OR pin_device_id = ?) "
-        "AND job_id IN (SELECT id FROM jobs WHERE type = 'devices_automation') "
-        "ORDER BY created_at, rowid LIMIT 1",
-        (device_id,),
-    )
-    return rows[0] if rows else None
-
-
-async def _changed(conn: Connection, sql: str, args: tuple[Any, ...]) -> bool:
-    async with conn.execute(sql, args) as cur:
-        return cur.rowcount > 0
-
-
-async def mark_assigned(conn: Connection, task_id: str, host_id: str, device_id: str) -> bool:
-    return await _changed(
-        conn,
-        "UPDATE tasks SET state = 'assigned', host_id = ?, device_id = ?, assigned_at = ? "
-        "WHERE id = ? AND state = 'pending'",
-        (host_id, device_id, now(), task_id),
-    )
-
-
-async def back_to_pending(conn: Connection, task_id: str) -> bool:
+async def back_to_pending(conn: Conn, task_id: str) -> bool:
     """An assigned task its host will not run goes back to the queue."""
     return await _changed(
         conn,
-        "UPDATE tasks SET state = 'pending', host_id = NULL, device_id = NULL, "
-        "assigned_at = NULL WHERE id = ? AND state = 'assigned'",
-        (task_id,),
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.state == "assigned")
+        .values(state="pending", host_id=None, device_id=None, assigned_at=None),
     )
+
+
+_RUNNING = (
+    sa.update(t.tasks)
+    .where(
+        c.id == sa.bindparam("b_id"),
+        c.state.in_(ACTIVE_STATES),
+        c.host_id == sa.func.coalesce(sa.bindparam("b_host", type_=sa.Text), c.host_id),
+    )
+    .values(state="running", started_at=sa.func.coalesce(c.started_at, sa.bindparam("b_at")))
+)
 
 
 async def mark_running(
-    conn: Connection, task_id: str, started_at: float, host_id: str | None = None
+    conn: Conn, task_id: str, started_at: float, host_id: str | None = None
 ) -> bool:
     """Make an active task running; with `host_id`, only if it is that host's."""
-    return await _changed(
-        conn,
-        "UPDATE tasks SET state = 'running', started_at = COALESCE(started_at, ?) "
-        "WHERE id = ? AND state IN ('assigned', 'running') AND host_id = COALESCE(?, host_id)",
-        (started_at, task_id, host_id),
-    )
+    result = await conn.execute(_RUNNING, {"b_id": task_id, "b_at": started_at, "b_host": host_id})
+    return result.rowcount > 0
 
 
 async def finish(
-    conn: Connection,
+    conn: Conn,
     task_id: str,
     *,
     state: str,
@@ -255,54 +239,76 @@ async def finish(
     result: dict[str, Any] | None = None,
     finished_at: float | None = None,
 ) -> bool:
-    """Make an active (or, for cancel, pending) task final; False if it already was."""
+    """Make an active (or, for cancel, pending) task final; False if it already was.
+
+    `reason` and `error` are a host's free text: a NUL in them, which PostgreSQL's text cannot
+    hold, is stored as U+FFFD (on both backends, so that both store the same)."""
+    values: dict[str, Any] = {
+        "state": state,
+        "failure_reason": _storable(reason),
+        "error": _storable(error),
+    }
+    if result is not None:
+        values["result"] = json.dumps(result)
+    if finished_at is not None:
+        values["finished_at"] = finished_at
     return await _changed(
         conn,
-        "UPDATE tasks SET state = ?, failure_reason = ?, error = ?, "
-        "result = COALESCE(?, result), finished_at = COALESCE(?, finished_at) "
-        "WHERE id = ? AND state IN ('pending', 'assigned', 'running')",
-        (
-            state,
-            reason,
-            error,
-            None if result is None else json.dumps(result),
-            finished_at,
-            task_id,
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.state.in_(("pending", *ACTIVE_STATES)))
+        .values(values),
+    )
+
+
+def _storable(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
+async def record_finished_at(conn: Conn, task_id: str, finished_at: float) -> None:
+    await conn.execute(
+        sa.update(t.tasks)
+        .where(c.id == task_id, c.finished_at.is_(None))
+        .values(finished_at=finished_at)
+    )
+
+
+async def set_progress(conn: Conn, updates: list[tuple[str, int, Any]]) -> None:
+    """(task_id, seq, data): keep the data of each task's latest (highest seq) update."""
+    if not updates:
+        return
+    await conn.execute(
+        sa.update(t.tasks)
+        .where(
+            c.id == sa.bindparam("u_task"),
+            sa.or_(c.progress_seq.is_(None), c.progress_seq <= sa.bindparam("u_seq")),
+        )
+        .values(progress=sa.bindparam("u_data"), progress_seq=sa.bindparam("u_seq")),
+        [
+            {"u_task": task_id, "u_seq": seq, "u_data": json.dumps(data)}
+            for task_id, seq, data in updates
+        ],
+    )
+
+
+async def overdue(conn: Conn, grace_s: float) -> list[TaskRow]:
+    """Active tasks past their timeout plus grace, counted from start (or from assignment)."""
+    stamp = now()
+    return await _fetch(
+        conn,
+        sa.select(t.tasks).where(
+            sa.or_(
+                sa.and_(
+                    c.state == "running",
+                    sa.func.coalesce(c.started_at, c.assigned_at) + c.timeout_s + grace_s < stamp,
+                ),
+                sa.and_(c.state == "assigned", c.assigned_at + c.timeout_s + grace_s < stamp),
+            )
         ),
     )
 
 
-async def record_finished_at(conn: Connection, task_id: str, finished_at: float) -> None:
-    await conn.execute(
-        "UPDATE tasks SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
-        (finished_at, task_id),
-    )
-
-
-async def set_progress(conn: Connection, updates: list[tuple[str, int, Any]]) -> None:
-    """(task_id, seq, data): keep the data of each task's latest (highest seq) update."""
-    if not updates:
-        return
-    await conn.executemany(
-        "UPDATE tasks SET progress = ?, progress_seq = ? "
-        "WHERE id = ? AND (progress_seq IS NULL OR progress_seq <= ?)",
-        [(json.dumps(data), seq, task_id, seq) for task_id, seq, data in updates],
-    )
-
-
-async def overdue(conn: Connection, grace_s: float) -> list[TaskRow]:
-    """Active tasks past their timeout plus grace, counted from start (or from assignment)."""
-    return await _fetch(
-        conn,
-        "SELECT * FROM tasks WHERE "
-        "(state = 'running' AND COALESCE(started_at, assigned_at) + timeout_s + ? < ?) OR "
-        "(state = 'assigned' AND assigned_at + timeout_s + ? < ?)",
-        (grace_s, now(), grace_s, now()),
-    )
-
-
 async def create_dump_task(
-    conn: Connection, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
+    conn: Conn, job: JobRow, *, state: str, proof: dict[str, Any], key_task: str
 ) -> str:
     """A data-dump record on `job`: never dispatched; `state` is the status the script gave.
 
@@ -310,62 +316,84 @@ async def create_dump_task(
     """
     task_id = new_id()
     stamp = now()
-    final_at = None if state == "pending" else stamp
+    [seq] = await next_seqs(conn, t.tasks, 1)
     await conn.execute(
-        "INSERT INTO tasks (id, job_id, script_sha256, input, state, result, timeout_s, "
-        "parent_task_id, origin, created_at, finished_at) "
-        "VALUES (?, ?, ?, '{}', ?, ?, ?, ?, 'dump', ?, ?)",
-        (
-            task_id,
-            job.id,
-            job.script_sha256,
-            state,
-            json.dumps(proof),
-            job.timeout_s,
-            key_task,
-            stamp,
-            final_at,
-        ),
+        sa.insert(t.tasks).values(
+            id=task_id,
+            job_id=job.id,
+            script_sha256=job.script_sha256,
+            input="{}",
+            state=state,
+            result=json.dumps(proof),
+            timeout_s=job.timeout_s,
+            parent_task_id=key_task,
+            origin="dump",
+            created_at=stamp,
+            finished_at=None if state == "pending" else stamp,
+            seq=seq,
+        )
     )
     return task_id
 
 
-async def set_automation_variables(
-    conn: Connection, task_id: str, variables: dict[str, Any]
-) -> None:
+async def set_automation_variables(conn: Conn, task_id: str, variables: dict[str, Any]) -> None:
     """Replace the task's variables; `waiting: true` (exactly) makes it discoverable."""
     waiting = variables.get("waiting") is True
     await conn.execute(
-        "UPDATE tasks SET automation_variables = ?, waiting = ?, "
-        "waiting_since = CASE WHEN ? THEN COALESCE(waiting_since, ?) ELSE NULL END WHERE id = ?",
-        (json.dumps(variables), int(waiting), int(waiting), now(), task_id),
+        sa.update(t.tasks)
+        .where(c.id == task_id)
+        .values(
+            automation_variables=json.dumps(variables),
+            waiting=int(waiting),
+            waiting_since=sa.func.coalesce(c.waiting_since, now()) if waiting else None,
+        )
     )
 
 
-async def take_waiting_task(conn: Connection, job_id: str, asking_task_id: str) -> TaskRow | None:
+async def take_waiting_task(conn: Conn, job_id: str, asking_task_id: str) -> TaskRow | None:
     """Hand one waiting task of the job to the asker, or None.
 
-    One conditional UPDATE picks and clears it (`waiting` = 0, `automation_variables.waiting` =
-    false), so two askers can never get the same task. Chosen: the task that has been waiting
-    longest; only tasks still assigned or running count.
+    Chosen: the task that has been waiting longest; only tasks still assigned or running count.
+    It is taken by a conditional UPDATE that clears `waiting` (and sets its variables' `waiting`
+    to false) only if the row still has the very variables it was read with: of two askers
+    (even in two coordinators), one gets the task and the other tries the next one.
     """
-    async with conn.execute(
-        "UPDATE tasks SET waiting = 0, waiting_since = NULL, "
-        "automation_variables = json_set(automation_variables, '$.waiting', json('false')) "
-        "WHERE id = (SELECT id FROM tasks WHERE job_id = ? AND id != ? AND waiting = 1 "
-        "AND state IN ('assigned', 'running') ORDER BY waiting_since, rowid LIMIT 1) "
-        "AND waiting = 1 RETURNING id",
-        (job_id, asking_task_id),
-    ) as cur:
-        row = await cur.fetchone()
-    return None if row is None else await get_task(conn, str(row["id"]))
+    while True:
+        candidate = (
+            await conn.execute(
+                sa.select(c.id, c.automation_variables)
+                .where(
+                    c.job_id == job_id,
+                    c.id != asking_task_id,
+                    c.waiting == 1,
+                    c.state.in_(ACTIVE_STATES),
+                )
+                .order_by(c.waiting_since, c.seq)
+                .limit(1)
+            )
+        ).first()
+        if candidate is None:
+            return None
+        variables = json.loads(candidate.automation_variables)
+        variables["waiting"] = False
+        if await _changed(
+            conn,
+            sa.update(t.tasks)
+            .where(
+                c.id == candidate.id,
+                c.waiting == 1,
+                c.automation_variables == candidate.automation_variables,
+            )
+            .values(waiting=0, waiting_since=None, automation_variables=json.dumps(variables)),
+        ):
+            return await get_task(conn, candidate.id)
 
 
-async def set_checkpoint(conn: Connection, task_id: str, checkpoint: dict[str, Any]) -> None:
+async def set_checkpoint(conn: Conn, task_id: str, checkpoint: dict[str, Any]) -> None:
     await conn.execute(
-        "UPDATE tasks SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), task_id)
+        sa.update(t.tasks).where(c.id == task_id).values(checkpoint=json.dumps(checkpoint))
     )
 
 
-async def set_result(conn: Connection, task_id: str, result: dict[str, Any]) -> None:
-    await conn.execute("UPDATE tasks SET result = ? WHERE id = ?", (json.dumps(result), task_id))
+async def set_result(conn: Conn, task_id: str, result: dict[str, Any]) -> None:
+    await conn.execute(sa.update(t.tasks).where(c.id == task_id).values(result=json.dumps(result)))

@@ -16,7 +16,7 @@ from agent.filenames import safe_extension, safe_file_name
 from agent.protocol import MAX_FILE_BYTES, FileBlob, Submit, SubmitAck
 from coordinator.context import Context
 from coordinator.db import now
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
 from coordinator.store_files import add_file, write_blob
 from coordinator.store_submissions import store, stored_keys
 from coordinator.store_tasks import ACTIVE_STATES, TaskRow, finish, get_tasks, set_progress
@@ -57,7 +57,7 @@ def decode_submits(submits: list[Submit]) -> list[list[DecodedFile] | Refused]:
 
 async def apply_submits(
     ctx: Context,
-    conn: Connection,
+    conn: Conn,
     host_id: str,
     submits: list[Submit],
     decoded: list[list[DecodedFile] | Refused],
@@ -125,7 +125,7 @@ def _checked_task(task: TaskRow | None, submit: Submit, host_id: str) -> TaskRow
 
 async def _finish(
     ctx: Context,
-    conn: Connection,
+    conn: Conn,
     task: TaskRow,
     submit: Submit,
     files: list[DecodedFile],

@@ -129,6 +129,8 @@ class Coordinator:
     grace_s: float = 2.0
     heartbeat_s: float = 1.0
     tls: Tls | None = None
+    database: str | None = None
+    """A PostgreSQL URL (`serve --database`); None: SQLite in `data_dir`."""
     proc: Proc | None = None
     api_key: str = ""
 
@@ -145,9 +147,14 @@ class Coordinator:
         """What an HTTP client verifies the coordinator with (`verify=` of httpx)."""
         return ssl.create_default_context(cafile=self.tls.ca) if self.tls else True
 
+    @property
+    def database_args(self) -> list[str]:
+        database = [] if self.database is None else ["--database", self.database]
+        return ["--data-dir", str(self.data_dir), *database]
+
     def cli(self, *args: str) -> str:
         out = subprocess.run(
-            _cli("coordinator.cli.main", *args, "--data-dir", str(self.data_dir)),
+            _cli("coordinator.cli.main", *args, *self.database_args),
             capture_output=True,
             text=True,
             timeout=60,
@@ -162,8 +169,7 @@ class Coordinator:
             _cli(
                 "coordinator.cli.main",
                 "serve",
-                "--data-dir",
-                str(self.data_dir),
+                *self.database_args,
                 "--port",
                 str(self.port),
                 "--grace-s",

@@ -41,6 +41,8 @@ def _for(annotation: Any) -> st.SearchStrategy[Any]:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return JSON_VALUES
+    if origin is typing.Annotated:  # constraints are not honoured, as said
+        return _for(args[0])
     if origin is Literal:
         return st.sampled_from(args)
     if origin in (types.UnionType, typing.Union):

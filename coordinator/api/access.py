@@ -14,7 +14,7 @@ from typing import Literal
 
 from fastapi import HTTPException
 
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import TaskRow, get_task
 
@@ -35,7 +35,7 @@ def no_job(job_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"job {job_id} not found")
 
 
-async def job_for(conn: Connection, job_id: str, caller: str, need: Need) -> JobRow:
+async def job_for(conn: Conn, job_id: str, caller: str, need: Need) -> JobRow:
     """The job, if `caller` may use it as `need` says; else 404 or 403."""
     job = await get_job(conn, job_id)
     if job is None:
@@ -49,7 +49,7 @@ async def job_for(conn: Connection, job_id: str, caller: str, need: Need) -> Job
     return job
 
 
-async def task_for(conn: Connection, task_id: str, caller: str, need: Need) -> TaskRow:
+async def task_for(conn: Conn, task_id: str, caller: str, need: Need) -> TaskRow:
     """The task, if `caller` may use its job as `need` says; else 404 or 403."""
     task = await get_task(conn, task_id)
     if task is None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from agent.protocol import DeviceKind, DeviceState, TaskState
+from agent.protocol import DeviceKind, DeviceState, TaskState, no_nul
 from coordinator.store_jobs import Access, JobType
+
+Stored = Annotated[str, AfterValidator(no_nul)]
+"""A string stored or looked up as it is: no NUL (U+0000), which PostgreSQL's text cannot hold
+(JSON values, stored escaped, may hold one)."""
 
 
 class _Body(BaseModel):
@@ -16,11 +20,11 @@ class _Body(BaseModel):
 
 
 class JobCreate(_Body):
-    name: str = Field(min_length=1, max_length=200)
-    script: str = Field(min_length=1, description="Python source of the script (defines main).")
+    name: Stored = Field(min_length=1, max_length=200)
+    script: Stored = Field(min_length=1, description="Python source of the script (defines main).")
     parameters: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(default=300, gt=0, le=86400)
-    automation_id: str | None = None
+    automation_id: Stored | None = None
     type: JobType = Field(
         default="devices_automation",
         description="devices_automation: its tasks run the script on devices; manual: its tasks "
@@ -34,10 +38,10 @@ class JobCreate(_Body):
 class JobUpdate(_Body):
     """Fields to change; those left out stay as they are (null clears automation_id)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Stored | None = Field(default=None, min_length=1, max_length=200)
     parameters: dict[str, Any] | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=86400)
-    automation_id: str | None = None
+    automation_id: Stored | None = None
     type: JobType | None = None
     allow_sub_tasks: bool | None = None
 
@@ -47,7 +51,7 @@ class ShareUpdate(_Body):
 
 
 class ScriptUpdate(_Body):
-    script: str = Field(min_length=1)
+    script: Stored = Field(min_length=1)
 
 
 class Job(BaseModel):
@@ -67,7 +71,7 @@ class Job(BaseModel):
 
 class TaskCreate(_Body):
     input: dict[str, Any] = Field(default_factory=dict)
-    remote_device_id: str | None = Field(
+    remote_device_id: Stored | None = Field(
         default=None, description="Pin: run only on this device (a host must have reported it)."
     )
     timeout_s: float | None = Field(default=None, gt=0, le=86400)

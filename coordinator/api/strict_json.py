@@ -5,7 +5,9 @@ Python's json module, which starlette's `Request.json()` uses, accepts NaN, Infi
 (responses are strict JSON), even FastAPI's own 422 that echoes the input. And a task input
 nested deeper, or with longer numbers, than a frame may carry (agent/boundedjson.py) would make
 an `assign` frame every daemon refuses. Every API router is made by `api_router`, whose routes
-parse bodies with the frames' decoder before any validation.
+parse bodies with the frames' decoder before any validation, and refuse a path or query parameter
+holding a NUL (`%00`): no id holds one (PostgreSQL's text cannot), and looking one up would fail
+in the database instead of answering.
 """
 
 from __future__ import annotations
@@ -32,15 +34,35 @@ class _StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
-    """An API route whose JSON body may not hold NaN, Infinity or -Infinity."""
+    """An API route whose JSON body is strict, bounded JSON and whose path and query
+    parameters hold no NUL."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
+            _refuse_nul_parameters(request)
             return await handler(_StrictJSONRequest(request.scope, request.receive))
 
         return strict
+
+
+def _refuse_nul_parameters(request: Request) -> None:
+    params = [
+        *(("path", name, value) for name, value in request.path_params.items()),
+        *(("query", name, value) for name, value in request.query_params.multi_items()),
+    ]
+    for where, name, value in params:
+        if "\x00" in str(value):
+            detail = [
+                {
+                    "type": "value_error",
+                    "loc": [where, name],
+                    "msg": "must not hold a NUL character (U+0000)",
+                    "input": None,
+                }
+            ]
+            raise HTTPException(status_code=422, detail=detail)
 
 
 def api_router(**options: Any) -> APIRouter:

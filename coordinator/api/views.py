@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from fastapi import Request
 
 from coordinator.api.models import Device, FileRef, Job, Task
+from coordinator.db_conn import Conn
 from coordinator.sessions import SessionRegistry
-from coordinator.sqlite_conn import Connection
 from coordinator.store_devices import DeviceRow
 from coordinator.store_files import files_of_task
 from coordinator.store_jobs import JobRow
@@ -40,7 +40,7 @@ def job_view(job: JobRow) -> Job:
     )
 
 
-async def task_view(conn: Connection, request: Request, task: TaskRow) -> Task:
+async def task_view(conn: Conn, request: Request, task: TaskRow) -> Task:
     files = [
         FileRef(
             id=f.id,

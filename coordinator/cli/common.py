@@ -12,22 +12,49 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.db import Database
-from coordinator.sqlite_conn import Connection
+from coordinator.db_conn import Conn
+from coordinator.db_location import (
+    DATABASE_ENV,
+    Location,
+    UnusableDatabase,
+    database_location,
+    postgresql_location,
+)
 from coordinator.store_hosts import digest
 
 EXIT_USAGE = 2
-"""Bad arguments (argparse's own code) or a data directory this coordinator cannot use."""
+"""Bad arguments (argparse's own code) or a database this coordinator cannot use."""
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def add_data_dir(parser: argparse.ArgumentParser) -> None:
+def _database_arg(value: str) -> Location:
+    try:
+        return postgresql_location(value)
+    except UnusableDatabase as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_database(parser: argparse.ArgumentParser, *, data_dir_required: bool) -> None:
+    """`--data-dir` and `--database`; `location(args)` says which database they name."""
     parser.add_argument(
         "--data-dir",
         type=Path,
-        required=True,
-        help="directory of coordinator.db and files/ (created if missing)",
+        required=data_dir_required,
+        help="directory of files/ and of the SQLite database coordinator.db (created if missing)",
     )
+    parser.add_argument(
+        "--database",
+        type=_database_arg,
+        metavar="URL",
+        help="a PostgreSQL database, postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, instead "
+        f"of SQLite in --data-dir (default: ${DATABASE_ENV} if set; give a URL with a password "
+        "there, not here, where `ps` shows it)",
+    )
+
+
+def location(args: argparse.Namespace) -> Location:
+    return database_location(args.data_dir, args.database)
 
 
 def name_arg(value: str) -> str:
@@ -59,14 +86,14 @@ def positive_bytes(value: str) -> int:
     return size
 
 
-SaveSecret = Callable[[Connection, str, str], Awaitable[None]]
+SaveSecret = Callable[[Conn, str, str], Awaitable[None]]
 
 
 def add_secret_command(
     commands: Any, command: str, noun: str, metavar: str, save: SaveSecret
 ) -> None:
-    """`COMMAND create METAVAR --data-dir DIR`: print a new secret (a host token, an API key)
-    for METAVAR, replacing its old one; only the secret's SHA-256 is stored, by `save`."""
+    """`COMMAND create METAVAR (--data-dir DIR | --database URL)`: print a new secret (a host
+    token, an API key) for METAVAR, replacing its old one; only its SHA-256 is stored, by `save`."""
     parser: argparse.ArgumentParser = commands.add_parser(
         command, help=f"manage {noun}s", description=f"Manage {noun}s."
     )
@@ -77,22 +104,22 @@ def add_secret_command(
         description=f"Print a new {noun} for {metavar} on stdout; only its SHA-256 is stored.",
     )
     create.add_argument("name", metavar=metavar, type=name_arg)
-    add_data_dir(create)
+    add_database(create, data_dir_required=False)
 
     def run(args: argparse.Namespace) -> int:
         secret = secrets.token_urlsafe(32)
-        _store_secret(args.data_dir, save, args.name, digest(secret))
+        _store_secret(location(args), save, args.name, digest(secret))
         print(secret)
         return 0
 
     create.set_defaults(run=run)
 
 
-def _store_secret(data_dir: Path, save: SaveSecret, name: str, secret_sha256: str) -> None:
+def _store_secret(where: Location, save: SaveSecret, name: str, secret_sha256: str) -> None:
     """Open (or create) the database and store one digest with `save`."""
 
     async def write() -> None:
-        db = await Database.open(data_dir)
+        db = await Database.open(where)
         try:
             async with db.transaction() as conn:
                 await save(conn, name, secret_sha256)

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from coordinator.cli import apikey, serve, token
+from coordinator.cli import apikey, migrate, serve, token
 from coordinator.cli.common import EXIT_USAGE
-from coordinator.db_version import SchemaError
+from coordinator.db_location import UnusableDatabase
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The reference coordinator of device-agent: jobs, tasks and host sessions.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, token, apikey):
+    for module in (serve, migrate, token, apikey):
         module.add_parser(commands)
     return parser
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)
-    except SchemaError as exc:
+    except UnusableDatabase as exc:
         print(f"device-coordinator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -14,7 +15,13 @@ from typing import Any
 
 from agent.hardening import PRIVATE_UMASK
 from agent.protocol import MAX_FRAME_BYTES
-from coordinator.cli.common import EXIT_USAGE, add_data_dir, positive_bytes, positive_seconds
+from coordinator.cli.common import (
+    EXIT_USAGE,
+    add_database,
+    location,
+    positive_bytes,
+    positive_seconds,
+)
 from coordinator.settings import Settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -38,7 +45,7 @@ def add_parser(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "serve", help="run the coordinator", description="Run the coordinator until stopped."
     )
-    add_data_dir(parser)
+    add_database(parser, data_dir_required=True)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=port_arg, default=8765, help="port to listen on")
     parser.add_argument(
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from coordinator.app import create_app
-    from coordinator.db import prepare
+    from coordinator.db_version import prepare
 
     # What the coordinator writes (database, stored files) is its user's alone.
     os.umask(PRIVATE_UMASK)
@@ -108,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"device-coordinator: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    prepare(args.data_dir)  # a data dir this coordinator cannot use fails here, with exit 2
+    database = location(args)
+    # A database this coordinator cannot use (unreachable, not at its schema) fails here, exit 2.
+    asyncio.run(prepare(database))
 
     logging.basicConfig(
         stream=sys.stderr,
@@ -119,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.INFO)
     settings = Settings(
         data_dir=args.data_dir,
+        database=database,
         grace_s=args.grace_s,
         heartbeat_s=args.heartbeat_s,
         max_script_bytes=args.max_script_bytes,

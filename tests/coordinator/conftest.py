@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +37,10 @@ from agent.protocol import (
     encode,
     parse_coordinator_frame,
 )
+from coordinator import migrate
+from coordinator.db_location import DATABASE_ENV
 from scripts.devstack import poll_until, wait_until
+from tests.pg import dump, fresh_database
 
 T = TypeVar("T")
 DEADLINE_S = 30.0
@@ -49,15 +54,26 @@ def free_port() -> int:
         return port
 
 
-def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run `device-coordinator ARGS` (as `python -m coordinator.cli.main`) and capture it."""
+def run_cli(
+    *args: str, timeout_s: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `device-coordinator ARGS` (as `python -m coordinator.cli.main`) and capture it, in
+    `cli_environment(env)`."""
     return subprocess.run(
         [sys.executable, "-m", "coordinator.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         check=False,
+        env=cli_environment(env),
     )
+
+
+def cli_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Ours with `env`, but without DEVICE_COORDINATOR_DATABASE unless `env` sets it: tests
+    name their coordinators' databases."""
+    inherited = {k: v for k, v in os.environ.items() if k != DATABASE_ENV}
+    return {**inherited, **(env or {})}
 
 
 @dataclass
@@ -68,6 +84,8 @@ class Coordinator:
     data_dir: Path
     port: int
     log_path: Path
+    database: str | None
+    """Its PostgreSQL URL; None: SQLite in `data_dir`."""
 
     @property
     def base_url(self) -> str:
@@ -80,22 +98,38 @@ class Coordinator:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def database_args(self) -> list[str]:
+        """The CLI's arguments naming this coordinator's database."""
+        database = [] if self.database is None else ["--database", self.database]
+        return ["--data-dir", str(self.data_dir), *database]
+
+    def stored_bytes(self) -> bytes:
+        """All the database holds: SQLite's file and WAL, or a dump of the PostgreSQL one."""
+        if self.database is not None:
+            return dump(self.database)
+        path = self.data_dir / "coordinator.db"
+        wal = path.with_name(path.name + "-wal")
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
     def create_token(self, host_id: str) -> str:
-        done = run_cli("token", "create", host_id, "--data-dir", str(self.data_dir))
+        done = run_cli("token", "create", host_id, *self.database_args)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
     def create_api_key(self, name: str) -> str:
-        done = run_cli("apikey", "create", name, "--data-dir", str(self.data_dir))
+        done = run_cli("apikey", "create", name, *self.database_args)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
 
-def start_coordinator(data_dir: Path, *extra: str) -> Coordinator:
-    """Start `serve` on a free port and return once /healthz answers."""
+def start_coordinator(data_dir: Path, *extra: str, database: str | None = None) -> Coordinator:
+    """Start `serve` on a free port (on PostgreSQL database `database`, if given) and return
+    once /healthz answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / "coordinator.log"
+    database_args = [] if database is None else ["--database", database]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             [
@@ -105,14 +139,16 @@ def start_coordinator(data_dir: Path, *extra: str) -> Coordinator:
                 "serve",
                 "--data-dir",
                 str(data_dir),
+                *database_args,
                 "--port",
                 str(port),
                 *extra,
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            env=cli_environment(),
         )
-    coordinator = Coordinator(process, data_dir, port, log_path)
+    coordinator = Coordinator(process, data_dir, port, log_path, database)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -142,8 +178,10 @@ def stop_coordinator(coordinator: Coordinator) -> int:
 
 
 @contextlib.contextmanager
-def running_coordinator(data_dir: Path, *extra: str) -> Iterator[Coordinator]:
-    coordinator = start_coordinator(data_dir, *extra)
+def running_coordinator(
+    data_dir: Path, *extra: str, database: str | None = None
+) -> Iterator[Coordinator]:
+    coordinator = start_coordinator(data_dir, *extra, database=database)
     try:
         yield coordinator
     finally:
@@ -325,10 +363,37 @@ class Farm:
         return await poll(reached, f"task {task_id} to become {state}")
 
 
+@pytest.fixture
+def add_failing_migration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
+    """Call it to make the coordinator's migrations (in this process) end with a revision of
+    the test's own that adds a column, fills it, then fails; it returns that revision's id."""
+
+    def add() -> str:
+        migrations = tmp_path / "migrations"
+        shutil.copytree(
+            migrate.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        (migrations / "versions" / "r9000_fails.py").write_text(
+            "import sqlalchemy as sa\n"
+            "from alembic import op\n\n"
+            f"revision = '9000'\ndown_revision = '{migrate.head()}'\n\n\n"
+            "def upgrade():\n"
+            "    op.add_column('jobs', sa.Column('half', sa.Text))\n"
+            "    op.execute(\"UPDATE jobs SET half = 'done'\")\n"
+            "    raise RuntimeError('interrupted half-way')\n"
+        )
+        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations)
+        return "9000"
+
+    return add
+
+
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     """One coordinator per test module (grace 1 s so timeout tests stay short)."""
-    with running_coordinator(tmp_path_factory.mktemp("coordinator"), "--grace-s", "1") as coord:
+    with running_coordinator(
+        tmp_path_factory.mktemp("coordinator"), "--grace-s", "1", database=fresh_database()
+    ) as coord:
         yield Farm(coord, coord.create_api_key("tests"))
 
 
@@ -338,7 +403,9 @@ def start_farm(tmp_path: Path) -> Iterator[Callable[..., Farm]]:
     started: list[Coordinator] = []
 
     def start(*extra: str) -> Farm:
-        coord = start_coordinator(tmp_path / f"coordinator{len(started)}", *extra)
+        coord = start_coordinator(
+            tmp_path / f"coordinator{len(started)}", *extra, database=fresh_database()
+        )
         started.append(coord)
         return Farm(coord, coord.create_api_key("tests"))
 

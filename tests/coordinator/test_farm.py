@@ -14,6 +14,7 @@ from bench import farmrun
 from bench.fakehost import Farm
 from bench.farmstack import OwnCoordinator, api_client, create_credentials, host_ids
 from scripts.devstack import free_port
+from tests.pg import fresh_database
 
 HOSTS = 4
 DEVICES = 3
@@ -24,8 +25,11 @@ DEADLINE_S = 60.0
 async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
     tmp_path: Path,
 ) -> None:
-    tokens, api_key = await create_credentials(tmp_path, host_ids(HOSTS))
-    coordinator = OwnCoordinator(tmp_path, free_port(), api_key, heartbeat_s=1.0, grace_s=2.0)
+    database = fresh_database()
+    tokens, api_key = await create_credentials(tmp_path, host_ids(HOSTS), database)
+    coordinator = OwnCoordinator(
+        tmp_path, free_port(), api_key, heartbeat_s=1.0, grace_s=2.0, database=database
+    )
     await coordinator.start()
     farm = Farm.build(tokens, DEVICES, [coordinator.ws_url])
     try:

@@ -434,13 +434,17 @@ async def test_get_current_task_request(farm: Farm) -> None:
                 task_id=task_id,
                 state="failed",
                 reason="script_error",
-                error="ValueError: boom",
+                error="ValueError: boom\x00",
                 finished_at=now(),
             )
         )
         assert (await host.next(SubmitAck)).ok
         failed = await farm.wait_state(client, task_id, "failed")
-        assert (failed["failure_reason"], failed["error"]) == ("script_error", "ValueError: boom")
+        # A NUL in a host's free text is stored as U+FFFD (PostgreSQL's text cannot hold one).
+        assert (failed["failure_reason"], failed["error"]) == (
+            "script_error",
+            "ValueError: boom\ufffd",
+        )
 
 
 async def test_reject_returns_the_task_until_the_next_credits(farm: Farm) -> None:

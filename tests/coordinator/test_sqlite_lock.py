@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from coordinator.db import DB_FILE_NAME
+from coordinator.db_location import DB_FILE_NAME
 
 if TYPE_CHECKING:
     from tests.coordinator.conftest import Farm

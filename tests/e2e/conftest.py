@@ -10,13 +10,14 @@ import pytest
 
 from scripts.devstack import Coordinator, Daemon, free_port
 from scripts.localsite import serve_pages
+from tests.pg import fresh_database
 
 
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
     data = tmp_path / "coordinator"
     data.mkdir()
-    coord = Coordinator(data_dir=data, port=free_port())
+    coord = Coordinator(data_dir=data, port=free_port(), database=fresh_database())
     coord.start()
     yield coord
     coord.stop()

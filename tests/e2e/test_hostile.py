@@ -31,6 +31,7 @@ from scripts.devstack import (
     wait_terminal,
     wait_until,
 )
+from tests.pg import fresh_database
 from tests.sim.conftest import SimHandle
 from tests.taskprocs import task_processes
 
@@ -144,7 +145,9 @@ class Farm:
     """The daemon under attack, its devices and the host-side facts a script would go after."""
 
     def __init__(self, root: Path) -> None:
-        self.coordinator = Coordinator(data_dir=root / "coordinator", port=free_port())
+        self.coordinator = Coordinator(
+            data_dir=root / "coordinator", port=free_port(), database=fresh_database()
+        )
         self.coordinator.data_dir.mkdir()
         self.adb_port = free_port()
         home = root / "home"

@@ -28,6 +28,7 @@ from scripts.devstack import (
     wait_terminal,
     wait_until,
 )
+from tests.pg import fresh_database
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 
@@ -55,7 +56,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("jobapi")
     (root / "coordinator").mkdir()
     (root / "daemon").mkdir()
-    coordinator = Coordinator(data_dir=root / "coordinator", port=free_port())
+    coordinator = Coordinator(
+        data_dir=root / "coordinator", port=free_port(), database=fresh_database()
+    )
     coordinator.start()
     other_key = coordinator.cli("apikey", "create", "other")
     daemon = Daemon(

@@ -23,6 +23,7 @@ from scripts.devstack import (
     wait_terminal,
     wait_until,
 )
+from tests.pg import fresh_database
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def tls(tmp_path: Path) -> Tls:
 def coordinator(tmp_path: Path, tls: Tls) -> Iterator[Coordinator]:
     data = tmp_path / "coordinator"
     data.mkdir()
-    coord = Coordinator(data_dir=data, port=free_port(), tls=tls)
+    coord = Coordinator(data_dir=data, port=free_port(), tls=tls, database=fresh_database())
     coord.start()
     yield coord
     coord.stop()

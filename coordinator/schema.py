@@ -1,0 +1,203 @@
+"""The coordinator's tables, declared once for SQLite and PostgreSQL (the schema at the head
+migration; coordinator/migrations/ builds it, and a test checks the two agree).
+
+Portable types only: timestamps are Unix seconds (UTC) as double precision, JSON is TEXT holding
+JSON, flags are INTEGER 0/1. `seq` columns order rows FIFO: they take numbers from
+coordinator/dialect.py's `next_seqs` (a sequence on PostgreSQL, MAX + 1 under SQLite's single
+writer), never from a clock, so rows made together keep the order they were made in.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+UNPINNED_QUEUE = "state = 'pending' AND origin = 'run' AND pin_device_id IS NULL"
+"""The tasks any device may take. Queries say it in these very words, with literal values, so
+that both databases can prove their partial index `tasks_unpinned` holds every row they want
+(a bound parameter would not let them)."""
+OPEN_PLANNED = "job_task_id IS NULL"
+OPEN_UNPINNED_PLANNED = "job_task_id IS NULL AND pin_device_id IS NULL"
+
+
+def _partial(name: str, *columns: str, where: str) -> sa.Index:
+    """An index of the rows `where` holds for, on SQLite and PostgreSQL alike."""
+    return sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+
+
+Stamp = sa.Double
+"""Unix seconds; `Double` is float8 on PostgreSQL (its `real` is float4, too coarse)."""
+
+scripts = sa.Table(
+    "scripts",
+    metadata,
+    sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("script_sha256", sa.Text, sa.ForeignKey("scripts.sha256"), nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False),
+    sa.Column("timeout_s", Stamp, nullable=False),
+    sa.Column("automation_id", sa.Text),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False, server_default="devices_automation"),
+    sa.Column("allow_sub_tasks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+)
+
+job_shares = sa.Table(
+    "job_shares",
+    metadata,
+    sa.Column("job_id", sa.Text, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("access", sa.Text, nullable=False),
+)
+
+job_versions = sa.Table(
+    "job_versions",
+    metadata,
+    sa.Column("job_id", sa.Text, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("script_sha256", sa.Text, sa.ForeignKey("scripts.sha256"), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("job_id", sa.Text, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("script_sha256", sa.Text, sa.ForeignKey("scripts.sha256"), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("pin_device_id", sa.Text),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("host_id", sa.Text),
+    sa.Column("device_id", sa.Text),
+    sa.Column("progress", sa.Text),
+    sa.Column("progress_seq", sa.BigInteger),
+    sa.Column("result", sa.Text),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("timeout_s", Stamp, nullable=False),
+    sa.Column("parent_task_id", sa.Text),
+    sa.Column("origin", sa.Text, nullable=False, server_default="run"),
+    sa.Column("automation_variables", sa.Text),
+    sa.Column("waiting", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("waiting_since", Stamp),
+    sa.Column("checkpoint", sa.Text),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("assigned_at", Stamp),
+    sa.Column("started_at", Stamp),
+    sa.Column("finished_at", Stamp),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    # The dispatch queue, oldest first: the tasks pinned to one device (equal on every column
+    # before seq, so walked in seq order; its (state) prefix also finds the active tasks), and
+    # the unpinned ones apart (`pin_device_id IS NULL` does not keep an index's order on
+    # PostgreSQL, which would sort the whole queue).
+    sa.Index("tasks_queue", "state", "origin", "pin_device_id", "seq"),
+    _partial("tasks_unpinned", "seq", where=UNPINNED_QUEUE),
+    sa.Index("tasks_job", "job_id", "seq"),
+    sa.Index("tasks_host", "host_id", "state"),
+    # Which of the devices a dispatch pass offers are busy.
+    sa.Index("tasks_device", "device_id", "state"),
+    sa.Index("tasks_waiting", "job_id", "waiting", "waiting_since", "seq"),
+    sa.Index("tasks_seq", "seq", unique=True),
+)
+
+planned_tasks = sa.Table(
+    "planned_tasks",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("job_id", sa.Text, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("parent_task_id", sa.Text, nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("pin_device_id", sa.Text),
+    sa.Column("timeout_s", Stamp, nullable=False),
+    sa.Column("job_task_id", sa.Text),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    # Open planned tasks (not yet job tasks), pinned to one device or unpinned, oldest first.
+    _partial("planned_open", "pin_device_id", "seq", where=OPEN_PLANNED),
+    _partial("planned_open_unpinned", "seq", where=OPEN_UNPINNED_PLANNED),
+    sa.Index("planned_job", "job_id", "job_task_id"),
+    sa.Index("planned_parent", "parent_task_id"),
+    sa.Index("planned_seq", "seq", unique=True),
+)
+
+dumps = sa.Table(
+    "dumps",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("task_id", sa.Text, nullable=False),
+    sa.Column("job_id", sa.Text, nullable=False),
+    sa.Column("job_task_id", sa.Text, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+submissions = sa.Table(
+    "submissions",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("finish", sa.Integer, nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("extension", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("public", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("files_task", "task_id", "seq"),
+    sa.Index("files_seq", "seq", unique=True),
+)
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("token_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("last_seen_at", Stamp),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("remote_device_id", sa.Text, primary_key=True),
+    sa.Column("host_id", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("properties", sa.Text, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("key_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", Stamp, nullable=False),
+)
+
+AUTOMATION_JOB_IDS = sa.select(jobs.c.id).where(jobs.c.type == "devices_automation")
+"""The jobs whose tasks devices run (a manual job's tasks are not dispatched)."""
