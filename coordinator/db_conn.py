@@ -1,25 +1,140 @@
 """The connection every store function is given: SQLAlchemy Core statements, awaited, on either
 backend.
 
-- PostgreSQL: SQLAlchemy's AsyncConnection on asyncpg, wrapped as it is.
+- PostgreSQL: SQLAlchemy's AsyncConnection on asyncpg.
 - SQLite: a synchronous SQLAlchemy connection (pysqlite) called on the event loop itself
   (coordinator/sqlite_conn.py says why that does not block it). Its methods are async only so
   that a store function reads the same on both backends.
 
-Hot statements are built once, at import, with `sa.bindparam` for what changes per call:
-SQLAlchemy then finds each one's compiled form in its cache instead of building and hashing a
-new statement tree per call, which bench/farm.py measured at several times a statement's cost.
+Statements on the hot paths (a dispatch pass, `started`, a final submission, `finished`) are
+`Hot`: built once, at import, with `sa.bindparam` for what changes per call. On SQLite a Hot
+statement is compiled once and then run on the driver's own cursor: bench/farm.py measured
+SQLAlchemy's per-call work (building a statement, its cache key, an execution context, a result
+object) at several times the statement's own cost, and at most of the coordinator's CPU per
+task. Its rows are plain named tuples. On PostgreSQL it goes through SQLAlchemy like any other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+class Result(Protocol):
+    """What store functions read of a statement's result (SQLAlchemy's CursorResult has it)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def first(self) -> Any: ...
+
+    def scalar(self) -> Any: ...
+
+    def all(self) -> Sequence[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Hot:
+    """A statement built once, run often (see the module's docstring). It may not use
+    `expanding` parameters (`in_` a list): a list of ids goes in as one parameter
+    (coordinator/dialect.py's `id_list`). `Hot.by_dialect` builds one whose SQL differs by
+    backend, once per backend."""
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self._build: Callable[[str], sa.Executable] = lambda _dialect: statement
+        self._statements: dict[str, sa.Executable] = {}
+        self._sqlite: _SqlitePlan | None = None
+
+    @classmethod
+    def by_dialect(cls, build: Callable[[str], sa.Executable]) -> Hot:
+        """`build(dialect name)` makes the statement."""
+        hot = cls(sa.select(sa.null()))
+        hot._build = build
+        return hot
+
+    def statement(self, dialect: sa.Dialect) -> sa.Executable:
+        found = self._statements.get(dialect.name)
+        if found is None:
+            found = self._statements[dialect.name] = self._build(dialect.name)
+        return found
+
+    def sqlite_plan(self, dialect: sa.Dialect) -> _SqlitePlan:
+        if self._sqlite is None:
+            self._sqlite = _SqlitePlan(self.statement(dialect), dialect)
+        return self._sqlite
+
+
+def one_of(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """`column IN (values)` for a Hot statement: a parameter per value, where `in_` would make
+    one `expanding` parameter."""
+    return column.in_([sa.literal(value) for value in values])
+
+
+class _SqlitePlan:
+    """A Hot statement compiled for SQLite: its SQL, and where each parameter goes."""
+
+    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
+        compiled = cast(SQLCompiler, cast(sa.ClauseElement, statement).compile(dialect=dialect))
+        if "POSTCOMPILE" in compiled.string or compiled.positiontup is None:
+            raise ValueError(f"not a Hot statement (`in_` a list? use one_of): {compiled.string}")
+        self.sql = compiled.string
+        self.names = tuple(compiled.positiontup)
+        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items()}
+        """The values bound when the statement was built (literals in its expressions)."""
+        processors = cast(Mapping[str, Callable[[Any], Any]], compiled._bind_processors)
+        self.convert = [(i, processors[n]) for i, n in enumerate(self.names) if n in processors]
+        """The parameters SQLAlchemy converts for the driver (e.g. a float column's to_float)."""
+
+    def args(self, given: Mapping[str, Any]) -> list[Any]:
+        fixed = self.fixed
+        args = [given[name] if name in given else fixed[name] for name in self.names]
+        for i, convert in self.convert:
+            if args[i] is not None:
+                args[i] = convert(args[i])
+        return args
+
+
+_ROW_TYPES: dict[tuple[str, ...], Any] = {}
+
+
+def _row_type(names: tuple[str, ...]) -> Any:
+    row_type = _ROW_TYPES.get(names)
+    if row_type is None:
+        row_type = _ROW_TYPES[names] = namedtuple("Row", names, rename=True)
+    return row_type
+
+
+class _CursorResult:
+    """A Hot statement's result on SQLite: all rows read at once, as named tuples."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.rowcount: int = cursor.rowcount
+        description = cursor.description
+        if description is None:
+            self._rows: list[Any] = []
+        else:
+            make = _row_type(tuple(column[0] for column in description))._make
+            self._rows = [make(row) for row in cursor.fetchall()]
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def all(self) -> Sequence[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
 
 
 class Conn:
@@ -28,17 +143,18 @@ class Conn:
     dialect: sa.Dialect
 
     async def execute(
-        self, statement: sa.Executable, parameters: Params | None = None
-    ) -> sa.CursorResult[Any]:
+        self, statement: sa.Executable | Hot, parameters: Params | None = None
+    ) -> Result:
         raise NotImplementedError
 
-    async def scalar(self, statement: sa.Executable, parameters: Params | None = None) -> Any:
-        raise NotImplementedError
+    async def scalar(self, statement: sa.Executable | Hot, parameters: Params | None = None) -> Any:
+        return (await self.execute(statement, parameters)).scalar()
 
     async def scalars(
-        self, statement: sa.Executable, parameters: Params | None = None
-    ) -> sa.ScalarResult[Any]:
-        raise NotImplementedError
+        self, statement: sa.Executable | Hot, parameters: Params | None = None
+    ) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in await self.execute(statement, parameters)]
 
 
 class LoopConn(Conn):
@@ -49,17 +165,16 @@ class LoopConn(Conn):
         self.dialect = conn.dialect
 
     async def execute(
-        self, statement: sa.Executable, parameters: Params | None = None
-    ) -> sa.CursorResult[Any]:
-        return self._conn.execute(statement, parameters)
-
-    async def scalar(self, statement: sa.Executable, parameters: Params | None = None) -> Any:
-        return self._conn.execute(statement, parameters).scalar()
-
-    async def scalars(
-        self, statement: sa.Executable, parameters: Params | None = None
-    ) -> sa.ScalarResult[Any]:
-        return self._conn.execute(statement, parameters).scalars()
+        self, statement: sa.Executable | Hot, parameters: Params | None = None
+    ) -> Result:
+        if not isinstance(statement, Hot):
+            return self._conn.execute(statement, parameters)
+        plan = statement.sqlite_plan(self.dialect)
+        driver = self._conn.connection.driver_connection
+        assert driver is not None
+        if parameters is None or isinstance(parameters, Mapping):
+            return _CursorResult(driver.execute(plan.sql, plan.args(parameters or {})))
+        return _CursorResult(driver.executemany(plan.sql, [plan.args(p) for p in parameters]))
 
 
 class AsyncConn(Conn):
@@ -70,14 +185,8 @@ class AsyncConn(Conn):
         self.dialect = conn.dialect
 
     async def execute(
-        self, statement: sa.Executable, parameters: Params | None = None
-    ) -> sa.CursorResult[Any]:
+        self, statement: sa.Executable | Hot, parameters: Params | None = None
+    ) -> Result:
+        if isinstance(statement, Hot):
+            statement = statement.statement(self.dialect)
         return await self._conn.execute(statement, parameters)
-
-    async def scalar(self, statement: sa.Executable, parameters: Params | None = None) -> Any:
-        return (await self._conn.execute(statement, parameters)).scalar()
-
-    async def scalars(
-        self, statement: sa.Executable, parameters: Params | None = None
-    ) -> sa.ScalarResult[Any]:
-        return (await self._conn.execute(statement, parameters)).scalars()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.db_conn import Conn
+from coordinator.db_conn import Conn, Hot
 from coordinator.dialect import insert
 
 JobType = Literal["devices_automation", "manual"]
@@ -58,7 +58,7 @@ async def put_script(conn: Conn, source: str) -> str:
 
 
 async def get_script(conn: Conn, sha256: str) -> str | None:
-    source = await conn.scalar(sa.select(t.scripts.c.source).where(t.scripts.c.sha256 == sha256))
+    source = await conn.scalar(_SCRIPT, {"b_sha": sha256})
     return None if source is None else str(source)
 
 
@@ -166,20 +166,27 @@ async def remove_share(conn: Conn, job_id: str, owner: str) -> bool:
     return result.rowcount > 0
 
 
+_JOB = Hot(sa.select(t.jobs).where(t.jobs.c.id == sa.bindparam("b_job")))
+_VERSIONS = Hot(
+    sa.select(t.job_versions.c.script_sha256)
+    .where(t.job_versions.c.job_id == sa.bindparam("b_job"))
+    .order_by(t.job_versions.c.version)
+)
+_SHARES = Hot(
+    sa.select(t.job_shares.c.owner, t.job_shares.c.access)
+    .where(t.job_shares.c.job_id == sa.bindparam("b_job"))
+    .order_by(t.job_shares.c.owner)
+)
+_SCRIPT = Hot(sa.select(t.scripts.c.source).where(t.scripts.c.sha256 == sa.bindparam("b_sha")))
+
+
 async def get_job(conn: Conn, job_id: str) -> JobRow | None:
-    row = (await conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id))).first()
+    key = {"b_job": job_id}
+    row = (await conn.execute(_JOB, key)).first()
     if row is None:
         return None
-    versions = await conn.scalars(
-        sa.select(t.job_versions.c.script_sha256)
-        .where(t.job_versions.c.job_id == job_id)
-        .order_by(t.job_versions.c.version)
-    )
-    shares = await conn.execute(
-        sa.select(t.job_shares.c.owner, t.job_shares.c.access)
-        .where(t.job_shares.c.job_id == job_id)
-        .order_by(t.job_shares.c.owner)
-    )
+    versions = await conn.scalars(_VERSIONS, key)
+    shares = await conn.execute(_SHARES, key)
     return JobRow(
         id=row.id,
         name=row.name,

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.db_conn import Conn
+from coordinator.db_conn import Conn, Hot
 from coordinator.dialect import next_seqs
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import NewTask, TaskRow, create_tasks, get_task
@@ -150,11 +150,13 @@ async def count_open_planned(conn: Conn, job_id: str) -> int:
     return int(count or 0)
 
 
+_ANY_OPEN = Hot(
+    sa.select(t.planned_tasks.c.id).where(t.planned_tasks.c.job_task_id.is_(None)).limit(1)
+)
+
+
 async def any_open_planned(conn: Conn) -> bool:
-    first = await conn.scalar(
-        sa.select(t.planned_tasks.c.id).where(t.planned_tasks.c.job_task_id.is_(None)).limit(1)
-    )
-    return first is not None
+    return await conn.scalar(_ANY_OPEN) is not None
 
 
 async def planned_of_parent(conn: Conn, parent_task_id: str, ids: list[str]) -> list[PlannedRow]:

@@ -5,23 +5,30 @@ offered, and reads only index ranges of pending or active tasks, never the store
 
 from __future__ import annotations
 
-from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 
 from coordinator import schema as t
 from coordinator.db import now
-from coordinator.db_conn import Conn
+from coordinator.db_conn import Conn, Hot, one_of
 from coordinator.dialect import id_list, id_list_value
 from coordinator.store_tasks import ACTIVE_STATES, TaskRow, task_from_row
 
 c = t.tasks.c
 
-_BUSY = sa.select(c.device_id).where(
-    c.device_id.in_(sa.bindparam("devices", expanding=True)), c.state.in_(ACTIVE_STATES)
-)
 
-_ASSIGN = (
+def _busy(dialect: str) -> sa.Select[tuple[str]]:
+    offered = id_list(dialect, "devices")
+    return (
+        sa.select(c.device_id)
+        .join(offered, c.device_id == offered.c.value)
+        .where(one_of(c.state, ACTIVE_STATES))
+    )
+
+
+_BUSY = Hot.by_dialect(_busy)
+_ASSIGN = Hot(
     sa.update(t.tasks)
     .where(c.id == sa.bindparam("b_id"), c.state == "pending")
     .values(
@@ -33,8 +40,7 @@ _ASSIGN = (
 )
 
 
-@cache
-def _heads(dialect_name: str) -> sa.Select[tuple[TaskRow]]:
+def _heads(dialect_name: str) -> sa.Select[Any]:
     """The oldest `n` unpinned runnable tasks, and the oldest one pinned to each device of
     `devices`, in queue order. Each lookup walks an index in `seq` order and stops early
     (coordinator/schema.py: `tasks_unpinned`, `tasks_queue`)."""
@@ -68,9 +74,13 @@ def _heads(dialect_name: str) -> sa.Select[tuple[TaskRow]]:
     return sa.select(t.tasks).join(heads, c.id == heads.c.id).order_by(c.seq)
 
 
+_HEADS = Hot.by_dialect(_heads)
+
+
 async def busy_among(conn: Conn, device_ids: list[str]) -> set[str]:
     """The devices among `device_ids` that have an assigned or running task."""
-    found = await conn.scalars(_BUSY, {"devices": device_ids})
+    ids = id_list_value(conn.dialect.name, device_ids)
+    found = await conn.scalars(_BUSY, {"devices": ids})
     return {str(device_id) for device_id in found}
 
 
@@ -78,11 +88,8 @@ async def queue_heads(conn: Conn, device_ids: list[str]) -> list[TaskRow]:
     """Each task the free `device_ids` could take first, in queue order:
     the oldest `len(device_ids)` unpinned runnable tasks, and each device's oldest pinned one.
     """
-    dialect = conn.dialect.name
-    rows = await conn.execute(
-        _heads(dialect),
-        {"n": len(device_ids), "devices": id_list_value(dialect, device_ids)},
-    )
+    ids = id_list_value(conn.dialect.name, device_ids)
+    rows = await conn.execute(_HEADS, {"n": len(device_ids), "devices": ids})
     return [task_from_row(r) for r in rows]
 
 

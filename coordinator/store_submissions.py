@@ -10,28 +10,46 @@ import sqlalchemy as sa
 from agent.protocol import Finished, Submit
 from coordinator import schema as t
 from coordinator.db import now
-from coordinator.db_conn import Conn
+from coordinator.db_conn import Conn, Hot
+from coordinator.dialect import id_list, id_list_value
+
+s = t.submissions.c
+_STORED = Hot(sa.select(s.key).where(s.key == sa.bindparam("b_key")))
+
+
+def _stored_among(dialect: str) -> sa.Select[tuple[str]]:
+    keys = id_list(dialect, "keys")
+    return sa.select(s.key).join(keys, s.key == keys.c.value)
+
+
+_STORED_AMONG = Hot.by_dialect(_stored_among)
+_STORE = Hot(
+    sa.insert(t.submissions).values(
+        key=sa.bindparam("b_key"),
+        task_id=sa.bindparam("b_task"),
+        seq=sa.bindparam("b_seq"),
+        status=sa.bindparam("b_status"),
+        data=sa.bindparam("b_data"),
+        finish=sa.bindparam("b_finish"),
+        created_at=sa.bindparam("b_at"),
+    )
+)
 
 
 async def is_stored(conn: Conn, key: str) -> bool:
-    found = await conn.scalar(sa.select(t.submissions.c.key).where(t.submissions.c.key == key))
-    return found is not None
+    return await conn.scalar(_STORED, {"b_key": key}) is not None
 
 
 async def stored_keys(conn: Conn, keys: list[str]) -> set[str]:
-    """Which of `keys` are already stored: one query per 500 keys, not one per key."""
-    found: set[str] = set()
-    for first in range(0, len(keys), 500):
-        chunk = keys[first : first + 500]
-        found.update(
-            await conn.scalars(sa.select(t.submissions.c.key).where(t.submissions.c.key.in_(chunk)))
-        )
-    return found
+    """Which of `keys` are already stored, in one query."""
+    if not keys:
+        return set()
+    found = await conn.scalars(_STORED_AMONG, {"keys": id_list_value(conn.dialect.name, keys)})
+    return set(found)
 
 
 async def submissions_of(conn: Conn, task_id: str) -> list[dict[str, Any]]:
     """The task's stored `submit` frames (not its `finished`), in the script's order (seq)."""
-    s = t.submissions.c
     rows = await conn.execute(
         sa.select(s.seq, s.status, s.data, s.finish)
         .where(s.task_id == task_id, s.seq >= 0)
@@ -49,18 +67,18 @@ async def store(conn: Conn, submits: list[Submit]) -> None:
         return
     stamp = now()
     await conn.execute(
-        sa.insert(t.submissions),
+        _STORE,
         [
             {
-                "key": s.key,
-                "task_id": s.task_id,
-                "seq": s.seq,
-                "status": s.status,
-                "data": json.dumps(s.data),
-                "finish": int(s.finish),
-                "created_at": stamp,
+                "b_key": submit.key,
+                "b_task": submit.task_id,
+                "b_seq": submit.seq,
+                "b_status": submit.status,
+                "b_data": json.dumps(submit.data),
+                "b_finish": int(submit.finish),
+                "b_at": stamp,
             }
-            for s in submits
+            for submit in submits
         ],
     )
 
@@ -68,13 +86,14 @@ async def store(conn: Conn, submits: list[Submit]) -> None:
 async def store_finished(conn: Conn, finished: Finished) -> None:
     """Record a `finished` frame's key (seq -1: it follows every submission of its task)."""
     await conn.execute(
-        sa.insert(t.submissions).values(
-            key=finished.key,
-            task_id=finished.task_id,
-            seq=-1,
-            status=finished.state,
-            data=json.dumps(finished.data),
-            finish=1,
-            created_at=now(),
-        )
+        _STORE,
+        {
+            "b_key": finished.key,
+            "b_task": finished.task_id,
+            "b_seq": -1,
+            "b_status": finished.state,
+            "b_data": json.dumps(finished.data),
+            "b_finish": 1,
+            "b_at": now(),
+        },
     )

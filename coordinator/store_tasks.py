@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from agent.protocol import TERMINAL_STATES
 from coordinator import schema as t
 from coordinator.db import new_id, now
-from coordinator.db_conn import Conn
-from coordinator.dialect import next_seqs
+from coordinator.db_conn import Conn, Hot, one_of
+from coordinator.dialect import id_list, id_list_value, next_seqs
 from coordinator.store_jobs import JobRow
 
 ACTIVE_STATES = ("assigned", "running")
@@ -131,20 +131,29 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
     return [found[task_id] for task_id in ids]
 
 
+_TASK = Hot(sa.select(t.tasks).where(c.id == sa.bindparam("b_id")))
+
+
+def _tasks_among(dialect: str) -> sa.Select[Any]:
+    ids = id_list(dialect, "ids")
+    return sa.select(t.tasks).join(ids, c.id == ids.c.value)
+
+
+_TASKS_AMONG = Hot.by_dialect(_tasks_among)
+
+
 async def get_task(conn: Conn, task_id: str) -> TaskRow | None:
-    rows = await _fetch(conn, sa.select(t.tasks).where(c.id == task_id))
-    return rows[0] if rows else None
+    row = (await conn.execute(_TASK, {"b_id": task_id})).first()
+    return None if row is None else task_from_row(row)
 
 
 async def get_tasks(conn: Conn, task_ids: set[str]) -> dict[str, TaskRow]:
-    """The tasks that exist among `task_ids`, by id: one query per 500 ids."""
-    ids = sorted(task_ids)
-    found: dict[str, TaskRow] = {}
-    for first in range(0, len(ids), 500):
-        chunk = ids[first : first + 500]
-        rows = await _fetch(conn, sa.select(t.tasks).where(c.id.in_(chunk)))
-        found.update((task.id, task) for task in rows)
-    return found
+    """The tasks that exist among `task_ids`, by id, in one query."""
+    if not task_ids:
+        return {}
+    ids = id_list_value(conn.dialect.name, sorted(task_ids))
+    rows = await conn.execute(_TASKS_AMONG, {"ids": ids})
+    return {row.id: task_from_row(row) for row in rows}
 
 
 async def child_task_ids(conn: Conn, parent_task_id: str) -> list[str]:
@@ -210,11 +219,11 @@ async def back_to_pending(conn: Conn, task_id: str) -> bool:
     )
 
 
-_RUNNING = (
+_RUNNING = Hot(
     sa.update(t.tasks)
     .where(
         c.id == sa.bindparam("b_id"),
-        c.state.in_(ACTIVE_STATES),
+        one_of(c.state, ACTIVE_STATES),
         c.host_id == sa.func.coalesce(sa.bindparam("b_host", type_=sa.Text), c.host_id),
     )
     .values(state="running", started_at=sa.func.coalesce(c.started_at, sa.bindparam("b_at")))
@@ -243,33 +252,47 @@ async def finish(
 
     `reason` and `error` are a host's free text: a NUL in them, which PostgreSQL's text cannot
     hold, is stored as U+FFFD (on both backends, so that both store the same)."""
-    values: dict[str, Any] = {
-        "state": state,
-        "failure_reason": _storable(reason),
-        "error": _storable(error),
-    }
-    if result is not None:
-        values["result"] = json.dumps(result)
-    if finished_at is not None:
-        values["finished_at"] = finished_at
-    return await _changed(
-        conn,
-        sa.update(t.tasks)
-        .where(c.id == task_id, c.state.in_(("pending", *ACTIVE_STATES)))
-        .values(values),
+    changed = await conn.execute(
+        _FINISH,
+        {
+            "b_id": task_id,
+            "b_state": state,
+            "b_reason": _storable(reason),
+            "b_error": _storable(error),
+            "b_result": None if result is None else json.dumps(result),
+            "b_at": finished_at,
+        },
     )
+    return changed.rowcount > 0
+
+
+_FINISH = Hot(
+    sa.update(t.tasks)
+    .where(c.id == sa.bindparam("b_id"), one_of(c.state, ("pending", *ACTIVE_STATES)))
+    .values(
+        state=sa.bindparam("b_state"),
+        failure_reason=sa.bindparam("b_reason"),
+        error=sa.bindparam("b_error"),
+        # None keeps what is stored.
+        result=sa.func.coalesce(sa.bindparam("b_result", type_=sa.Text), c.result),
+        finished_at=sa.func.coalesce(sa.bindparam("b_at", type_=sa.Double), c.finished_at),
+    )
+)
 
 
 def _storable(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
+_FINISHED_AT = Hot(
+    sa.update(t.tasks)
+    .where(c.id == sa.bindparam("b_id"), c.finished_at.is_(None))
+    .values(finished_at=sa.bindparam("b_at"))
+)
+
+
 async def record_finished_at(conn: Conn, task_id: str, finished_at: float) -> None:
-    await conn.execute(
-        sa.update(t.tasks)
-        .where(c.id == task_id, c.finished_at.is_(None))
-        .values(finished_at=finished_at)
-    )
+    await conn.execute(_FINISHED_AT, {"b_id": task_id, "b_at": finished_at})
 
 
 async def set_progress(conn: Conn, updates: list[tuple[str, int, Any]]) -> None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SWITCH = "DEVICE_AGENT_TEST_DATABASE"
-PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
-"""Where Debian puts PostgreSQL 15's initdb and pg_ctl (the machines' and CI's version)."""
+PG_LIB = Path("/usr/lib/postgresql")
+"""Debian keeps each PostgreSQL version's initdb and pg_ctl in PG_LIB/VERSION/bin."""
 NOBODY = 65534
 SUPERUSER = "tests"
 COMMAND_TIMEOUT_S = 60
@@ -35,13 +35,19 @@ def enabled() -> bool:
 
 
 def _bin_dir() -> Path:
-    for directory in PG_BIN_DIRS:
-        if (Path(directory) / "initdb").exists():
-            return Path(directory)
+    """The newest installed version's (Debian's layout), else the one on PATH."""
+    versions = sorted(
+        (int(d.name), d / "bin")
+        for d in (PG_LIB.iterdir() if PG_LIB.is_dir() else [])
+        if d.name.isdigit() and (d / "bin" / "initdb").exists()
+    )
+    if versions:
+        return versions[-1][1]
     found = shutil.which("initdb")
     if found is None:
         raise RuntimeError(
-            f"{SWITCH}=postgresql needs PostgreSQL's initdb and pg_ctl, in {PG_BIN_DIRS} or on PATH"
+            f"{SWITCH}=postgresql needs PostgreSQL's initdb and pg_ctl, in {PG_LIB}/VERSION/bin "
+            "or on PATH (Debian: apt-get install postgresql)"
         )
     return Path(found).parent
 
