@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh, plus PostgreSQL for the tests against it), then runs the checks CI
-# runs: ruff, mypy, the whole test suite on SQLite, and the coordinator's tests again on
-# PostgreSQL (scripts/pgtest.sh). Arguments go to the first pytest run only.
+# Sets up (scripts/setup.sh, and PostgreSQL for the tests against it), then runs the checks CI
+# runs: ruff, mypy, the whole test suite on SQLite and, beside it, the coordinator's tests on
+# PostgreSQL (scripts/pgtest.sh). Arguments go to the SQLite run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,5 +14,19 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
-exec bash scripts/pgtest.sh
+# The two runs share the machine (both mostly wait on subprocesses); the PostgreSQL run's output
+# is kept apart and shown after the SQLite run's.
+pg_log=$(mktemp)
+trap 'rm -f "$pg_log"' EXIT
+bash scripts/pgtest.sh >"$pg_log" 2>&1 &
+pg_run=$!
+sqlite_status=0
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@" || sqlite_status=$?
+pg_status=0
+wait "$pg_run" || pg_status=$?
+echo "== the coordinator's tests on PostgreSQL (scripts/pgtest.sh) =="
+cat "$pg_log"
+if [ "$sqlite_status" != 0 ] || [ "$pg_status" != 0 ]; then
+  echo "test: failed (SQLite run: exit $sqlite_status, PostgreSQL run: exit $pg_status)" >&2
+  exit 1
+fi
