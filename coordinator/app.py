@@ -18,6 +18,7 @@ from coordinator.api.strict_json import api_router
 from coordinator.context import Context
 from coordinator.db import Database
 from coordinator.dispatch import Dispatcher
+from coordinator.herald import Herald
 from coordinator.sessions import SessionRegistry
 from coordinator.settings import Settings
 from coordinator.timeouts import run_timeout_loop
@@ -32,7 +33,10 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(settings.files_dir.mkdir, parents=True, exist_ok=True)
         db = await Database.open(settings.database)
         sessions = SessionRegistry()
-        ctx = Context(settings, db, sessions, Dispatcher(db, sessions))
+        dispatcher = Dispatcher(db, sessions)
+        if settings.database.sqlite_file is None:
+            dispatcher.herald = Herald(settings.database, dispatcher.wake)
+        ctx = Context(settings, db, sessions, dispatcher)
         app.state.ctx = ctx
         loops = [
             asyncio.create_task(run_timeout_loop(ctx)),
@@ -48,6 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
+            if dispatcher.herald is not None:
+                await dispatcher.herald.close()
             await db.close()
             log.info("coordinator stopped")
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
 from coordinator.db_conn import Conn
+from coordinator.herald import Herald
 from coordinator.limits import json_bytes
 from coordinator.sessions import HostSession, SessionRegistry
 from coordinator.store_jobs import JobRow, get_job, get_script
@@ -30,6 +31,8 @@ from coordinator.store_tasks import TaskRow, finish
 
 log = logging.getLogger(__name__)
 
+RETRY_S = 1.0
+"""How long after a failed dispatch pass another is tried."""
 ASSIGNMENT_TOO_LARGE = "assignment_too_large"
 """Failure reason of a task whose `assign` frame would exceed MAX_FRAME_BYTES."""
 
@@ -46,6 +49,8 @@ class Dispatcher:
     def __init__(self, db: Database, sessions: SessionRegistry) -> None:
         self._db = db
         self._sessions = sessions
+        self.herald: Herald | None = None
+        """Set on PostgreSQL (coordinator/herald.py)."""
         self._wanted = asyncio.Event()
         self._requested = 0
         self._served = 0
@@ -56,6 +61,13 @@ class Dispatcher:
         self._requested += 1
         self._wanted.set()
 
+    def announce(self) -> None:
+        """Tasks became pending: wake this coordinator's dispatcher and, on PostgreSQL, every
+        replica's (their hosts' devices may take them)."""
+        self.wake()
+        if self.herald is not None:
+            self.herald.announce()
+
     async def settle(self) -> None:
         """Wake the dispatcher and wait until a pass begun after this call has ended."""
         self.wake()
@@ -64,7 +76,8 @@ class Dispatcher:
             await self._progress.wait_for(lambda: self._served >= wanted)
 
     async def run(self) -> None:
-        """Run passes as they are asked for, until cancelled; a failed pass is logged."""
+        """Run passes as they are asked for, until cancelled; a failed pass is logged and
+        tried again a second later."""
         while True:
             await self._wanted.wait()
             self._wanted.clear()
@@ -73,7 +86,8 @@ class Dispatcher:
                 while await self._pass():
                     pass
             except Exception:
-                log.exception("dispatch pass failed")
+                log.exception("dispatch pass failed (tried again in %g s)", RETRY_S)
+                asyncio.get_running_loop().call_later(RETRY_S, self.wake)
             async with self._progress:
                 self._served = serving
                 self._progress.notify_all()
@@ -99,9 +113,10 @@ class Dispatcher:
                 del free[pick.device_id]
             if free and await any_open_planned(conn):
                 picks += await _planned(conn, free, frames)
-            await mark_all_assigned(
+            assigned = await mark_all_assigned(
                 conn, [(p.task_id, p.session.host_id, p.device_id) for p in picks]
             )
+        picks = [p for p in picks if p.task_id in assigned]
         for pick in picks:
             if pick.device_id in pick.session.credits:
                 pick.session.credits.remove(pick.device_id)

@@ -106,7 +106,7 @@ async def _on_reject(ctx: Context, session: HostSession, frame: Reject) -> None:
         if task.device_id is not None and task.device_id not in session.credits:
             session.credits.append(task.device_id)
         session.accepting = False
-    ctx.dispatcher.wake()
+    ctx.dispatcher.announce()
 
 
 async def _on_heartbeat(ctx: Context, session: HostSession, frame: Heartbeat) -> None:

@@ -96,6 +96,7 @@ async def add_sub_tasks(call: Call) -> dict[str, Any]:
                 task = await materialise(conn, row)
                 assert task is not None, "a planned task made in this transaction"
                 job_task_ids.append(task.id)
+    call.ctx.dispatcher.announce()
     result: dict[str, Any] = {
         "inserted_ids": [
             {"planned_task_id": row.id, "input": json.dumps(row.input)} for row in planned

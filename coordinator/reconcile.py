@@ -46,4 +46,4 @@ async def reconcile(ctx: Context, session: HostSession, hello: Hello) -> None:
     session.set_devices(hello.devices)
     for task_id, reason in to_cancel:
         session.send(Cancel(task_id=task_id, reason=reason))
-    ctx.dispatcher.wake()
+    ctx.dispatcher.announce()

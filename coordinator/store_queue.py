@@ -93,15 +93,16 @@ async def queue_heads(conn: Conn, device_ids: list[str]) -> list[TaskRow]:
     return [task_from_row(r) for r in rows]
 
 
-async def mark_all_assigned(conn: Conn, picks: list[tuple[str, str, str]]) -> None:
-    """(task_id, host_id, device_id): assign each task, still pending, to its device."""
-    if not picks:
-        return
+async def mark_all_assigned(conn: Conn, picks: list[tuple[str, str, str]]) -> set[str]:
+    """(task_id, host_id, device_id): assign each task that is still pending to its device;
+    the ids of those assigned. A task another writer took meanwhile (a coordinator replica on
+    the same PostgreSQL database) is left out, so no task is given out twice."""
     stamp = now()
-    await conn.execute(
-        _ASSIGN,
-        [
-            {"b_id": task_id, "b_host": host_id, "b_device": device_id, "b_at": stamp}
-            for task_id, host_id, device_id in picks
-        ],
-    )
+    assigned = set()
+    for task_id, host_id, device_id in picks:
+        done = await conn.execute(
+            _ASSIGN, {"b_id": task_id, "b_host": host_id, "b_device": device_id, "b_at": stamp}
+        )
+        if done.rowcount == 1:
+            assigned.add(task_id)
+    return assigned

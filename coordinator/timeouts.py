@@ -44,6 +44,3 @@ async def run_timeout_loop(ctx: Context) -> None:
             await expire_overdue(ctx)
         except Exception:
             log.exception("timeout check failed")
-        # Planned sub-tasks added without run_immediately have no event of their own, and a
-        # pass that failed is retried here.
-        ctx.dispatcher.wake()

@@ -160,11 +160,15 @@ _cluster: Cluster | None = None
 
 
 def fresh_database() -> str | None:
-    """A new database's URL when the switch is on (the cluster starts at the first call), else
-    None (the coordinator uses SQLite in its data dir)."""
+    """A new database's URL when the switch is on, else None (the coordinator uses SQLite in
+    its data dir)."""
+    return postgresql_database() if enabled() else None
+
+
+def postgresql_database() -> str:
+    """A new database's URL, whatever the switch says (replicas need PostgreSQL); the cluster
+    starts at the first call."""
     global _cluster
-    if not enabled():
-        return None
     if _cluster is None:
         _cluster = Cluster.start()
     return _cluster.create_database()

@@ -70,7 +70,7 @@ async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: Calle
         job = await update_job(conn, job_id, changes)
     if job is None:
         raise no_job(job_id)
-    ctx.dispatcher.wake()
+    ctx.dispatcher.announce()
     return job_view(job)
 
 
@@ -140,5 +140,5 @@ async def post_tasks(
             job,
             [NewTask(t.input, t.remote_device_id, t.timeout_s) for t in body.tasks],
         )
-    ctx.dispatcher.wake()
+    ctx.dispatcher.announce()
     return TasksCreated(tasks=[new_task_view(row) for row in rows])
