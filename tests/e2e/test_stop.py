@@ -91,13 +91,25 @@ def test_sigterm_reports_three_running_tasks_before_exit(
     assert not daemon_errors(log), log
 
 
+LATER_SIGNALS = [
+    (signal.SIGTERM,),
+    (signal.SIGINT,),
+    (signal.SIGTERM, signal.SIGTERM),
+    (signal.SIGTERM, signal.SIGINT),
+    (signal.SIGINT, signal.SIGTERM),
+    (signal.SIGINT, signal.SIGINT),
+]
+"""What follows the first SIGTERM, one round each: one later signal (it hurries the stop) or
+two (the second finds the stop already hurried), of either kind, in either order."""
+
+
 @pytest.mark.timeout(600)
 def test_repeated_signals_while_stopping(coordinator: Coordinator, make_daemon: Any) -> None:
     rng = random.Random(20240610)
     daemon: Daemon = make_daemon()
     with coordinator.http() as http:
         job = create_job(http, LONG_SCRIPT, timeout_s=300)
-        for round_no in range(20):
+        for round_no, later_signals in enumerate(LATER_SIGNALS):
             daemon.start()
             wait_until(
                 lambda: any(d["connected"] for d in http.get("/api/devices").json()),
@@ -109,11 +121,11 @@ def test_repeated_signals_while_stopping(coordinator: Coordinator, make_daemon: 
             assert daemon.proc is not None and daemon.proc.popen is not None
             popen = daemon.proc.popen
             popen.send_signal(signal.SIGTERM)
-            for gap in (0.5, 1.5)[: rng.choice((1, 2))]:
+            for gap, later in zip((0.5, 1.5), later_signals, strict=False):
                 # A fault injected at a random point of the stop, not a wait for something.
                 time.sleep(rng.uniform(0, gap))
                 if popen.poll() is None:
-                    popen.send_signal(rng.choice((signal.SIGTERM, signal.SIGINT)))
+                    popen.send_signal(later)
             assert exit_status(daemon) == 0, (round_no, daemon.log()[-4000:])
             assert_reported_stopped(http, [task["id"]])
             wait_until(
@@ -121,7 +133,9 @@ def test_repeated_signals_while_stopping(coordinator: Coordinator, make_daemon: 
                 "the coordinator to see the daemon gone",
             )
     log = daemon.log()
-    # Most later signals land while the daemon stops (the first comes within 0.5 s).
-    assert log.count("stop requested again") >= 10, log
+    # Most later signals land while the daemon stops (the first comes within 0.5 s): at least
+    # a third of them (3 of 9), the share that 10 was of the ~30 that 20 drawn rounds sent.
+    later_sent = sum(len(later) for later in LATER_SIGNALS)
+    assert log.count("stop requested again") >= later_sent // 3, log
     assert "agent_restarted" not in log
     assert not daemon_errors(log), log

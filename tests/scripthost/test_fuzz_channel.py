@@ -61,7 +61,9 @@ def parses(stream: bytes) -> bool:
     return True
 
 
-@settings(FUZZ, max_examples=3000)
+# 1,000 examples: with hypothesis 6.170 (derandomized) they drew each of fuzzframes' 13
+# mutations at least 27 times, each framing at least 140 times, a non-string `type` 27 times.
+@settings(FUZZ, max_examples=1000)
 @given(channel_bodies(), st.sampled_from(["whole", "short", "too_long", "header_only"]))
 def test_the_reader_refuses_any_broken_frame_with_a_channel_error(
     body_and_bad: tuple[bytes, bool], framing: str
