@@ -14,7 +14,7 @@ not end `success` exactly once.
     .venv/bin/python -m bench.farm [--hosts 100] [--devices 10] [--tasks 20000] \\
         [--database postgresql://USER@HOST/DB]
     .venv/bin/python -m bench.farm --coordinator http://A:8765 --coordinator http://B:8765 \\
-        --database postgresql://USER@HOST/DB [--coordinator-pid PID]
+        --database postgresql://USER@HOST/DB [--coordinator-pid PID ...]
 """
 
 from __future__ import annotations
@@ -84,16 +84,16 @@ async def phases(run: Run, workdir: Path) -> None:
             run.phase = "restart"
             run.restart = await farmrun.restart_coordinator(run.coordinator, farm, http, deadline_s)
         run.phase = "load"
-        run.load = farmrun.Load(args.tasks, _coordinator_pid(run))
+        run.load = farmrun.Load(args.tasks, _coordinator_pids(run))
         await farmrun.load(farm, http, run.load, deadline_s)
     run.phase = "done"
 
 
-def _coordinator_pid(run: Run) -> int | None:
+def _coordinator_pids(run: Run) -> list[int]:
     if run.coordinator is not None:
-        return run.coordinator.pid
-    pid: int | None = run.args.coordinator_pid
-    return pid
+        return [] if run.coordinator.pid is None else [run.coordinator.pid]
+    pids: list[int] = run.args.coordinator_pid
+    return pids
 
 
 def _against(value: float, target: float, higher_is_better: bool, unit: str = "") -> str:
@@ -222,7 +222,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--coordinator-pid",
         type=int,
-        help="with --coordinator: the process whose CPU time to measure per task",
+        action="append",
+        default=[],
+        help="with --coordinator: a process whose CPU time to count per task (repeat for "
+        "replicas: their CPU is added up)",
     )
     parser.add_argument("--deadline-s", type=float, default=600.0)
     args = parser.parse_args(argv)

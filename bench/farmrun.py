@@ -75,8 +75,8 @@ async def restart_coordinator(
     return Restart(stop_s, start_s, time.monotonic() - began)
 
 
-def _cpu(pid: int | None) -> float | None:
-    return None if pid is None else cpu_seconds(pid)
+def _cpu(pids: list[int]) -> float | None:
+    return sum(cpu_seconds(pid) for pid in pids) if pids else None
 
 
 @dataclass
@@ -84,7 +84,8 @@ class Load:
     """Phase 3 as far as it got: tasks created, what the hosts saw, CPU before and after."""
 
     tasks: int
-    coordinator_pid: int | None
+    coordinator_pids: list[int]
+    """The coordinator processes (replicas) whose CPU is counted, added up."""
     job_id: str | None = None
     created: dict[str, float] = field(default_factory=dict)
     """Task id -> when (time.monotonic) the POST that created it was sent."""
@@ -100,13 +101,13 @@ class Load:
     """The job's tasks by state, from the API, once every task is finished."""
 
     def start(self) -> None:
-        self.cpu_before = (_cpu(self.coordinator_pid), time.process_time())
+        self.cpu_before = (_cpu(self.coordinator_pids), time.process_time())
         self.began = time.monotonic()
 
     def stop(self) -> None:
         """Take the CPU readings that end the measurement (once)."""
         if self.cpu_after is None:
-            self.cpu_after = (_cpu(self.coordinator_pid), time.process_time())
+            self.cpu_after = (_cpu(self.coordinator_pids), time.process_time())
             self.ended = time.monotonic()
 
 

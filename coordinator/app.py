@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 
@@ -19,6 +20,7 @@ from coordinator.context import Context
 from coordinator.db import Database
 from coordinator.dispatch import Dispatcher
 from coordinator.herald import Herald
+from coordinator.replicas import on_notice
 from coordinator.sessions import SessionRegistry
 from coordinator.settings import Settings
 from coordinator.timeouts import run_timeout_loop
@@ -34,9 +36,9 @@ def create_app(settings: Settings) -> FastAPI:
         db = await Database.open(settings.database)
         sessions = SessionRegistry()
         dispatcher = Dispatcher(db, sessions)
-        if settings.database.sqlite_file is None:
-            dispatcher.herald = Herald(settings.database, dispatcher.wake)
         ctx = Context(settings, db, sessions, dispatcher)
+        if settings.database.sqlite_file is None:
+            dispatcher.herald = Herald(settings.database, partial(on_notice, ctx))
         app.state.ctx = ctx
         loops = [
             asyncio.create_task(run_timeout_loop(ctx)),

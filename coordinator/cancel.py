@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from agent.protocol import Cancel
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.replicas import stop_on_host
 from coordinator.store_tasks import TaskRow, finish, get_task
 
 log = logging.getLogger(__name__)
@@ -21,10 +21,11 @@ async def cancel_task(ctx: Context, task_id: str) -> TaskRow | None:
 
     - pending or assigned: cancelled at once (an assigned task's host, if connected, is also
       sent `cancel` in case it already took it);
-    - running on a connected host: the host is sent `cancel`; the task stays `running` until the
-      host reports `finished` (normally with state `cancelled`);
-    - running on a host that is not connected: cancelled at once, since no one can be told. If
-      the host comes back still holding it, reconciliation sends it `cancel` then.
+    - running on a host connected to this coordinator: the host is sent `cancel`; the task stays
+      `running` until the host reports `finished` (normally with state `cancelled`);
+    - running on a host that is not connected here: cancelled at once; the replica holding the
+      host's session, if any (coordinator/replicas.py), sends it `cancel`. If the host comes back
+      still holding it, reconciliation sends it `cancel` then.
     - already final: raises CancelRefused.
     """
     async with ctx.db.transaction() as conn:
@@ -36,8 +37,8 @@ async def cancel_task(ctx: Context, task_id: str) -> TaskRow | None:
         session = ctx.sessions.get(task.host_id) if task.host_id else None
         if task.state != "running" or session is None:
             await finish(conn, task_id, state="cancelled", reason="cancelled", finished_at=now())
-    if session is not None:
-        session.send(Cancel(task_id=task_id, reason="cancelled by the API"))
+    if task.host_id is not None:
+        stop_on_host(ctx, task.host_id, task_id, "cancelled by the API")
     log.info("task %s: cancel requested (was %s)", task_id, task.state)
     ctx.dispatcher.wake()
     async with ctx.db.transaction() as conn:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
 from coordinator.db_conn import Conn
-from coordinator.herald import Herald
+from coordinator.herald import Herald, WorkNotice
 from coordinator.limits import json_bytes
 from coordinator.sessions import HostSession, SessionRegistry
 from coordinator.store_jobs import JobRow, get_job, get_script
@@ -66,7 +66,7 @@ class Dispatcher:
         replica's (their hosts' devices may take them)."""
         self.wake()
         if self.herald is not None:
-            self.herald.announce()
+            self.herald.tell(WorkNotice())
 
     async def settle(self) -> None:
         """Wake the dispatcher and wait until a pass begun after this call has ended."""

@@ -1,7 +1,9 @@
 """Timeout enforcement: active tasks past timeout_s + grace become `timeout`, host or no host.
 
 This is the only way, besides a reconnecting host's reconciliation, that a task a host may still
-be running stops being that host's. The same once-a-second loop asks for a dispatch pass.
+be running stops being that host's. With replicas on PostgreSQL, one at a time runs the check
+(the duty lock of coordinator/herald.py); the host is told through whichever replica holds its
+session (coordinator/replicas.py).
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.protocol import Cancel
 from coordinator.context import Context
 from coordinator.db import now
+from coordinator.replicas import stop_on_host
 from coordinator.store_tasks import finish, overdue
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,8 @@ async def expire_overdue(ctx: Context) -> int:
                 expired.append(task)
     for task in expired:
         log.info("task %s timed out (%s on host %s)", task.id, task.state, task.host_id)
-        session = ctx.sessions.get(task.host_id) if task.host_id else None
-        if session is not None:
-            session.send(Cancel(task_id=task.id, reason="timeout"))
+        if task.host_id is not None:
+            stop_on_host(ctx, task.host_id, task.id, "timeout")
     if expired:
         ctx.dispatcher.wake()
     return len(expired)
@@ -40,7 +41,9 @@ async def run_timeout_loop(ctx: Context) -> None:
     """Check once a second until cancelled; a failed check is logged and retried."""
     while True:
         await asyncio.sleep(CHECK_INTERVAL_S)
+        herald = ctx.dispatcher.herald
         try:
-            await expire_overdue(ctx)
+            if herald is None or await herald.has_duty():
+                await expire_overdue(ctx)
         except Exception:
             log.exception("timeout check failed")

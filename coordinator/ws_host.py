@@ -30,6 +30,7 @@ from agent.protocol import (
 from coordinator.context import Context
 from coordinator.db import new_id
 from coordinator.host_loop import serve
+from coordinator.replicas import welcomed
 from coordinator.sessions import HostSession
 from coordinator.store_hosts import digest, host_for_token, touch_host
 
@@ -74,6 +75,7 @@ async def host_endpoint(websocket: WebSocket) -> None:
             session.session_id,
         )
         await old.close(CLOSE_SESSION_REPLACED, "session replaced")
+    welcomed(ctx, session)
     try:
         session.post(
             encode(

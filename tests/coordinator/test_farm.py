@@ -41,7 +41,8 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
             assert [h.sessions for h in farm.hosts] == [2] * HOSTS
             assert farm.stats.expected_closes == HOSTS
 
-            record = farmrun.Load(TASKS, coordinator.pid)
+            assert coordinator.pid is not None
+            record = farmrun.Load(TASKS, [coordinator.pid])
             await farmrun.load(farm, http, record, DEADLINE_S)
     finally:
         await farm.stop()
