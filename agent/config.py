@@ -85,9 +85,11 @@ class CoordinatorSettings(_Section):
         default=False,
         description="Allow ws:// (no TLS) to a coordinator that is not on this machine.",
     )
-    url: str = Field(
+    url: str | list[str] = Field(
         default="ws://127.0.0.1:8765/ws/host",
-        description="The coordinator's host websocket (ws:// or wss://).",
+        description="The coordinator's host websocket (ws:// or wss://), or a list of them (the "
+        "replicas of one coordinator: the link stays on the one it reached and moves to the next "
+        "when that one fails).",
     )
     token: str = Field(default="", repr=False, description="Host token; prefer token_file.")
     token_file: Path | None = Field(default=None, description="File holding the host token.")
@@ -104,15 +106,24 @@ class CoordinatorSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _websocket_url(cls, value: str, info: ValidationInfo) -> str:
-        if not value.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        if _in_clear_off_host(value) and not info.data.get("allow_insecure", False):
-            raise ValueError(
-                f"ws:// to {urlsplit(value).hostname} would send the host token and every frame "
-                "in clear: use wss://, or set coordinator.allow_insecure = true"
-            )
+    def _websocket_url(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("give at least one URL")
+        for url in urls:
+            if not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"{url!r} must start with ws:// or wss://")
+            if _in_clear_off_host(url) and not info.data.get("allow_insecure", False):
+                raise ValueError(
+                    f"ws:// to {urlsplit(url).hostname} would send the host token and every "
+                    "frame in clear: use wss://, or set coordinator.allow_insecure = true"
+                )
         return value
+
+    @property
+    def urls(self) -> list[str]:
+        """`url` as a list (one entry unless replicas are listed)."""
+        return [self.url] if isinstance(self.url, str) else list(self.url)
 
     @field_validator("ca_file")
     @classmethod
@@ -124,10 +135,9 @@ class CoordinatorSettings(_Section):
                 raise ValueError(f"cannot load {value} as a PEM CA bundle: {exc}") from None
         return value
 
-    @property
-    def insecure(self) -> bool:
-        """True when the link has no TLS and leaves this machine (allowed by allow_insecure)."""
-        return _in_clear_off_host(self.url)
+    def insecure(self, url: str) -> bool:
+        """True when a link to `url` has no TLS and leaves this machine (allow_insecure)."""
+        return _in_clear_off_host(url)
 
     def read_token(self) -> str:
         """The token from `token`, else from `token_file`; raises ConfigError if neither, or if
@@ -154,8 +164,9 @@ class CoordinatorSettings(_Section):
         return token
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of a wss:// link: ca_file's CAs, else the system's; None for ws://."""
-        if not self.url.startswith("wss://"):
+        """The TLS context of the wss:// links: ca_file's CAs, else the system's; None if every
+        URL is ws://."""
+        if not any(url.startswith("wss://") for url in self.urls):
             return None
         return ssl.create_default_context(cafile=self.ca_file)
 

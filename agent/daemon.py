@@ -96,7 +96,7 @@ async def run_daemon(
             "host %s starting with %d device(s); coordinator %s",
             config.agent.host_id,
             len(sched.slots),
-            config.coordinator.url,
+            ", ".join(config.coordinator.urls),
         )
         delivery = asyncio.create_task(outbox.deliver(link.send_text, link.connected))
         serving = asyncio.create_task(link.run())

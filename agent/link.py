@@ -88,6 +88,10 @@ class Link:
         self._log = log
         self._make_heartbeat = make_heartbeat or (lambda: p.Heartbeat(sent_at=datetime.now(UTC)))
         self._ssl = settings.ssl_context()
+        self._urls = settings.urls
+        self._at = 0
+        """The index in `_urls` of the coordinator tried next: kept while it answers, moved on
+        after a failed attempt or a lost session."""
         self._ws: ClientConnection | None = None
         self._replies: dict[str, asyncio.Future[p.Reply]] = {}
         self._last_rx = 0.0
@@ -101,8 +105,16 @@ class Link:
             finally:
                 self._end_session()
                 await ws.close()
-            self._log.warning("lost the coordinator; reconnecting")
+            self._log.warning("lost the coordinator at %s; reconnecting", self._url)
+            self._move_on()
             await asyncio.sleep(random.uniform(0, self._settings.backoff_initial_s))
+
+    @property
+    def _url(self) -> str:
+        return self._urls[self._at]
+
+    def _move_on(self) -> None:
+        self._at = (self._at + 1) % len(self._urls)
 
     async def send(self, frame: p.Frame) -> None:
         await self.send_text(p.encode(frame))
@@ -162,21 +174,26 @@ class Link:
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
-        reason = _describe(exc, self._settings.url) if exc else "unknown error"
+        reason = _describe(exc, self._url) if exc else "unknown error"
         self._log.warning(
-            "cannot connect to the coordinator: %s; retrying in %.1f s", reason, delay
+            "cannot connect to the coordinator at %s: %s; retrying in %.1f s",
+            self._url,
+            reason,
+            delay,
         )
+        self._move_on()
 
     async def _handshake(self) -> tuple[ClientConnection, p.Welcome]:
-        if self._settings.insecure:
+        url = self._url
+        if self._settings.insecure(url):
             self._log.warning(
                 "connecting to %s without TLS (coordinator.allow_insecure): the host token "
                 "and every frame travel in clear",
-                self._settings.url,
+                url,
             )
         ws = await connect(
-            self._settings.url,
-            ssl=self._ssl,
+            url,
+            ssl=self._ssl if url.startswith("wss://") else None,
             additional_headers={p.AUTH_HEADER: f"Bearer {self._token}"},
             open_timeout=self._settings.connect_timeout_s,
             max_size=p.MAX_FRAME_BYTES + 1024 * 1024,

@@ -224,6 +224,8 @@ class Daemon:
     """`coordinator.ca_file`: the CA that verifies a coordinator served over TLS."""
     argv_prefix: list[str] = field(default_factory=list)
     """A command the daemon runs under (e.g. setpriv to drop its capabilities)."""
+    urls: list[str] = field(default_factory=list)
+    """`coordinator.url` as a list (replicas); empty: the coordinator's one URL."""
     proc: Proc | None = None
 
     @property
@@ -241,7 +243,7 @@ class Daemon:
             f'state_file = "{self.dir / "state.db"}"',
             'log_level = "debug"',
             "[coordinator]",
-            f'url = "{self.coordinator.ws_url}"',
+            f"url = {json.dumps(self.urls or self.coordinator.ws_url)}",
             f'token_file = "{self.dir / "token"}"',
             "backoff_initial_s = 0.2",
             "backoff_max_s = 2.0",

@@ -109,7 +109,24 @@ def test_ws_to_another_machine_exits_2_unless_allowed(tmp_path: Path, host: str)
     assert "key `coordinator.url`" in result.stderr and str(config) in result.stderr
     assert "coordinator.allow_insecure = true" in result.stderr
     allowed = load_config(config, env={"DEVICE_AGENT__COORDINATOR__ALLOW_INSECURE": "true"})
-    assert allowed.coordinator.insecure
+    assert allowed.coordinator.insecure(allowed.coordinator.urls[0])
+
+
+def test_each_url_of_a_list_is_checked(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        "[coordinator]\nurl = ['ws://127.0.0.1:8765/ws/host', 'ws://replica-b:8765/ws/host']\n"
+        "token = 't'\n"
+    )
+    result = run_agent(config)
+    assert result.returncode == 2
+    assert "key `coordinator.url`" in result.stderr and "ws:// to replica-b" in result.stderr
+    config.write_text("[coordinator]\nurl = []\ntoken = 't'\n")
+    result = run_agent(config)
+    assert result.returncode == 2 and "give at least one URL" in result.stderr
+    urls = ["ws://127.0.0.1:8765/ws/host", "wss://replica-b/ws/host"]
+    config.write_text(f"[coordinator]\nurl = {urls!r}\n")
+    assert load_config(config, env={}).coordinator.urls == urls
 
 
 @pytest.mark.parametrize(
@@ -125,7 +142,8 @@ def test_ws_to_another_machine_exits_2_unless_allowed(tmp_path: Path, host: str)
 def test_loopback_ws_and_any_wss_need_no_allowance(tmp_path: Path, url: str) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f"[coordinator]\nurl = '{url}'\n")
-    assert not load_config(config, env={}).coordinator.insecure
+    coordinator = load_config(config, env={}).coordinator
+    assert not coordinator.insecure(coordinator.urls[0])
 
 
 def test_ca_file_that_is_not_a_pem_bundle_is_a_config_error(tmp_path: Path) -> None:
