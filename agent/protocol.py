@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent import boundedjson
+from agent.ids import Id
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -41,19 +42,6 @@ TERMINAL_STATES: frozenset[str] = frozenset(
 )
 SubmitStatus = Literal["running", "success", "failed", "declined"]
 FinalState = Literal["success", "failed", "declined", "timeout", "cancelled"]
-
-
-def no_nul(text: str) -> str:
-    """`text`, or ValueError if it holds a NUL (a pydantic validator)."""
-    if "\x00" in text:
-        raise ValueError("must not hold a NUL character (U+0000)")
-    return text
-
-
-Id = Annotated[str, AfterValidator(no_nul)]
-"""An id or key of a host frame, which the coordinator stores or looks up as it is: it holds no
-NUL, which PostgreSQL's text cannot hold. (Free text such as `error` is made storable by the
-coordinator; JSON values such as `data` are stored escaped.)"""
 
 
 class Frame(BaseModel):

@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from agent import boundedjson
 from agent.filenames import safe_extension, safe_file_name
-from agent.protocol import Id
+from agent.ids import Id
 
 MAX_CHANNEL_FRAME_BYTES = 24 * 1024 * 1024
 """Largest frame either end accepts (room for a submission with its base64 files)."""

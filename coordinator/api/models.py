@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from agent.protocol import DeviceKind, DeviceState, TaskState, no_nul
+from agent.ids import no_nul
+from agent.protocol import DeviceKind, DeviceState, TaskState
 from coordinator.store_jobs import Access, JobType
 
 Stored = Annotated[str, AfterValidator(no_nul)]

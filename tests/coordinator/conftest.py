@@ -332,10 +332,17 @@ class Farm:
     async def poll_log(self, text: str) -> None:
         await poll_log(self.coordinator, text)
 
+    def _failed(self, response: httpx.Response) -> str:
+        """The answer, and for a server error the end of the coordinator's log (its traceback)."""
+        if response.status_code < 500:
+            return response.text
+        tail = self.coordinator.log_text()[-4000:]
+        return f"{response.text}\ncoordinator log, last lines:\n{tail}"
+
     async def make_job(self, client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
         body = {"name": "job", "script": "async def main(agent):\n    return {}\n", **fields}
         response = await client.post("/api/jobs", json=body)
-        assert response.status_code == 201, response.text
+        assert response.status_code == 201, self._failed(response)
         job: dict[str, Any] = response.json()
         return job
 
@@ -343,7 +350,7 @@ class Farm:
         self, client: httpx.AsyncClient, job_id: str, *tasks: dict[str, Any]
     ) -> list[dict[str, Any]]:
         response = await client.post(f"/api/jobs/{job_id}/tasks", json={"tasks": list(tasks)})
-        assert response.status_code == 201, response.text
+        assert response.status_code == 201, self._failed(response)
         created: list[dict[str, Any]] = response.json()["tasks"]
         return created
 
