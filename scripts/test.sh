@@ -15,11 +15,12 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# The two runs share the machine (both mostly wait on subprocesses); the PostgreSQL run's output
-# is kept apart and shown after the SQLite run's.
+# The two runs share the machine (both mostly wait on subprocesses), the PostgreSQL one at a
+# lower priority so that it takes what the SQLite one leaves; its output is kept apart and shown
+# after the SQLite run's.
 pg_log=$(mktemp)
 trap 'rm -f "$pg_log"' EXIT
-bash scripts/pgtest.sh >"$pg_log" 2>&1 &
+nice -n 10 bash scripts/pgtest.sh >"$pg_log" 2>&1 &
 pg_run=$!
 sqlite_status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider \

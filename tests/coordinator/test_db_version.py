@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from agent.protocol import Assign
 from coordinator import migrate
@@ -226,3 +227,9 @@ async def test_an_upgrade_from_before_migrations_failing_half_way_leaves_the_fil
     with pytest.raises(SchemaError, match="at schema revision 0001, older than"):
         await prepare(location)
     assert _everything(path) == before
+
+
+def test_the_revisions_read_from_the_files_are_alembics() -> None:
+    script = ScriptDirectory.from_config(migrate._config())
+    assert migrate.head() == script.get_current_head()
+    assert migrate.revisions() == {r.revision: r.down_revision for r in script.walk_revisions()}
