@@ -9,6 +9,7 @@ import asyncio
 import inspect
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +25,9 @@ from typing import Any, TypeVar
 import httpx
 
 from agent.protocol import TERMINAL_STATES
+from coordinator.cli.common import store_secret
+from coordinator.db_location import postgresql_location, sqlite_location
+from coordinator.store_hosts import digest, set_api_key, set_host_token
 
 T = TypeVar("T")
 DEADLINE_S = 60.0
@@ -164,7 +169,7 @@ class Coordinator:
 
     def start(self) -> None:
         if not self.api_key:
-            self.api_key = self.cli("apikey", "create", "tests")
+            self.api_key = create_secret(self.data_dir, self.database, "apikey", "tests")
         self.proc = Proc(
             _cli(
                 "coordinator.cli.main",
@@ -234,7 +239,8 @@ class Daemon:
 
     def write_config(self) -> None:
         if not self.token:
-            self.token = self.coordinator.cli("token", "create", self.host_id)
+            c = self.coordinator
+            self.token = create_secret(c.data_dir, c.database, "token", self.host_id)
         (self.dir / "token").write_text(self.token)
         (self.dir / "token").chmod(0o600)  # the daemon refuses a token file others can read
         lines = [
@@ -380,3 +386,19 @@ def wait_device(
         return None
 
     return wait_until(check, f"a device of {host_id} in state {state}")
+
+
+# ---- secrets, made in this process ----
+
+
+def create_secret(data_dir: Path, database: str | None, kind: str, name: str) -> str:
+    """What `device-coordinator token create NAME` (`kind` "token") or `apikey create NAME`
+    (`kind` "apikey") does, here: a command's start costs more than a second of CPU, and the
+    tests make hundreds. Runs in a thread of its own, so an event loop running here is no
+    obstacle."""
+    secret = secrets.token_urlsafe(32)
+    save = {"token": set_host_token, "apikey": set_api_key}[kind]
+    where = sqlite_location(data_dir) if database is None else postgresql_location(database)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(store_secret, where, save, name, digest(secret)).result(timeout=60)
+    return secret

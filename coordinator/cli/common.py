@@ -108,15 +108,16 @@ def add_secret_command(
 
     def run(args: argparse.Namespace) -> int:
         secret = secrets.token_urlsafe(32)
-        _store_secret(location(args), save, args.name, digest(secret))
+        store_secret(location(args), save, args.name, digest(secret))
         print(secret)
         return 0
 
     create.set_defaults(run=run)
 
 
-def _store_secret(where: Location, save: SaveSecret, name: str, secret_sha256: str) -> None:
-    """Open (or create) the database and store one digest with `save`."""
+def store_secret(where: Location, save: SaveSecret, name: str, secret_sha256: str) -> None:
+    """Open (or create) the database and store one digest with `save` (blocking: it runs its
+    own event loop)."""
 
     async def write() -> None:
         db = await Database.open(where)

@@ -39,7 +39,7 @@ from agent.protocol import (
 )
 from coordinator import migrate
 from coordinator.db_location import DATABASE_ENV
-from scripts.devstack import poll_until, wait_until
+from scripts.devstack import create_secret, poll_until, wait_until
 from tests.pg import dump, fresh_database
 
 T = TypeVar("T")
@@ -113,14 +113,12 @@ class Coordinator:
         return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
     def create_token(self, host_id: str) -> str:
-        done = run_cli("token", "create", host_id, *self.database_args)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        """As `device-coordinator token create` does (scripts/devstack.py's create_secret)."""
+        return create_secret(self.data_dir, self.database, "token", host_id)
 
     def create_api_key(self, name: str) -> str:
-        done = run_cli("apikey", "create", name, *self.database_args)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        """As `device-coordinator apikey create` does."""
+        return create_secret(self.data_dir, self.database, "apikey", name)
 
 
 def start_coordinator(data_dir: Path, *extra: str, database: str | None = None) -> Coordinator:

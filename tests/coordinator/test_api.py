@@ -327,8 +327,8 @@ def test_cli_bad_arguments_exit_2(farm: Farm) -> None:
 
 
 async def test_token_create_replaces_and_stores_only_the_digest(farm: Farm) -> None:
-    first = farm.token("replace-me")
-    second = farm.token("replace-me")
+    command = ["token", "create", "replace-me", *farm.coordinator.database_args]
+    first, second = (farm.run_cli(*command).stdout.strip() for _ in range(2))
     assert first != second
     assert len(first) >= 40
     raw = farm.coordinator.stored_bytes()
