@@ -23,7 +23,7 @@ SCRIPT = """
 import asyncio
 
 async def main(agent):
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # keeps the task running: the replica is killed under it
     return {"n": (await agent.utils.job.get_current_task()).job_proof["n"]}
 """
 TASKS = 3
