@@ -32,6 +32,11 @@ class Slot:
     remote_device_id: str
     device: Device
     task: asyncio.Task[None] | None = None
+    interruptible: bool = False
+    """Whether `task` may be cancelled now: from entering its body until its outcome is known.
+    A task cancelled before it runs never runs its body, and one cancelled while it records its
+    end would lose it; either way its slot would stay busy. Outside that window a cancel is
+    only recorded (`cancel_reason`), and the body acts on it."""
     cancel_reason: str | None = None
     cancel_error: str | None = None
     """What the task's `error` says when it is cut short by this host (device lost)."""
@@ -132,10 +137,8 @@ class Scheduler:
             self.log.warning(
                 "device %s lost during task %s", remote_device_id, slot.task.get_name()
             )
-            slot.cancel_reason = "device_lost"
             why = slot.device.properties().get("last_error") or f"it is {slot.device.state()}"
-            slot.cancel_error = f"the device was lost while the task ran: {why}"
-            slot.task.cancel()
+            self._interrupt(slot, "device_lost", f"the device was lost while the task ran: {why}")
 
     async def on_frame(self, frame: p.CoordinatorFrame) -> None:
         if isinstance(frame, p.Assign):
@@ -169,33 +172,49 @@ class Scheduler:
             # so no reject keeps a device out of work once the reason is gone.
             await self._send_quietly(p.Credits(free=self.free_devices()))
             return
-        slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
+        slot.interruptible = False
         slot.cancel_reason = slot.cancel_error = None
+        slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
         await self._send_quietly(p.Accept(task_id=task.task_id))
 
     def _cancel(self, task_id: str, reason: str) -> None:
         for slot in self.slots.values():
             if slot.task is not None and slot.task.get_name() == task_id:
                 self.log.info("cancelling task %s: %s", task_id, reason)
-                slot.cancel_reason = reason
-                slot.task.cancel()
+                self._interrupt(slot, reason)
                 return
         self.log.info("ignored cancel for task %s: not running here", task_id)
 
+    @staticmethod
+    def _interrupt(slot: Slot, reason: str, error: str | None = None) -> None:
+        """Cut the slot's task short; the first reason given is the one reported."""
+        if slot.task is None or slot.cancel_reason is not None:
+            return
+        slot.cancel_reason = reason
+        slot.cancel_error = error
+        if slot.interruptible:
+            slot.task.cancel()
+
     async def _run(self, slot: Slot, task: p.Assignment) -> None:
+        slot.interruptible = True
         self.log.info("task %s started on %s", task.task_id, slot.remote_device_id)
+        cancelled = False
         try:
+            if slot.cancel_reason is not None:
+                raise asyncio.CancelledError  # cancelled before it began: end it the same way
             outcome = await self._execute(slot, task)
         except asyncio.CancelledError:
+            cancelled = True
             reason = slot.cancel_reason or "agent_stopped"
             state: p.FinalState = "failed" if reason in FAILING_CANCELS else "cancelled"
             error = slot.cancel_error
             if reason == "agent_stopped":
                 error = "the daemon was stopped while the task ran"
             outcome = TaskOutcome(state=state, reason=reason, error=error)
-            await self._finish(slot, task, outcome)
-            raise
+        slot.interruptible = False
         await self._finish(slot, task, outcome)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _execute(self, slot: Slot, task: p.Assignment) -> TaskOutcome:
         session = OpeningSession(asyncio.create_task(slot.device.open_session(task.task_id)))
@@ -246,12 +265,10 @@ class Scheduler:
         self.stopping = True  # each ending task sends the credits: empty from now on
         self.outbox.stop_retrying()
         async with self._taking:
-            # A task made by the last accepted assignment may not have run its first step, and
-            # a task cancelled before that never runs its body (nor reports its end): let it.
-            await asyncio.sleep(0)
-            tasks = [s.task for s in self.slots.values() if s.task is not None]
-        if tasks:
-            self.log.info("stopping: ending %d running task(s)", len(tasks))
-        for t in tasks:
-            t.cancel()
+            busy = [s for s in self.slots.values() if s.task is not None]
+        if busy:
+            self.log.info("stopping: ending %d running task(s)", len(busy))
+        tasks = [s.task for s in busy if s.task is not None]
+        for slot in busy:
+            self._interrupt(slot, "agent_stopped")
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -70,6 +70,7 @@ async def phases(run: Run, workdir: Path) -> None:
     deadline_s = args.deadline_s
     hosts = host_ids(args.hosts)
     data_dir = args.data_dir or workdir / "coordinator"
+    data_dir.mkdir(parents=True, exist_ok=True)  # SQLite would make it; PostgreSQL does not
     tokens, api_key = await create_credentials(data_dir, hosts, args.database)
     base_urls: list[str] = args.coordinator
     if not base_urls:

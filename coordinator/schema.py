@@ -17,6 +17,13 @@ UNPINNED_QUEUE = "state = 'pending' AND origin = 'run' AND pin_device_id IS NULL
 """The tasks any device may take. Queries say it in these very words, with literal values, so
 that both databases can prove their partial index `tasks_unpinned` holds every row they want
 (a bound parameter would not let them)."""
+DATED = "deadline_at IS NOT NULL AND state IN ('pending', 'blocked')"
+"""The tasks whose deadline may pass before they start (index `tasks_deadline`)."""
+DELAYED = "not_before IS NOT NULL AND state = 'pending'"
+"""The retries waiting out their delay (index `tasks_delayed`)."""
+DEFAULT_RETRY_ON = '["device_lost", "agent_lost", "agent_restarted", "agent_stopped", "timeout"]'
+"""The failure reasons a job retries unless it says otherwise: those that are the host's fault,
+not the script's (JSON, as stored)."""
 OPEN_PLANNED = "job_task_id IS NULL"
 OPEN_UNPINNED_PLANNED = "job_task_id IS NULL AND pin_device_id IS NULL"
 
@@ -50,6 +57,16 @@ jobs = sa.Table(
     sa.Column("allow_sub_tasks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
+    # Paused: none of its tasks is given to a device (running ones go on).
+    sa.Column("paused", sa.Integer, nullable=False, server_default="0"),
+    # The retry policy of its tasks (each may override it, see `tasks`).
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("retry_delay_s", Stamp, nullable=False, server_default="10"),
+    sa.Column("retry_backoff", Stamp, nullable=False, server_default="2"),
+    sa.Column("retry_on", sa.Text, nullable=False, server_default=DEFAULT_RETRY_ON),
+    # Fan-out limits: how deep sub-tasks may nest, and how many tasks the job may hold.
+    sa.Column("max_depth", sa.Integer, nullable=False, server_default="5"),
+    sa.Column("max_tasks", sa.Integer, nullable=False, server_default="10000"),
 )
 
 job_shares = sa.Table(
@@ -98,18 +115,65 @@ tasks = sa.Table(
     sa.Column("started_at", Stamp),
     sa.Column("finished_at", Stamp),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    # The dispatch queue, oldest first: the tasks pinned to one device (equal on every column
-    # before seq, so walked in seq order; its (state) prefix also finds the active tasks), and
-    # the unpinned ones apart (`pin_device_id IS NULL` does not keep an index's order on
-    # PostgreSQL, which would sort the whole queue).
-    sa.Index("tasks_queue", "state", "origin", "pin_device_id", "seq"),
-    _partial("tasks_unpinned", "seq", where=UNPINNED_QUEUE),
+    # Minus the task's priority: the queue is (queue_rank, seq), ascending on both, so higher
+    # priorities go first and equal ones FIFO. (An index of mixed directions would do the
+    # same, but Alembic cannot compare one to the migrations on SQLite.)
+    sa.Column("queue_rank", sa.Integer, nullable=False, server_default="0"),
+    # Not given to a device after this moment: it ends `expired`.
+    sa.Column("deadline_at", Stamp),
+    # A retry is not given to a device before this moment.
+    sa.Column("not_before", Stamp),
+    # The retry policy's overrides; NULL takes the job's.
+    sa.Column("max_attempts", sa.Integer),
+    sa.Column("retry_delay_s", Stamp),
+    sa.Column("retry_backoff", Stamp),
+    sa.Column("retry_on", sa.Text),
+    # 0 for a task made over the API, the parent's + 1 for a sub-task.
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    # How many of its dependencies have not succeeded yet (state `blocked` while > 0), and
+    # whether other tasks depend on it.
+    sa.Column("blocked_by", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("has_dependents", sa.Integer, nullable=False, server_default="0"),
+    # The dispatch queue, highest priority and then oldest first: the tasks pinned to one device
+    # (equal on every column before priority, so walked in queue order; its (state) prefix also
+    # finds the active tasks), and the unpinned ones apart (`pin_device_id IS NULL` does not
+    # keep an index's order on PostgreSQL, which would sort the whole queue).
+    sa.Index("tasks_queue", "state", "origin", "pin_device_id", "queue_rank", "seq"),
+    _partial("tasks_unpinned", "queue_rank", "seq", where=UNPINNED_QUEUE),
+    _partial("tasks_deadline", "deadline_at", where=DATED),
+    _partial("tasks_delayed", "not_before", where=DELAYED),
     sa.Index("tasks_job", "job_id", "seq"),
+    sa.Index("tasks_parent", "parent_task_id", "seq"),
     sa.Index("tasks_host", "host_id", "state"),
     # Which of the devices a dispatch pass offers are busy.
     sa.Index("tasks_device", "device_id", "state"),
     sa.Index("tasks_waiting", "job_id", "waiting", "waiting_since", "seq"),
     sa.Index("tasks_seq", "seq", unique=True),
+)
+
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("depends_on", sa.Text, sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Index("task_dependencies_on", "depends_on"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    # A task's earlier attempts, each written when it ended and was retried; the task's own row
+    # holds its current (or last) attempt.
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("host_id", sa.Text),
+    sa.Column("device_id", sa.Text),
+    sa.Column("assigned_at", Stamp),
+    sa.Column("started_at", Stamp),
+    sa.Column("finished_at", Stamp),
 )
 
 planned_tasks = sa.Table(
@@ -199,5 +263,8 @@ api_keys = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
 )
 
-AUTOMATION_JOB_IDS = sa.select(jobs.c.id).where(jobs.c.type == "devices_automation")
-"""The jobs whose tasks devices run (a manual job's tasks are not dispatched)."""
+AUTOMATION_JOB_IDS = sa.select(jobs.c.id).where(
+    jobs.c.type == "devices_automation", jobs.c.paused == 0
+)
+"""The jobs whose tasks devices run now (a manual job's tasks are never dispatched, a paused
+job's not until it is resumed)."""

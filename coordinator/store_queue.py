@@ -40,14 +40,24 @@ _ASSIGN = Hot(
 )
 
 
+def _due(columns: Any) -> sa.ColumnElement[bool]:
+    """A task (of the table or alias whose `.c` is `columns`) that may be given out now: past
+    its retry delay and not past its deadline."""
+    at = sa.bindparam("now", type_=sa.Double)
+    return sa.and_(
+        sa.or_(columns.not_before.is_(None), columns.not_before <= at),
+        sa.or_(columns.deadline_at.is_(None), columns.deadline_at > at),
+    )
+
+
 def _heads(dialect_name: str) -> sa.Select[Any]:
-    """The oldest `n` unpinned runnable tasks, and the oldest one pinned to each device of
-    `devices`, in queue order. Each lookup walks an index in `seq` order and stops early
-    (coordinator/schema.py: `tasks_unpinned`, `tasks_queue`)."""
+    """The first `n` unpinned runnable tasks, and the first one pinned to each device of
+    `devices`, in queue order (priority, then FIFO). Each lookup walks an index in that order
+    and stops early (coordinator/schema.py: `tasks_unpinned`, `tasks_queue`)."""
     unpinned = (
         sa.select(c.id)
-        .where(sa.text(t.UNPINNED_QUEUE), c.job_id.in_(t.AUTOMATION_JOB_IDS))
-        .order_by(c.seq)
+        .where(sa.text(t.UNPINNED_QUEUE), c.job_id.in_(t.AUTOMATION_JOB_IDS), _due(c))
+        .order_by(c.queue_rank, c.seq)
         .limit(sa.bindparam("n", type_=sa.Integer))
     )
     offered = id_list(dialect_name, "devices")
@@ -59,8 +69,9 @@ def _heads(dialect_name: str) -> sa.Select[Any]:
             pinned.c.origin == "run",
             pinned.c.pin_device_id == offered.c.value,
             pinned.c.job_id.in_(t.AUTOMATION_JOB_IDS),
+            _due(pinned.c),
         )
-        .order_by(pinned.c.seq)
+        .order_by(pinned.c.queue_rank, pinned.c.seq)
         .limit(1)
         .scalar_subquery()
     )
@@ -71,7 +82,7 @@ def _heads(dialect_name: str) -> sa.Select[Any]:
     ).subquery("heads")
     # A join on the primary key, not `id IN (...) OR id IN (...)`, which PostgreSQL answers by
     # filtering every stored task.
-    return sa.select(t.tasks).join(heads, c.id == heads.c.id).order_by(c.seq)
+    return sa.select(t.tasks).join(heads, c.id == heads.c.id).order_by(c.queue_rank, c.seq)
 
 
 _HEADS = Hot.by_dialect(_heads)
@@ -86,10 +97,10 @@ async def busy_among(conn: Conn, device_ids: list[str]) -> set[str]:
 
 async def queue_heads(conn: Conn, device_ids: list[str]) -> list[TaskRow]:
     """Each task the free `device_ids` could take first, in queue order:
-    the oldest `len(device_ids)` unpinned runnable tasks, and each device's oldest pinned one.
+    the first `len(device_ids)` unpinned runnable tasks, and each device's first pinned one.
     """
     ids = id_list_value(conn.dialect.name, device_ids)
-    rows = await conn.execute(_HEADS, {"n": len(device_ids), "devices": ids})
+    rows = await conn.execute(_HEADS, {"n": len(device_ids), "devices": ids, "now": now()})
     return [task_from_row(r) for r in rows]
 
 
