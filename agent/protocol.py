@@ -35,13 +35,29 @@ CLOSE_HEARTBEAT_TIMEOUT = 4003
 DeviceKind = Literal["android", "browser", "sim"]
 DeviceState = Literal["available", "busy", "offline", "unauthorized", "quarantined"]
 TaskState = Literal[
-    "pending", "assigned", "running", "success", "failed", "declined", "timeout", "cancelled"
+    "pending",
+    "blocked",
+    "assigned",
+    "running",
+    "success",
+    "failed",
+    "declined",
+    "timeout",
+    "cancelled",
+    "expired",
+    "skipped",
 ]
 TERMINAL_STATES: frozenset[str] = frozenset(
-    {"success", "failed", "declined", "timeout", "cancelled"}
+    {"success", "failed", "declined", "timeout", "cancelled", "expired", "skipped"}
 )
 SubmitStatus = Literal["running", "success", "failed", "declined"]
 FinalState = Literal["success", "failed", "declined", "timeout", "cancelled"]
+
+
+AttemptRef = Annotated[int | None, Field(ge=1, le=1_000_000)]
+"""The attempt (the assignment's) a host's frame about a task is for; None: whichever is current
+(a daemon that lost track of it). The coordinator ignores a frame about an attempt that ended
+and was retried."""
 
 
 class Frame(BaseModel):
@@ -131,6 +147,7 @@ class Started(Frame):
     type: Literal["started"] = "started"
     task_id: Id
     started_at: datetime
+    attempt: AttemptRef = None
 
 
 class Submit(Frame):
@@ -144,6 +161,7 @@ class Submit(Frame):
     data: dict[str, Any]
     finish: bool
     files: list[FileBlob] = Field(default_factory=list)
+    attempt: AttemptRef = None
 
 
 class Dump(Frame):
@@ -177,6 +195,7 @@ class Finished(Frame):
     error: str | None = None
     data: dict[str, Any] | None = None
     finished_at: datetime
+    attempt: AttemptRef = None
 
 
 class Request(Frame):

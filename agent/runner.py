@@ -9,7 +9,9 @@ handlers), logs the child's stdout/stderr line by line within the task's output 
 How the outcome is decided, first rule that applies:
 1. a final submission (`submit_task(..., finish=True)`) that the backend accepted wins: its
    status and data are the outcome, whatever the script does afterwards (returns, raises, crashes
-   or runs past its timeout): the coordinator already holds the task as final;
+   or runs past its timeout): the coordinator already holds the task as final. What went wrong
+   afterwards (by the rules below) is kept as the outcome's `error`, "after its final
+   submission: ...", which the coordinator records with the task;
 2. the driver reported the device lost during the task: failed, reason `device_lost`;
 3. the script host reported that `main` returned (success, data = the dict, `{"result": v}` for
    another JSON value, None for None) or called `stop_current_automation()` (success, no data);
@@ -244,7 +246,20 @@ def _decide(
     settings: ScriptSettings,
 ) -> TaskOutcome:
     if ctx.final is not None:
-        return TaskOutcome(state=ctx.final.state, data=ctx.final.data)
+        later = _ended(ctx, channel, timed_out, script, settings)
+        error = None if later.state == "success" else f"after its final submission: {later.error}"
+        return TaskOutcome(state=ctx.final.state, data=ctx.final.data, error=error)
+    return _ended(ctx, channel, timed_out, script, settings)
+
+
+def _ended(
+    ctx: TaskContext,
+    channel: _Channel,
+    timed_out: bool,
+    script: ScriptProcess,
+    settings: ScriptSettings,
+) -> TaskOutcome:
+    """How the script's run ended, whatever it submitted (rules 2 to 7)."""
     if ctx.device_lost is not None:
         return TaskOutcome(state="failed", reason="device_lost", error=ctx.device_lost)
     report = channel.report

@@ -219,7 +219,9 @@ class Scheduler:
     async def _execute(self, slot: Slot, task: p.Assignment) -> TaskOutcome:
         session = OpeningSession(asyncio.create_task(slot.device.open_session(task.task_id)))
         try:
-            await self._send_quietly(p.Started(task_id=task.task_id, started_at=datetime.now(UTC)))
+            await self._send_quietly(
+                p.Started(task_id=task.task_id, started_at=datetime.now(UTC), attempt=task.attempt)
+            )
             return await run_task(
                 task, session, slot.script_device_info(), self.backend, self.isolation, self.log
             )
@@ -228,10 +230,11 @@ class Scheduler:
 
     async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
         self.log.info(
-            "task %s finished: %s%s",
+            "task %s finished: %s%s%s",
             task.task_id,
             outcome.state,
             f" ({outcome.reason})" if outcome.reason else "",
+            f": {outcome.error}" if outcome.error and outcome.state == "success" else "",
         )
         finished = p.Finished(
             key=uuid.uuid4().hex,
@@ -241,6 +244,7 @@ class Scheduler:
             error=outcome.error,
             data=outcome.data,
             finished_at=datetime.now(UTC),
+            attempt=task.attempt,
         )
         try:
             # On a full disk this waits (the outbox retries) until the end is stored.

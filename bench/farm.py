@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -78,9 +79,11 @@ async def phases(run: Run, workdir: Path) -> None:
         await run.coordinator.start()
         base_urls = [run.coordinator.base_url]
     run.farm = farm = Farm.build(tokens, args.devices, [ws_url(url) for url in base_urls])
-    async with api_client(base_urls[0], api_key) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        views = [await stack.enter_async_context(api_client(u, api_key)) for u in base_urls]
+        http = views[0]
         run.phase = "connect"
-        run.connect_s = await farmrun.connect(farm, http, deadline_s)
+        run.connect_s = await farmrun.connect(farm, views, deadline_s)
         if run.coordinator is not None:
             run.phase = "restart"
             run.restart = await farmrun.restart_coordinator(run.coordinator, farm, http, deadline_s)

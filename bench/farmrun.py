@@ -27,22 +27,27 @@ from scripts.devstack import poll_until
 POLL_S = 0.1
 
 
-async def wait_all_free(farm: Farm, http: httpx.AsyncClient, deadline_s: float) -> None:
-    """Until the coordinator offers every device of the farm for work (its devices API)."""
+async def wait_all_free(
+    farm: Farm, views: list[httpx.AsyncClient], deadline_s: float
+) -> None:
+    """Until the coordinator offers every device of the farm for work (its devices API). With
+    replicas, each marks `free` only the devices of the hosts whose sessions it holds
+    (docs/scaling.md): the farm's free devices are the sum over `views`, one per replica."""
     hosts = {host.host_id for host in farm.hosts}
 
     async def all_free() -> bool:
         farm.check()
-        return await free_devices(http, hosts) == farm.device_count
+        free = [await free_devices(http, hosts) for http in views]
+        return sum(free) == farm.device_count
 
     await poll_until(all_free, "every fake device free at the coordinator", deadline_s, POLL_S)
 
 
-async def connect(farm: Farm, http: httpx.AsyncClient, deadline_s: float) -> float:
+async def connect(farm: Farm, views: list[httpx.AsyncClient], deadline_s: float) -> float:
     """Start the hosts; the seconds until all their devices are free at the coordinator."""
     began = time.monotonic()
     farm.start()
-    await wait_all_free(farm, http, deadline_s)
+    await wait_all_free(farm, views, deadline_s)
     return time.monotonic() - began
 
 
@@ -71,7 +76,7 @@ async def restart_coordinator(
     await poll_until(all_back, "every fake host welcomed again", deadline_s, POLL_S)
     # Every session of the old process has ended now: a close from here on is a drop.
     farm.stats.expect_closes = False
-    await wait_all_free(farm, http, deadline_s)
+    await wait_all_free(farm, [http], deadline_s)
     return Restart(stop_s, start_s, time.monotonic() - began)
 
 

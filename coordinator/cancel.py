@@ -7,7 +7,8 @@ import logging
 from coordinator.context import Context
 from coordinator.db import now
 from coordinator.replicas import stop_on_host
-from coordinator.store_tasks import TaskRow, finish, get_task
+from coordinator.store_tasks import TaskRow, get_task
+from coordinator.task_end import end_run
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,14 @@ async def cancel_task(ctx: Context, task_id: str) -> TaskRow | None:
             raise CancelRefused(f"task {task_id} is already {task.state}")
         session = ctx.sessions.get(task.host_id) if task.host_id else None
         if task.state != "running" or session is None:
-            await finish(conn, task_id, state="cancelled", reason="cancelled", finished_at=now())
+            await end_run(
+                conn,
+                task,
+                ctx.dispatcher.announce,
+                state="cancelled",
+                reason="cancelled",
+                finished_at=now(),
+            )
     if task.host_id is not None:
         stop_on_host(ctx, task.host_id, task_id, "cancelled by the API")
     log.info("task %s: cancel requested (was %s)", task_id, task.state)

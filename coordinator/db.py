@@ -55,15 +55,20 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        """Run statements as one transaction: committed on success, rolled back on error."""
+        """Run statements as one transaction: committed on success, rolled back on error; then
+        the callbacks given to the connection's `after_commit`, if it committed."""
         async with self._lock:
             if self._sqlite is not None:
                 async with self._sqlite.transaction() as conn:
+                    conn.take_after_commit()
                     yield conn
             else:
                 assert self._engine is not None
                 async with self._engine.begin() as aconn:
-                    yield AsyncConn(aconn)
+                    conn = AsyncConn(aconn)
+                    yield conn
+        for callback in conn.take_after_commit():
+            callback()
 
     async def close(self) -> None:
         if self._sqlite is not None:

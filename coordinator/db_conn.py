@@ -142,6 +142,20 @@ class Conn:
 
     dialect: sa.Dialect
 
+    def __init__(self) -> None:
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this transaction has committed (never if it rolls back): for
+        what others must only learn of when they can read it (another replica's dispatch)."""
+        self._after_commit.append(callback)
+
+    def take_after_commit(self) -> list[Callable[[], None]]:
+        """The callbacks given since the last take (Database.transaction takes them at the start
+        of each transaction too: one connection may serve many, and a rolled-back one's go)."""
+        callbacks, self._after_commit = self._after_commit, []
+        return callbacks
+
     async def execute(
         self, statement: sa.Executable | Hot, parameters: Params | None = None
     ) -> Result:
@@ -161,6 +175,7 @@ class LoopConn(Conn):
     """A synchronous connection used on the event loop (SQLite)."""
 
     def __init__(self, conn: sa.Connection) -> None:
+        super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
 
@@ -181,6 +196,7 @@ class AsyncConn(Conn):
     """An asyncio connection (PostgreSQL)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__()
         self._conn = conn
         self.dialect = conn.dialect
 

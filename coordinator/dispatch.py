@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
@@ -27,7 +28,8 @@ from coordinator.sessions import HostSession, SessionRegistry
 from coordinator.store_jobs import JobRow, get_job, get_script
 from coordinator.store_planned import any_open_planned, materialise, oldest_planned_for
 from coordinator.store_queue import busy_among, mark_all_assigned, queue_heads
-from coordinator.store_tasks import TaskRow, finish
+from coordinator.store_tasks import TaskRow
+from coordinator.task_end import end_run
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class Dispatcher:
             free = {d: s for d, s in offers.items() if d not in busy}
             if not free:
                 return False
-            frames = _Frames(conn)
+            frames = _Frames(conn, self.announce)
             picks = await _match(conn, free, frames)
             for pick in picks:
                 del free[pick.device_id]
@@ -136,8 +138,9 @@ class Dispatcher:
 class _Frames:
     """Builds `assign` frames, reading each job and script once per pass."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, announce: Callable[[], None]) -> None:
         self._conn = conn
+        self._announce = announce
         self._jobs: dict[str, JobRow] = {}
         self._scripts: dict[str, str] = {}
         self.failed = False
@@ -149,9 +152,10 @@ class _Frames:
         if frame is None:
             # Failed for good here: sent, it would break the host's link and come back pending
             # at its reconnect, again and again, starving the host's other devices.
-            await finish(
+            await end_run(
                 self._conn,
-                task.id,
+                task,
+                self._announce,
                 state="failed",
                 reason=ASSIGNMENT_TOO_LARGE,
                 error=problem,

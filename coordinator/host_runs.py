@@ -21,8 +21,9 @@ from coordinator.db import now
 from coordinator.db_conn import Conn
 from coordinator.sessions import HostSession
 from coordinator.store_submissions import is_stored, store_finished
-from coordinator.store_tasks import TaskRow, finish, get_task, mark_running, record_finished_at
+from coordinator.store_tasks import TaskRow, get_task, mark_running, record_finished_at
 from coordinator.submissions import apply_submits, decode_submits
+from coordinator.task_end import end_run
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,10 @@ async def _apply_started(conn: Conn, session: HostSession, frame: Started) -> An
     if await mark_running(conn, frame.task_id, timestamp(frame.started_at), session.host_id):
         return _nothing
     # Not changed: a task that ended meanwhile (nothing to say) or not this host's.
-    return _refusal(session, frame.task_id, await get_task(conn, frame.task_id))
+    task = await get_task(conn, frame.task_id)
+    if task is not None and frame.attempt is not None and frame.attempt != task.attempt:
+        return _nothing  # an attempt that ended here already
+    return _refusal(session, frame.task_id, task)
 
 
 async def _apply_finished(
@@ -128,14 +132,20 @@ async def _apply_finished(
     ended_at = timestamp(frame.finished_at)
     repeated = await is_stored(conn, frame.key)
     task = await get_task(conn, frame.task_id)
+    if task is not None and frame.attempt is not None and frame.attempt != task.attempt:
+        # That run ended here already (timed out, its host lost) and the task was retried.
+        log.info("task %s: ignored the end of its attempt %d", task.id, frame.attempt)
+        return partial(session.send, SubmitAck(key=frame.key, ok=True))
     problem = None if repeated else ownership_error(task, frame.task_id, session.host_id)
     if not repeated and problem is None and task is not None:
         if task.is_final:
-            await record_finished_at(conn, task.id, ended_at)
+            # Ended by its final submission: what the script raised after it is kept too.
+            await record_finished_at(conn, task.id, ended_at, frame.error)
         else:
-            await finish(
+            await end_run(
                 conn,
-                task.id,
+                task,
+                ctx.dispatcher.announce,
                 state=frame.state,
                 reason=frame.reason,
                 error=frame.error,

@@ -16,7 +16,8 @@ from coordinator.db import now
 from coordinator.sessions import HostSession
 from coordinator.store_devices import replace_host_devices
 from coordinator.store_hosts import touch_host
-from coordinator.store_tasks import active_on_host, back_to_pending, finish, get_tasks, mark_running
+from coordinator.store_tasks import active_on_host, back_to_pending, get_tasks, mark_running
+from coordinator.task_end import end_run
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,21 @@ async def reconcile(ctx: Context, session: HostSession, hello: Hello) -> None:
                 await back_to_pending(conn, task.id)
                 log.info("task %s back to pending: host %s does not hold it", task.id, task.host_id)
             else:
-                await finish(conn, task.id, state="failed", reason="agent_lost", finished_at=now())
-                log.info("task %s failed (agent_lost): host %s lost it", task.id, task.host_id)
+                ended = await end_run(
+                    conn,
+                    task,
+                    ctx.dispatcher.announce,
+                    state="failed",
+                    reason="agent_lost",
+                    error="its host came back without it",
+                    finished_at=now(),
+                )
+                log.info(
+                    "task %s %s (agent_lost): host %s lost it",
+                    task.id,
+                    "retried" if ended.state == "pending" else "failed",
+                    task.host_id,
+                )
         known = await get_tasks(conn, held)
     for task_id in held:
         mine = known.get(task_id)

@@ -17,6 +17,7 @@ from coordinator import schema as t
 from coordinator.db import new_id, now
 from coordinator.db_conn import Conn, Hot
 from coordinator.dialect import insert
+from coordinator.retry_policy import RetryPolicy, job_policy
 
 JobType = Literal["devices_automation", "manual"]
 Access = Literal["shared_view", "shared_edit"]
@@ -39,6 +40,7 @@ class JobRow:
     updated_at: float
     versions: list[str]
     """Script SHA-256s, oldest first; the last one is the current `script_sha256`."""
+    retry: RetryPolicy
 
     def access_of(self, owner: str) -> Literal["owner", "shared_view", "shared_edit"] | None:
         """What `owner` may do with this job: own it, a share, or nothing (None)."""
@@ -88,6 +90,7 @@ async def create_job(
     owner: str,
     job_type: JobType = "devices_automation",
     allow_sub_tasks: bool = False,
+    retry: RetryPolicy | None = None,
 ) -> JobRow:
     job_id = new_id()
     stamp = now()
@@ -105,6 +108,7 @@ async def create_job(
             allow_sub_tasks=int(allow_sub_tasks),
             created_at=stamp,
             updated_at=stamp,
+            **({} if retry is None else _retry_columns(retry)),
         )
     )
     await _add_version(conn, job_id, sha, stamp)
@@ -126,7 +130,27 @@ async def set_job_script(conn: Conn, job_id: str, source: str) -> JobRow | None:
     return await get_job(conn, job_id)
 
 
-_UPDATABLE = ("name", "parameters", "timeout_s", "automation_id", "type", "allow_sub_tasks")
+def _retry_columns(policy: RetryPolicy) -> dict[str, Any]:
+    return {
+        "max_attempts": policy.max_attempts,
+        "retry_delay_s": policy.retry_delay_s,
+        "retry_backoff": policy.backoff,
+        "retry_on": json.dumps(list(policy.retry_on)),
+    }
+
+
+_UPDATABLE = (
+    "name",
+    "parameters",
+    "timeout_s",
+    "automation_id",
+    "type",
+    "allow_sub_tasks",
+    "max_attempts",
+    "retry_delay_s",
+    "retry_backoff",
+    "retry_on",
+)
 
 
 async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow | None:
@@ -141,6 +165,8 @@ async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow
         values["parameters"] = json.dumps(values["parameters"])
     if "allow_sub_tasks" in values:
         values["allow_sub_tasks"] = int(values["allow_sub_tasks"])
+    if "retry_on" in values:
+        values["retry_on"] = json.dumps(values["retry_on"])
     await conn.execute(
         sa.update(t.jobs).where(t.jobs.c.id == job_id).values(**values, updated_at=now())
     )
@@ -201,4 +227,5 @@ async def get_job(conn: Conn, job_id: str) -> JobRow | None:
         created_at=row.created_at,
         updated_at=row.updated_at,
         versions=[str(sha) for sha in versions],
+        retry=job_policy(row),
     )

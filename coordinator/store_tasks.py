@@ -7,7 +7,7 @@ read cannot overwrite a newer one; each returns whether it happened.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,8 @@ from coordinator.dialect import id_list, id_list_value, next_seqs
 from coordinator.store_jobs import JobRow
 
 ACTIVE_STATES = ("assigned", "running")
+OPEN_STATES = ("pending", "blocked", *ACTIVE_STATES)
+"""Not final: a task in one of these may still end (cancelled, expired, skipped, ...)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class TaskRow:
     assigned_at: float | None
     started_at: float | None
     finished_at: float | None
+    priority: int = 0
+    deadline_at: float | None = None
+    not_before: float | None = None
+    """A retry is not given out before this moment."""
+    max_attempts: int | None = None
+    retry_delay_s: float | None = None
+    retry_backoff: float | None = None
+    retry_on: list[str] | None = None
+    """The retry policy's overrides (None: the job's; coordinator/retry_policy.py)."""
+    depth: int = 0
+    blocked_by: int = 0
+    """How many of its dependencies have not succeeded yet."""
+    has_dependents: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -61,10 +76,25 @@ class NewTask:
     parent_task_id: str | None = None
     task_id: str | None = None
     """Given when the id must be known before the row exists (a planned task's job task)."""
+    priority: int = 0
+    deadline_at: float | None = None
+    retry: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the job's retry policy, by column (max_attempts, retry_delay_s,
+    retry_backoff, retry_on)."""
+    depth: int = 0
+    state: str = "pending"
+    """`blocked` for a task with dependencies still to succeed, `skipped` for one whose
+    dependency already failed (coordinator/store_dependencies.py)."""
+    blocked_by: int = 0
+    error: str | None = None
 
 
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def task_from_row(row: sa.Row[Any]) -> TaskRow:
@@ -91,6 +121,16 @@ def task_from_row(row: sa.Row[Any]) -> TaskRow:
         assigned_at=row.assigned_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        priority=-row.queue_rank,
+        deadline_at=row.deadline_at,
+        not_before=row.not_before,
+        max_attempts=row.max_attempts,
+        retry_delay_s=row.retry_delay_s,
+        retry_backoff=row.retry_backoff,
+        retry_on=_json_or_none(row.retry_on),
+        depth=row.depth,
+        blocked_by=row.blocked_by,
+        has_dependents=bool(row.has_dependents),
     )
 
 
@@ -118,11 +158,22 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
                 "script_sha256": job.script_sha256,
                 "input": json.dumps(spec.input),
                 "pin_device_id": spec.pin_device_id,
-                "state": "pending",
+                "state": spec.state,
                 "timeout_s": spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
                 "parent_task_id": spec.parent_task_id,
                 "created_at": stamp,
                 "seq": seq,
+                "queue_rank": -spec.priority,
+                "deadline_at": spec.deadline_at,
+                "max_attempts": spec.retry.get("max_attempts"),
+                "retry_delay_s": spec.retry.get("retry_delay_s"),
+                "retry_backoff": spec.retry.get("retry_backoff"),
+                "retry_on": _json_text(spec.retry.get("retry_on")),
+                "depth": spec.depth,
+                "blocked_by": spec.blocked_by,
+                "error": spec.error,
+                "failure_reason": "dependency_failed" if spec.state == "skipped" else None,
+                "finished_at": stamp if spec.state == "skipped" else None,
             }
             for task_id, spec, seq in zip(ids, specs, seqs, strict=True)
         ],
@@ -238,6 +289,13 @@ async def mark_running(
     return result.rowcount > 0
 
 
+@dataclass(frozen=True)
+class MadeFinal:
+    has_dependents: bool
+    """Read by the same statement that made the task final, so a dependent added meanwhile
+    (by another replica) is not missed."""
+
+
 async def finish(
     conn: Conn,
     task_id: str,
@@ -247,8 +305,8 @@ async def finish(
     error: str | None = None,
     result: dict[str, Any] | None = None,
     finished_at: float | None = None,
-) -> bool:
-    """Make an active (or, for cancel, pending) task final; False if it already was.
+) -> MadeFinal | None:
+    """Make an open task final (coordinator/task_end.py decides when); None if it already was.
 
     `reason` and `error` are a host's free text: a NUL in them, which PostgreSQL's text cannot
     hold, is stored as U+FFFD (on both backends, so that both store the same)."""
@@ -263,12 +321,13 @@ async def finish(
             "b_at": finished_at,
         },
     )
-    return changed.rowcount > 0
+    row = changed.first()
+    return None if row is None else MadeFinal(bool(row.has_dependents))
 
 
 _FINISH = Hot(
     sa.update(t.tasks)
-    .where(c.id == sa.bindparam("b_id"), one_of(c.state, ("pending", *ACTIVE_STATES)))
+    .where(c.id == sa.bindparam("b_id"), one_of(c.state, OPEN_STATES))
     .values(
         state=sa.bindparam("b_state"),
         failure_reason=sa.bindparam("b_reason"),
@@ -277,6 +336,7 @@ _FINISH = Hot(
         result=sa.func.coalesce(sa.bindparam("b_result", type_=sa.Text), c.result),
         finished_at=sa.func.coalesce(sa.bindparam("b_at", type_=sa.Double), c.finished_at),
     )
+    .returning(c.has_dependents)
 )
 
 
@@ -291,8 +351,18 @@ _FINISHED_AT = Hot(
 )
 
 
-async def record_finished_at(conn: Conn, task_id: str, finished_at: float) -> None:
+async def record_finished_at(
+    conn: Conn, task_id: str, finished_at: float, error: str | None = None
+) -> None:
+    """When the run of a task already final (by its final submission) ended, and the error
+    its script raised after that submission, if any (the task keeps its state)."""
     await conn.execute(_FINISHED_AT, {"b_id": task_id, "b_at": finished_at})
+    if error is not None:
+        await conn.execute(
+            sa.update(t.tasks)
+            .where(c.id == task_id, c.error.is_(None))
+            .values(error=_storable(error))
+        )
 
 
 async def set_progress(conn: Conn, updates: list[tuple[str, int, Any]]) -> None:
@@ -328,6 +398,23 @@ async def overdue(conn: Conn, grace_s: float) -> list[TaskRow]:
             )
         ),
     )
+
+
+async def past_deadline(conn: Conn, moment: float) -> list[TaskRow]:
+    """Tasks not started whose deadline is at or before `moment`."""
+    return await _fetch(
+        conn, sa.select(t.tasks).where(sa.text(t.DATED), c.deadline_at <= moment).order_by(c.seq)
+    )
+
+
+async def retries_due(conn: Conn, after: float, until: float) -> bool:
+    """Whether a retry's delay ended in (`after`, `until`]: it may be given out now."""
+    found = await conn.scalar(
+        sa.select(c.id)
+        .where(sa.text(t.DELAYED), c.not_before > after, c.not_before <= until)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def create_dump_task(
@@ -420,3 +507,58 @@ async def set_checkpoint(conn: Conn, task_id: str, checkpoint: dict[str, Any]) -
 
 async def set_result(conn: Conn, task_id: str, result: dict[str, Any]) -> None:
     await conn.execute(sa.update(t.tasks).where(c.id == task_id).values(result=json.dumps(result)))
+
+
+async def retry(
+    conn: Conn,
+    task: TaskRow,
+    *,
+    state: str,
+    reason: str | None,
+    error: str | None,
+    finished_at: float,
+    not_before: float,
+) -> bool:
+    """End the task's current run (attempt `task.attempt`, still active) as `state` and queue
+    its next attempt, not to be given out before `not_before`; False if the run had already
+    ended. The ended run is kept in `runs`; the task keeps its checkpoint, its pin and its
+    place in the queue, and starts its next attempt with no progress, result or variables."""
+    changed = await _changed(
+        conn,
+        sa.update(t.tasks)
+        .where(c.id == task.id, c.attempt == task.attempt, c.state.in_(ACTIVE_STATES))
+        .values(
+            state="pending",
+            attempt=c.attempt + 1,
+            not_before=not_before,
+            host_id=None,
+            device_id=None,
+            assigned_at=None,
+            started_at=None,
+            finished_at=None,
+            progress=None,
+            progress_seq=None,
+            result=None,
+            failure_reason=None,
+            error=None,
+            automation_variables=None,
+            waiting=0,
+            waiting_since=None,
+        ),
+    )
+    if changed:
+        await conn.execute(
+            sa.insert(t.runs).values(
+                task_id=task.id,
+                attempt=task.attempt,
+                state=state,
+                failure_reason=reason,
+                error=_storable(error),
+                host_id=task.host_id,
+                device_id=task.device_id,
+                assigned_at=task.assigned_at,
+                started_at=task.started_at,
+                finished_at=finished_at,
+            )
+        )
+    return changed

@@ -19,7 +19,8 @@ from coordinator.db import now
 from coordinator.db_conn import Conn
 from coordinator.store_files import add_file, write_blob
 from coordinator.store_submissions import store, stored_keys
-from coordinator.store_tasks import ACTIVE_STATES, TaskRow, finish, get_tasks, set_progress
+from coordinator.store_tasks import ACTIVE_STATES, TaskRow, get_tasks, set_progress
+from coordinator.task_end import end_run
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def _checked_files(submit: Submit) -> list[DecodedFile] | Refused:
 def _checked_task(task: TaskRow | None, submit: Submit, host_id: str) -> TaskRow:
     if task is None:
         raise Refused(f"unknown task {submit.task_id}")
+    if submit.attempt is not None and submit.attempt != task.attempt:
+        raise Refused(f"attempt {submit.attempt} of task {submit.task_id} has ended")
     if task.host_id != host_id:
         raise Refused(f"task {submit.task_id} is not this host's")
     if task.is_final:
@@ -130,7 +133,14 @@ async def _finish(
     submit: Submit,
     files: list[DecodedFile],
 ) -> None:
-    await finish(conn, task.id, state=submit.status, result=submit.data, finished_at=now())
+    await end_run(
+        conn,
+        task,
+        ctx.dispatcher.announce,
+        state=submit.status,
+        result=submit.data,
+        finished_at=now(),
+    )
     for item in files:
         sha, path = await asyncio.to_thread(write_blob, ctx.settings.files_dir, item.data)
         await add_file(

@@ -53,6 +53,7 @@ async def submit_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str, Any
             data=p.data,
             finish=p.finish,
             files=files,
+            attempt=ctx.assignment.attempt,
         )
         try:
             result = await _deliver(ctx, frame, "submission")
@@ -96,4 +97,5 @@ async def get_current_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str
         "parent_task_id": a.parent_task_id,
         "job_proof": a.input,
         "timeout": a.timeout_s,
+        "attempt": a.attempt,
     }

@@ -146,8 +146,8 @@ async def start_script_host(
         (resource.RLIMIT_NOFILE, settings.open_files_max),
         (resource.RLIMIT_FSIZE, settings.file_size_max_mb * MIB),
     )
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             cwd=task_dir if spec is None else "/",
             env=env,
@@ -159,6 +159,12 @@ async def start_script_host(
             preexec_fn=_child_setup(join, limits),
             limit=output_limit,
         )
+    )
+    try:
+        proc, cancelled = await _whole(starting)
+        if cancelled:
+            await ScriptProcess(proc, cgroup, None, spec is not None).end(settings.kill_grace_s)
+            raise asyncio.CancelledError
     except BaseException:
         for fd in (info_r, info_w, block_r, block_w):
             if fd >= 0:
@@ -286,6 +292,24 @@ def _group_alive(pgid: int) -> bool:
 
 def _mapped(pid: int) -> bool:
     return Path(f"/proc/{pid}/uid_map").read_text().strip() != ""
+
+
+async def _whole(
+    starting: asyncio.Future[asyncio.subprocess.Process],
+) -> tuple[asyncio.subprocess.Process, bool]:
+    """The started process, and whether the caller was cancelled meanwhile. The start is never
+    cut short: CPython's subprocess transport, cancelled mid-start, kills only its direct child
+    and then waits, unbounded, for pipes that the sandbox's other processes hold open (a task
+    cancelled as its script started hung so). A start is a fork and an exec: waiting for it is
+    short, and the caller then ends every process of the task the usual way."""
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(starting), cancelled
+        except asyncio.CancelledError:
+            if starting.cancelled():
+                raise
+            cancelled = True
 
 
 def _emptied(cgroup: TaskCgroup) -> bool:

@@ -35,6 +35,8 @@ class CurrentTaskResult(Result):
     """The task's input (the same object as `agent.arguments.job_variables`)."""
     timeout: float | None = None
     """The task's timeout in seconds."""
+    attempt: int = 1
+    """Which attempt this run is: 1, then 2 and on when the task is retried (docs/jobs.md)."""
 
 
 class ScreenshotResult(BaseModel):

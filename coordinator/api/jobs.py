@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
+from coordinator.api import task_specs
 from coordinator.api.access import job_for, no_job
 from coordinator.api.auth import CallerDep, ContextDep
 from coordinator.api.models import (
@@ -22,6 +23,8 @@ from coordinator.api.models import (
 from coordinator.api.strict_json import api_router
 from coordinator.api.views import job_view, new_task_view
 from coordinator.limits import input_too_large, script_too_large
+from coordinator.retry_policy import RetryPolicy
+from coordinator.store_dependencies import add_dependencies
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import (
     create_job,
@@ -30,7 +33,7 @@ from coordinator.store_jobs import (
     set_share,
     update_job,
 )
-from coordinator.store_tasks import NewTask, create_tasks
+from coordinator.store_tasks import create_tasks
 
 router = api_router(prefix="/jobs", tags=["jobs"])
 
@@ -54,6 +57,12 @@ async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
             owner=caller,
             job_type=body.type,
             allow_sub_tasks=body.allow_sub_tasks,
+            retry=RetryPolicy(
+                max_attempts=body.max_attempts,
+                retry_delay_s=body.retry_delay_s,
+                backoff=body.backoff,
+                retry_on=tuple(body.retry_on),
+            ),
         )
     return job_view(job)
 
@@ -62,9 +71,11 @@ async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
 async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: CallerDep) -> Job:
     """Change the fields given; needs the job's owner or shared_edit."""
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "parameters", "timeout_s", "type", "allow_sub_tasks"):
-        if required in changes and changes[required] is None:
-            raise HTTPException(status_code=422, detail=f"{required} cannot be null")
+    for field, value in changes.items():
+        if value is None and field != "automation_id":
+            raise HTTPException(status_code=422, detail=f"{field} cannot be null")
+    if "backoff" in changes:
+        changes["retry_backoff"] = changes.pop("backoff")
     async with ctx.db.transaction() as conn:
         await job_for(conn, job_id, caller, "edit")
         job = await update_job(conn, job_id, changes)
@@ -122,7 +133,8 @@ async def put_script(job_id: str, body: ScriptUpdate, ctx: ContextDep, caller: C
 async def post_tasks(
     job_id: str, body: TasksCreate, ctx: ContextDep, caller: CallerDep
 ) -> TasksCreated:
-    """Create pending tasks (all or none) and dispatch them to free devices; needs edit."""
+    """Create tasks (all or none: pending, or blocked on their dependencies) and dispatch them
+    to free devices; needs edit."""
     for i, task in enumerate(body.tasks):
         limit = ctx.settings.max_input_bytes
         _refuse_if_too_large(input_too_large(f"tasks[{i}].input", task.input, limit))
@@ -135,10 +147,8 @@ async def post_tasks(
                 status_code=422,
                 detail=f"unknown remote_device_id: {', '.join(unknown)} (no host has reported it)",
             )
-        rows = await create_tasks(
-            conn,
-            job,
-            [NewTask(t.input, t.remote_device_id, t.timeout_s) for t in body.tasks],
-        )
+        specs, dependencies = await task_specs.build(conn, body.tasks, caller)
+        rows = await create_tasks(conn, job, specs)
+        await add_dependencies(conn, dependencies)
     ctx.dispatcher.announce()
     return TasksCreated(tasks=[new_task_view(row) for row in rows])

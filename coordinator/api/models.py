@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.ids import no_nul
 from agent.protocol import DeviceKind, DeviceState, TaskState
+from coordinator.retry_policy import DEFAULT_RETRY_ON, RETRYABLE_REASONS
 from coordinator.store_jobs import Access, JobType
 
 Stored = Annotated[str, AfterValidator(no_nul)]
@@ -18,6 +19,23 @@ Stored = Annotated[str, AfterValidator(no_nul)]
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _retryable(reasons: list[str]) -> list[str]:
+    unknown = sorted(set(reasons) - RETRYABLE_REASONS)
+    if unknown:
+        raise ValueError(
+            f"not a failure reason that can be retried: {', '.join(unknown)} "
+            f"(one of {', '.join(sorted(RETRYABLE_REASONS))})"
+        )
+    return sorted(set(reasons))
+
+
+RetryOn = Annotated[list[str], AfterValidator(_retryable)]
+MaxAttempts = Annotated[int, Field(ge=1, le=100)]
+RetryDelay = Annotated[float, Field(ge=0, le=86400)]
+Backoff = Annotated[float, Field(ge=1, le=10)]
+Priority = Annotated[int, Field(ge=-100, le=100)]
 
 
 class JobCreate(_Body):
@@ -34,6 +52,15 @@ class JobCreate(_Body):
     allow_sub_tasks: bool = Field(
         default=False, description="Scripts of other jobs may add sub-tasks to this job."
     )
+    max_attempts: MaxAttempts = Field(
+        default=1, description="Runs a task gets in all (docs/jobs.md, Retries); 1: no retry."
+    )
+    retry_delay_s: RetryDelay = Field(default=10, description="Wait before the first retry.")
+    backoff: Backoff = Field(default=2, description="Each later retry waits this much longer.")
+    retry_on: RetryOn = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_ON),
+        description="The failure reasons that are retried (default: the host's faults).",
+    )
 
 
 class JobUpdate(_Body):
@@ -45,6 +72,10 @@ class JobUpdate(_Body):
     automation_id: Stored | None = None
     type: JobType | None = None
     allow_sub_tasks: bool | None = None
+    max_attempts: MaxAttempts | None = None
+    retry_delay_s: RetryDelay | None = None
+    backoff: Backoff | None = None
+    retry_on: RetryOn | None = None
 
 
 class ShareUpdate(_Body):
@@ -68,6 +99,10 @@ class Job(BaseModel):
     shares: dict[str, Access] = Field(description="Other owner -> shared_view or shared_edit.")
     created_at: datetime
     versions: list[str] = Field(description="Script SHA-256s, oldest first.")
+    max_attempts: int
+    retry_delay_s: float
+    backoff: float
+    retry_on: list[str]
 
 
 class TaskCreate(_Body):
@@ -76,6 +111,28 @@ class TaskCreate(_Body):
         default=None, description="Pin: run only on this device (a host must have reported it)."
     )
     timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    priority: Priority = Field(default=0, description="Higher first; FIFO within one priority.")
+    deadline: datetime | None = Field(
+        default=None,
+        description="Not given to a device after this moment (with a time zone): it ends "
+        "`expired` instead.",
+    )
+    depends_on: list[Stored] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Ids of tasks (or `ref`s of tasks in this request) that must all succeed "
+        "before this one runs.",
+    )
+    ref: Stored | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="A name for this task within the request, for other tasks' depends_on.",
+    )
+    max_attempts: MaxAttempts | None = Field(default=None, description="Overrides the job's.")
+    retry_delay_s: RetryDelay | None = Field(default=None, description="Overrides the job's.")
+    backoff: Backoff | None = Field(default=None, description="Overrides the job's.")
+    retry_on: RetryOn | None = Field(default=None, description="Overrides the job's.")
 
 
 class TasksCreate(_Body):
@@ -103,7 +160,14 @@ class Task(BaseModel):
     files: list[FileRef]
     failure_reason: str | None
     error: str | None
-    attempt: int
+    attempt: int = Field(description="The current (or last) attempt: 1, then 2 and on.")
+    retry_at: datetime | None = Field(
+        description="A retry waiting out its delay: not given to a device before this."
+    )
+    priority: int
+    deadline: datetime | None
+    blocked_by: int = Field(description="Dependencies not yet succeeded (state `blocked`).")
+    depth: int = Field(description="0 for a task made over the API; a sub-task's parent's + 1.")
     timeout_s: float
     script_sha256: str
     parent_task_id: str | None = Field(description="The task whose script added this sub-task.")
@@ -118,6 +182,24 @@ class Task(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_s: float | None
+
+
+class Run(BaseModel):
+    """One attempt of a task."""
+
+    attempt: int
+    state: TaskState
+    failure_reason: str | None
+    error: str | None
+    host_id: str | None
+    device_id: str | None
+    assigned_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunList(BaseModel):
+    runs: list[Run] = Field(description="Oldest first; the last is the task's current attempt.")
 
 
 class TaskList(BaseModel):

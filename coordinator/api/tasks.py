@@ -9,10 +9,11 @@ from fastapi import HTTPException, Query, Request
 from agent.protocol import TaskState
 from coordinator.api.access import job_for, task_for
 from coordinator.api.auth import CallerDep, ContextDep
-from coordinator.api.models import Task, TaskList
+from coordinator.api.models import RunList, Task, TaskList
 from coordinator.api.strict_json import api_router
-from coordinator.api.views import task_view
+from coordinator.api.views import run_view, task_view
 from coordinator.cancel import CancelRefused, cancel_task
+from coordinator.store_runs import runs_of
 from coordinator.store_tasks import list_tasks
 
 router = api_router(prefix="/tasks", tags=["tasks"])
@@ -53,6 +54,14 @@ async def read_tasks(
         )
         items = [await task_view(conn, request, row) for row in rows]
     return TaskList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{task_id}/runs")
+async def read_runs(task_id: str, ctx: ContextDep, caller: CallerDep) -> RunList:
+    """Each attempt of the task, oldest first (docs/jobs.md, Retries)."""
+    async with ctx.db.transaction() as conn:
+        task = await task_for(conn, task_id, caller, "view")
+        return RunList(runs=[run_view(run) for run in await runs_of(conn, task)])
 
 
 @router.post("/{task_id}/cancel")

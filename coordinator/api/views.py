@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 
 from fastapi import Request
 
-from coordinator.api.models import Device, FileRef, Job, Task
+from coordinator.api.models import Device, FileRef, Job, Run, Task
 from coordinator.db_conn import Conn
 from coordinator.sessions import SessionRegistry
 from coordinator.store_devices import DeviceRow
 from coordinator.store_files import files_of_task
 from coordinator.store_jobs import JobRow
+from coordinator.store_runs import RunRow
 from coordinator.store_tasks import TaskRow
 
 
@@ -37,6 +38,10 @@ def job_view(job: JobRow) -> Job:
         shares=job.shares,
         created_at=_when(job.created_at),
         versions=job.versions,
+        max_attempts=job.retry.max_attempts,
+        retry_delay_s=job.retry.retry_delay_s,
+        backoff=job.retry.backoff,
+        retry_on=list(job.retry.retry_on),
     )
 
 
@@ -79,6 +84,11 @@ def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
         failure_reason=task.failure_reason,
         error=task.error,
         attempt=task.attempt,
+        retry_at=_maybe_when(task.not_before if task.state == "pending" else None),
+        priority=task.priority,
+        deadline=_maybe_when(task.deadline_at),
+        blocked_by=task.blocked_by,
+        depth=task.depth,
         timeout_s=task.timeout_s,
         script_sha256=task.script_sha256,
         parent_task_id=task.parent_task_id,
@@ -89,6 +99,20 @@ def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
         started_at=_maybe_when(task.started_at),
         finished_at=_maybe_when(task.finished_at),
         duration_s=duration,
+    )
+
+
+def run_view(run: RunRow) -> Run:
+    return Run(
+        attempt=run.attempt,
+        state=run.state,
+        failure_reason=run.failure_reason,
+        error=run.error,
+        host_id=run.host_id,
+        device_id=run.device_id,
+        assigned_at=_maybe_when(run.assigned_at),
+        started_at=_maybe_when(run.started_at),
+        finished_at=_maybe_when(run.finished_at),
     )
 
 

@@ -34,7 +34,7 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
     farm = Farm.build(tokens, DEVICES, [coordinator.ws_url])
     try:
         async with api_client(coordinator.base_url, api_key) as http:
-            await farmrun.connect(farm, http, DEADLINE_S)
+            await farmrun.connect(farm, [http], DEADLINE_S)
             assert [h.sessions for h in farm.hosts] == [1] * HOSTS
 
             await farmrun.restart_coordinator(coordinator, farm, http, DEADLINE_S)

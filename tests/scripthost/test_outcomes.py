@@ -167,7 +167,9 @@ async def test_stop_after_a_final_submission_keeps_that_submission(runner: Runne
     assert (outcome.state, outcome.data) == ("declined", {"why": "no stock"})
 
 
-async def test_a_final_submission_wins_over_a_later_exception(runner: Runner) -> None:
+async def test_a_final_submission_wins_over_a_later_exception_which_is_kept(
+    runner: Runner,
+) -> None:
     outcome = await runner.run(
         """
         async def main(agent):
@@ -176,6 +178,9 @@ async def test_a_final_submission_wins_over_a_later_exception(runner: Runner) ->
         """
     )
     assert (outcome.state, outcome.data, outcome.reason) == ("success", {"done": 1}, None)
+    assert outcome.error is not None
+    assert outcome.error.startswith("after its final submission: ")
+    assert "RuntimeError: after the fact" in outcome.error
 
 
 async def test_a_refused_final_submission_does_not_decide_the_outcome(runner: Runner) -> None:
