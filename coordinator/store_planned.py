@@ -22,6 +22,7 @@ from coordinator.store_tasks import NewTask, TaskRow, create_tasks, get_task
 
 SUB_TASK_STATUS = {
     "pending": "planned",
+    "blocked": "planned",
     "assigned": "running",
     "running": "running",
     "success": "confirmed",
@@ -29,6 +30,8 @@ SUB_TASK_STATUS = {
     "timeout": "failed",
     "declined": "declined",
     "cancelled": "deleted",
+    "expired": "failed",
+    "skipped": "deleted",
 }
 """Our task state -> the status `get_sub_tasks` reports (the seed's vocabulary)."""
 
