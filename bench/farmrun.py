@@ -27,9 +27,7 @@ from scripts.devstack import poll_until
 POLL_S = 0.1
 
 
-async def wait_all_free(
-    farm: Farm, views: list[httpx.AsyncClient], deadline_s: float
-) -> None:
+async def wait_all_free(farm: Farm, views: list[httpx.AsyncClient], deadline_s: float) -> None:
     """Until the coordinator offers every device of the farm for work (its devices API). With
     replicas, each marks `free` only the devices of the hosts whose sessions it holds
     (docs/scaling.md): the farm's free devices are the sum over `views`, one per replica."""
