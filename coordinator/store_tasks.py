@@ -41,6 +41,8 @@ class TaskRow:
     parent_task_id: str | None
     origin: str
     """`run` (work for a device) or `dump` (a record made by submit_task_to_another_job)."""
+    depth: int
+    """0 for a task made over the API (or a dump), its parent's + 1 for a sub-task."""
     automation_variables: dict[str, Any] | None
     checkpoint: dict[str, Any] | None
     created_at: float
@@ -61,6 +63,7 @@ class NewTask:
     parent_task_id: str | None = None
     task_id: str | None = None
     """Given when the id must be known before the row exists (a planned task's job task)."""
+    depth: int = 0
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -85,6 +88,7 @@ def task_from_row(row: sa.Row[Any]) -> TaskRow:
         timeout_s=row.timeout_s,
         parent_task_id=row.parent_task_id,
         origin=row.origin,
+        depth=row.depth,
         automation_variables=_json_or_none(row.automation_variables),
         checkpoint=_json_or_none(row.checkpoint),
         created_at=row.created_at,
@@ -121,6 +125,7 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
                 "state": "pending",
                 "timeout_s": spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
                 "parent_task_id": spec.parent_task_id,
+                "depth": spec.depth,
                 "created_at": stamp,
                 "seq": seq,
             }

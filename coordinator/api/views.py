@@ -37,6 +37,9 @@ def job_view(job: JobRow) -> Job:
         shares=job.shares,
         created_at=_when(job.created_at),
         versions=job.versions,
+        paused=job.paused,
+        max_depth=job.max_depth,
+        max_tasks=job.max_tasks,
     )
 
 
@@ -84,6 +87,7 @@ def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
         parent_task_id=task.parent_task_id,
         automation_variables=task.automation_variables,
         origin="dump" if task.origin == "dump" else "run",
+        depth=task.depth,
         created_at=_when(task.created_at),
         assigned_at=_maybe_when(task.assigned_at),
         started_at=_maybe_when(task.started_at),
