@@ -294,6 +294,53 @@ async def test_cancelling_a_task_cancels_its_sub_tasks_unless_asked_not_to(farm:
             assert (task["parent_task_id"], task["depth"]) == (parent, depth)
 
 
+async def test_the_cascade_stays_in_the_jobs_the_caller_may_change(farm: Farm) -> None:
+    """A shared_edit user of the root's job cancels its sub-tasks there, not those its script
+    added to a job that user may not change."""
+    host_id, d1, d2 = farm.unique("host"), farm.unique("d1"), farm.unique("d2")
+    bob_name, carol_name = farm.unique("bob"), farm.unique("carol")
+    bob_key = farm.coordinator.create_api_key(bob_name)
+    carol_key = farm.coordinator.create_api_key(carol_name)
+    devices = [farm.device(d1), farm.device(d2)]
+    async with (
+        farm.client() as client,
+        api_client(farm.coordinator, bob_key) as bob,
+        api_client(farm.coordinator, carol_key) as carol,
+        farm.host(farm.token(host_id), host_id, devices) as host,
+    ):
+        mine = await farm.make_job(client)
+        await client.put(
+            f"/api/jobs/{mine['id']}/shares/{carol_name}", json={"access": "shared_edit"}
+        )
+        theirs = await farm.make_job(bob, allow_sub_tasks=True)
+        await bob.put(f"/api/jobs/{theirs['id']}/shares/tests", json={"access": "shared_edit"})
+        [root] = await farm.make_tasks(client, mine["id"], pinned(d1))
+        await host.credits(d1)
+        await host.next(Assign)
+        await start(host, root["id"])
+        for target in (mine, theirs):
+            reply = await ask(
+                host,
+                root["id"],
+                "add_sub_tasks",
+                job_variables=[{}],
+                job_id=target["id"],
+                remote_device_id=d2,
+                run_immediately=True,
+            )
+            assert reply.ok, reply.error
+
+        cancelled = await carol.post(f"/api/tasks/{root['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["sub_tasks_cancelled"] == 1
+        assert (await host.next(Cancel)).task_id == root["id"]
+        [own_child] = [t for t in await job_tasks(client, mine["id"]) if t["parent_task_id"]]
+        assert own_child["failure_reason"] == "parent_cancelled"
+        [their_child] = await job_tasks(bob, theirs["id"])
+        assert (their_child["state"], their_child["parent_task_id"]) == ("pending", root["id"])
+        await bob.post(f"/api/jobs/{theirs['id']}/cancel")
+
+
 async def test_delete_is_refused_while_a_task_runs_then_removes_everything(farm: Farm) -> None:
     host_id, dev = farm.unique("host"), farm.unique("dev")
     editor_name = farm.unique("editor")
