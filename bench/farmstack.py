@@ -156,7 +156,9 @@ async def free_devices(http: httpx.AsyncClient, hosts: set[str]) -> int:
 
 
 async def create_job(http: httpx.AsyncClient) -> str:
-    response = await http.post("/api/jobs", json={"name": "farm bench", "script": NOOP_SCRIPT})
+    # The bench's one job holds every task of the run: more than the default max_tasks.
+    body = {"name": "farm bench", "script": NOOP_SCRIPT, "max_tasks": 1_000_000}
+    response = await http.post("/api/jobs", json=body)
     response.raise_for_status()
     job_id: str = response.json()["id"]
     return job_id

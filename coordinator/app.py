@@ -12,7 +12,7 @@ from functools import partial
 from fastapi import Depends, FastAPI
 
 from agent.protocol import WS_PATH
-from coordinator.api import devices, files, jobs, tasks
+from coordinator.api import devices, files, job_controls, job_list, jobs, tasks
 from coordinator.api.auth import require_api_key
 from coordinator.api.models import Health
 from coordinator.api.strict_json import api_router
@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="device-agent coordinator", version="1", lifespan=lifespan)
     api = api_router(prefix="/api", dependencies=[Depends(require_api_key)])
-    for module in (jobs, tasks, files, devices):
+    for module in (job_list, jobs, job_controls, tasks, files, devices):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(files.public_router)

@@ -20,13 +20,17 @@ from agent.scriptrpc import (
     GetSubTasksParams,
     describe_validation_error,
 )
+from coordinator.fan_out import tasks_held, too_deep, too_many
 from coordinator.limits import input_too_large
 from coordinator.request_call import Call, RequestFailed
 from coordinator.store_devices import known_device_ids
-from coordinator.store_jobs import JobRow, get_job
+from coordinator.store_jobs import JobRow, get_job, lock_job
 from coordinator.store_planned import add_planned, materialise, sub_tasks
 from coordinator.store_tasks import (
+    ACTIVE_STATES,
+    TaskRow,
     get_task,
+    get_tasks,
     set_automation_variables,
     set_checkpoint,
     take_waiting_task,
@@ -84,18 +88,34 @@ async def add_sub_tasks(call: Call) -> dict[str, Any]:
         problem = input_too_large(f"job_variables[{i}]", item, call.ctx.settings.max_input_bytes)
         if problem is not None:
             raise RequestFailed(f"add_sub_tasks: {problem}")
-    target = await _target_job(call, p.job_id)
+    job_id = (await _target_job(call, p.job_id)).id
     async with call.ctx.db.transaction() as conn:
+        # Held until commit: a cancel of the job, or another add to it, waits (fan_out.py).
+        target = await get_job(conn, job_id) if await lock_job(conn, job_id) else None
+        if target is None:
+            raise RequestFailed(f"job {job_id} not found")
+        # Read again under the lock: a cancel may have ended it since the request came in.
+        parent = await get_task(conn, call.task.id)
+        if parent is None or parent.state not in ACTIVE_STATES:
+            state = "gone" if parent is None else parent.state
+            raise RequestFailed(f"task {call.task.id} is {state}, not running")
+        problem = too_deep(target, parent.depth + 1) or too_many(
+            target, await tasks_held(conn, target.id), len(p.job_variables)
+        )
+        if problem is not None:
+            # The daemon puts the method's name before it, as before every refusal.
+            raise RequestFailed(problem)
         pin = p.remote_device_id
         if pin is not None and not await known_device_ids(conn, {pin}):
             raise RequestFailed(f"unknown remote_device_id {pin} (no host has reported it)")
         planned = await add_planned(conn, target, call.task.id, p.job_variables, pin)
-        if p.run_immediately:
-            job_task_ids = []
-            for row in planned:
-                task = await materialise(conn, row)
-                assert task is not None, "a planned task made in this transaction"
-                job_task_ids.append(task.id)
+        # A paused job's planned tasks wait as they are, like those of dispatch passes.
+        run_now = p.run_immediately and not target.paused
+        job_task_ids: dict[str, str] = {}
+        for row in planned if run_now else []:
+            task = await materialise(conn, row)
+            assert task is not None, "a planned task made in this transaction"
+            job_task_ids[row.id] = task.id
     call.ctx.dispatcher.announce()
     result: dict[str, Any] = {
         "inserted_ids": [
@@ -103,14 +123,20 @@ async def add_sub_tasks(call: Call) -> dict[str, Any]:
         ]
     }
     if p.run_immediately:
-        await call.ctx.dispatcher.settle()
+        if run_now:
+            await call.ctx.dispatcher.settle()
         async with call.ctx.db.transaction() as conn:
-            tasks = [await get_task(conn, task_id) for task_id in job_task_ids]
+            tasks = await get_tasks(conn, set(job_task_ids.values()))
         result["assignment_results"] = [
-            {"planned_task_id": row.id, "assigned": task is not None and task.state != "pending"}
-            for row, task in zip(planned, tasks, strict=True)
+            {"planned_task_id": row.id, "assigned": _given_out(tasks, job_task_ids.get(row.id))}
+            for row in planned
         ]
     return result
+
+
+def _given_out(tasks: dict[str, TaskRow], task_id: str | None) -> bool:
+    task = None if task_id is None else tasks.get(task_id)
+    return task is not None and task.state != "pending"
 
 
 async def get_sub_tasks(call: Call) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from agent.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from coordinator import schema as t
 from coordinator.db import new_id, now
 from coordinator.db_conn import Conn
-from coordinator.dialect import next_seqs
+from coordinator.dialect import id_list, id_list_value, next_seqs
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,26 @@ async def files_of_task(conn: Conn, task_id: str) -> list[FileRow]:
 async def get_file(conn: Conn, file_id: str) -> FileRow | None:
     row = (await conn.execute(sa.select(t.files).where(t.files.c.id == file_id))).first()
     return None if row is None else _row(row)
+
+
+async def remove_unreferenced(conn: Conn, files_dir: Path, paths: set[str]) -> int:
+    """Remove the stored bytes at those of `paths` that no file row names any more; how many.
+
+    Call it in a transaction of its own after the rows' deletion committed: a crash between the
+    two leaves bytes no row names (harmless, as write_blob's are), never a row without its
+    bytes. Within the transaction no submission of this coordinator (nor, on SQLite, of any
+    process) can store a row naming the same bytes before they are gone.
+    """
+    if not paths:
+        return 0
+    listed = id_list(conn.dialect.name, "paths")
+    named = set(
+        await conn.scalars(
+            sa.select(t.files.c.path).join(listed, t.files.c.path == listed.c.value).distinct(),
+            {"paths": id_list_value(conn.dialect.name, sorted(paths))},
+        )
+    )
+    orphans = sorted(paths - named)
+    for rel in orphans:
+        await asyncio.to_thread((files_dir / rel).unlink, missing_ok=True)
+    return len(orphans)

@@ -2,6 +2,10 @@
 
 A job's `owner` is the name of the API key that created it. Other owners reach a job through a
 share: `shared_view` or `shared_edit` (docs/jobs.md says what each allows).
+
+Writers that must see a job as it stands while they act on it (adding tasks under its limits,
+cancelling or deleting it) first take its row with `lock_job`: replicas on one PostgreSQL
+database then do so one at a time (on SQLite every transaction is alone anyway).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from coordinator.dialect import insert
 from coordinator.retry_policy import RetryPolicy, job_policy
 
 JobType = Literal["devices_automation", "manual"]
+DEFAULT_MAX_DEPTH = 5
+DEFAULT_MAX_TASKS = 10000
+"""A job's fan-out limits unless it says otherwise (coordinator/fan_out.py), as in the schema."""
 Access = Literal["shared_view", "shared_edit"]
 
 
@@ -41,6 +48,12 @@ class JobRow:
     versions: list[str]
     """Script SHA-256s, oldest first; the last one is the current `script_sha256`."""
     retry: RetryPolicy
+    paused: bool
+    """None of its tasks is given to a device (those running go on)."""
+    max_depth: int
+    """How deep sub-tasks may nest: a task made over the API is depth 0, its sub-tasks 1, ..."""
+    max_tasks: int
+    """How many tasks (open planned ones included) the job may hold."""
 
     def access_of(self, owner: str) -> Literal["owner", "shared_view", "shared_edit"] | None:
         """What `owner` may do with this job: own it, a share, or nothing (None)."""
@@ -91,6 +104,8 @@ async def create_job(
     job_type: JobType = "devices_automation",
     allow_sub_tasks: bool = False,
     retry: RetryPolicy | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_tasks: int = DEFAULT_MAX_TASKS,
 ) -> JobRow:
     job_id = new_id()
     stamp = now()
@@ -109,6 +124,8 @@ async def create_job(
             created_at=stamp,
             updated_at=stamp,
             **({} if retry is None else _retry_columns(retry)),
+            max_depth=max_depth,
+            max_tasks=max_tasks,
         )
     )
     await _add_version(conn, job_id, sha, stamp)
@@ -150,6 +167,8 @@ _UPDATABLE = (
     "retry_delay_s",
     "retry_backoff",
     "retry_on",
+    "max_depth",
+    "max_tasks",
 )
 
 
@@ -171,6 +190,39 @@ async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow
         sa.update(t.jobs).where(t.jobs.c.id == job_id).values(**values, updated_at=now())
     )
     return await get_job(conn, job_id)
+
+
+async def set_paused(conn: Conn, job_id: str, paused: bool) -> JobRow | None:
+    """Pause or resume the job; None if there is no such job."""
+    await conn.execute(
+        sa.update(t.jobs).where(t.jobs.c.id == job_id).values(paused=int(paused), updated_at=now())
+    )
+    return await get_job(conn, job_id)
+
+
+async def lock_job(conn: Conn, job_id: str, *, for_delete: bool = False) -> bool:
+    """Lock the job's row until the transaction ends; False if there is no such job.
+
+    PostgreSQL: FOR NO KEY UPDATE, which tasks and planned tasks being inserted for the job (their
+    foreign keys take a key-share lock) do not wait for; FOR UPDATE to delete it, which they do.
+    SQLite renders no lock: its transactions never overlap.
+    """
+    found = await conn.scalar(
+        sa.select(t.jobs.c.id)
+        .where(t.jobs.c.id == job_id)
+        .with_for_update(key_share=not for_delete)
+    )
+    return found is not None
+
+
+def job_ids_for(owner: str, shares: tuple[Access, ...]) -> sa.CompoundSelect[tuple[str]]:
+    """The ids of the jobs `owner` owns or holds one of `shares` on."""
+    return sa.union(
+        sa.select(t.jobs.c.id).where(t.jobs.c.owner == owner),
+        sa.select(t.job_shares.c.job_id).where(
+            t.job_shares.c.owner == owner, t.job_shares.c.access.in_(shares)
+        ),
+    )
 
 
 async def set_share(conn: Conn, job_id: str, owner: str, access: Access) -> None:
@@ -211,8 +263,13 @@ async def get_job(conn: Conn, job_id: str) -> JobRow | None:
     row = (await conn.execute(_JOB, key)).first()
     if row is None:
         return None
-    versions = await conn.scalars(_VERSIONS, key)
-    shares = await conn.execute(_SHARES, key)
+    versions = [str(sha) for sha in await conn.scalars(_VERSIONS, key)]
+    shares = {str(share.owner): share.access for share in await conn.execute(_SHARES, key)}
+    return job_from_row(row, versions, shares)
+
+
+def job_from_row(row: Any, versions: list[str], shares: dict[str, Access]) -> JobRow:
+    """A `jobs` row with its script versions (oldest first) and shares."""
     return JobRow(
         id=row.id,
         name=row.name,
@@ -223,9 +280,12 @@ async def get_job(conn: Conn, job_id: str) -> JobRow | None:
         owner=row.owner,
         type=row.type,
         allow_sub_tasks=bool(row.allow_sub_tasks),
-        shares={str(share.owner): share.access for share in shares},
+        shares=shares,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        versions=[str(sha) for sha in versions],
+        versions=versions,
         retry=job_policy(row),
+        paused=bool(row.paused),
+        max_depth=row.max_depth,
+        max_tasks=row.max_tasks,
     )

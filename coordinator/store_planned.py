@@ -92,6 +92,16 @@ async def add_planned(
     return rows
 
 
+_DEPTH = Hot(sa.select(t.tasks.c.depth).where(t.tasks.c.id == sa.bindparam("b_id")))
+
+
+async def sub_task_depth(conn: Conn, parent_task_id: str) -> int:
+    """The depth of a sub-task of the parent: the parent's + 1 (1 if the parent is gone with its
+    job: it was at least a task made over the API)."""
+    depth = await conn.scalar(_DEPTH, {"b_id": parent_task_id})
+    return 1 if depth is None else int(depth) + 1
+
+
 async def materialise(conn: Conn, planned: PlannedRow) -> TaskRow | None:
     """Make the planned task a pending job task (once); None if it already is one."""
     job = await get_job(conn, planned.job_id)
@@ -115,6 +125,7 @@ async def materialise(conn: Conn, planned: PlannedRow) -> TaskRow | None:
                 timeout_s=planned.timeout_s,
                 parent_task_id=planned.parent_task_id,
                 task_id=task_id,
+                depth=await sub_task_depth(conn, planned.parent_task_id),
             )
         ],
     )

@@ -43,6 +43,8 @@ class TaskRow:
     parent_task_id: str | None
     origin: str
     """`run` (work for a device) or `dump` (a record made by submit_task_to_another_job)."""
+    depth: int
+    """0 for a task made over the API (or a dump), its parent's + 1 for a sub-task."""
     automation_variables: dict[str, Any] | None
     checkpoint: dict[str, Any] | None
     created_at: float
@@ -58,7 +60,6 @@ class TaskRow:
     retry_backoff: float | None = None
     retry_on: list[str] | None = None
     """The retry policy's overrides (None: the job's; coordinator/retry_policy.py)."""
-    depth: int = 0
     blocked_by: int = 0
     """How many of its dependencies have not succeeded yet."""
     has_dependents: bool = False
@@ -115,6 +116,7 @@ def task_from_row(row: sa.Row[Any]) -> TaskRow:
         timeout_s=row.timeout_s,
         parent_task_id=row.parent_task_id,
         origin=row.origin,
+        depth=row.depth,
         automation_variables=_json_or_none(row.automation_variables),
         checkpoint=_json_or_none(row.checkpoint),
         created_at=row.created_at,
@@ -128,7 +130,6 @@ def task_from_row(row: sa.Row[Any]) -> TaskRow:
         retry_delay_s=row.retry_delay_s,
         retry_backoff=row.retry_backoff,
         retry_on=_json_or_none(row.retry_on),
-        depth=row.depth,
         blocked_by=row.blocked_by,
         has_dependents=bool(row.has_dependents),
     )
@@ -161,6 +162,7 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
                 "state": spec.state,
                 "timeout_s": spec.timeout_s if spec.timeout_s is not None else job.timeout_s,
                 "parent_task_id": spec.parent_task_id,
+                "depth": spec.depth,
                 "created_at": stamp,
                 "seq": seq,
                 "queue_rank": -spec.priority,
@@ -169,7 +171,6 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
                 "retry_delay_s": spec.retry.get("retry_delay_s"),
                 "retry_backoff": spec.retry.get("retry_backoff"),
                 "retry_on": _json_text(spec.retry.get("retry_on")),
-                "depth": spec.depth,
                 "blocked_by": spec.blocked_by,
                 "error": spec.error,
                 "failure_reason": "dependency_failed" if spec.state == "skipped" else None,

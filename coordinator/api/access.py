@@ -2,7 +2,8 @@
 
 - view (read the job, its tasks and their files): the owner, shared_view or shared_edit;
 - edit (change the job, a new script version, add or cancel tasks): the owner or shared_edit;
-- share (give or take shares): the owner.
+- control (pause, resume or cancel the job): the owner or shared_edit;
+- share (give or take shares) and delete (the job with all of it): the owner.
 
 An unknown job or task is 404; a known one the caller may not use that way is 403, naming the
 caller's access.
@@ -18,16 +19,20 @@ from coordinator.db_conn import Conn
 from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import TaskRow, get_task
 
-Need = Literal["view", "edit", "share"]
+Need = Literal["view", "edit", "control", "share", "delete"]
 _ALLOWED: dict[Need, tuple[str, ...]] = {
     "view": ("owner", "shared_view", "shared_edit"),
     "edit": ("owner", "shared_edit"),
+    "control": ("owner", "shared_edit"),
     "share": ("owner",),
+    "delete": ("owner",),
 }
 _WHO: dict[Need, str] = {
     "view": "its owner, shared_view or shared_edit",
     "edit": "its owner or shared_edit",
+    "control": "its owner or shared_edit",
     "share": "its owner",
+    "delete": "its owner",
 }
 
 

@@ -1,7 +1,8 @@
 """/api/jobs: create jobs, read and change them, share them, new script versions, add tasks.
 
 The caller's owner identity is its API key's name: a job belongs to the key that created it.
-Who may read, change or share it: coordinator/api/access.py.
+Who may read, change or share it: coordinator/api/access.py. Listing jobs: job_list.py; pausing,
+cancelling and deleting them: job_controls.py.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from coordinator.api.models import (
 )
 from coordinator.api.strict_json import api_router
 from coordinator.api.views import job_view, new_task_view
+from coordinator.fan_out import tasks_held, too_many
 from coordinator.limits import input_too_large, script_too_large
 from coordinator.retry_policy import RetryPolicy
 from coordinator.store_dependencies import add_dependencies
 from coordinator.store_devices import known_device_ids
 from coordinator.store_jobs import (
     create_job,
+    lock_job,
     remove_share,
     set_job_script,
     set_share,
@@ -63,6 +66,8 @@ async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
                 backoff=body.backoff,
                 retry_on=tuple(body.retry_on),
             ),
+            max_depth=body.max_depth,
+            max_tasks=body.max_tasks,
         )
     return job_view(job)
 
@@ -134,13 +139,18 @@ async def post_tasks(
     job_id: str, body: TasksCreate, ctx: ContextDep, caller: CallerDep
 ) -> TasksCreated:
     """Create tasks (all or none: pending, or blocked on their dependencies) and dispatch them
-    to free devices; needs edit."""
+    to free devices; needs edit. 409 if the job would then hold more than its max_tasks."""
     for i, task in enumerate(body.tasks):
         limit = ctx.settings.max_input_bytes
         _refuse_if_too_large(input_too_large(f"tasks[{i}].input", task.input, limit))
     pins = {t.remote_device_id for t in body.tasks if t.remote_device_id is not None}
     async with ctx.db.transaction() as conn:
+        # Held until commit: another add to the job counts after this one (fan_out.py).
+        await lock_job(conn, job_id)
         job = await job_for(conn, job_id, caller, "edit")
+        problem = too_many(job, await tasks_held(conn, job_id), len(body.tasks))
+        if problem is not None:
+            raise HTTPException(status_code=409, detail=problem)
         unknown = sorted(pins - await known_device_ids(conn, pins))
         if unknown:
             raise HTTPException(

@@ -9,12 +9,33 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.ids import no_nul
 from agent.protocol import DeviceKind, DeviceState, TaskState
+from coordinator.fan_out import MAX_DEPTH_LIMIT, MAX_TASKS_LIMIT
 from coordinator.retry_policy import DEFAULT_RETRY_ON, RETRYABLE_REASONS
-from coordinator.store_jobs import Access, JobType
+from coordinator.store_jobs import DEFAULT_MAX_DEPTH, DEFAULT_MAX_TASKS, Access, JobType
 
 Stored = Annotated[str, AfterValidator(no_nul)]
 """A string stored or looked up as it is: no NUL (U+0000), which PostgreSQL's text cannot hold
 (JSON values, stored escaped, may hold one)."""
+
+
+MaxDepth = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_DEPTH_LIMIT,
+        description="How deep sub-tasks may nest (a task made over the API is depth 0).",
+    ),
+]
+MaxTasks = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_TASKS_LIMIT,
+        description="How many tasks the job may hold, planned sub-tasks included.",
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -61,6 +82,8 @@ class JobCreate(_Body):
         default_factory=lambda: list(DEFAULT_RETRY_ON),
         description="The failure reasons that are retried (default: the host's faults).",
     )
+    max_depth: MaxDepth = DEFAULT_MAX_DEPTH
+    max_tasks: MaxTasks = DEFAULT_MAX_TASKS
 
 
 class JobUpdate(_Body):
@@ -76,6 +99,8 @@ class JobUpdate(_Body):
     retry_delay_s: RetryDelay | None = None
     backoff: Backoff | None = None
     retry_on: RetryOn | None = None
+    max_depth: MaxDepth | None = None
+    max_tasks: MaxTasks | None = None
 
 
 class ShareUpdate(_Body):
@@ -103,6 +128,37 @@ class Job(BaseModel):
     retry_delay_s: float
     backoff: float
     retry_on: list[str]
+    paused: bool = Field(description="No task of it is given to a device until it is resumed.")
+    max_depth: int
+    max_tasks: int
+
+
+class JobList(BaseModel):
+    items: list[Job]
+    limit: int
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last one."
+    )
+
+
+class JobCancel(_Body):
+    reason: Stored | None = Field(
+        default=None, max_length=1000, description="Stored as each cancelled task's `error`."
+    )
+
+
+class JobCancelled(BaseModel):
+    job_id: str
+    tasks: int = Field(description="Tasks cancelled: pending, blocked, assigned or running.")
+    running: int = Field(description="Of those, the ones a host held: it is told to stop them.")
+    planned_tasks: int = Field(description="Planned sub-tasks cancelled before becoming tasks.")
+
+
+class JobDeleted(BaseModel):
+    job_id: str
+    tasks: int
+    planned_tasks: int
+    files: int
 
 
 class TaskCreate(_Body):
@@ -167,7 +223,6 @@ class Task(BaseModel):
     priority: int
     deadline: datetime | None
     blocked_by: int = Field(description="Dependencies not yet succeeded (state `blocked`).")
-    depth: int = Field(description="0 for a task made over the API; a sub-task's parent's + 1.")
     timeout_s: float
     script_sha256: str
     parent_task_id: str | None = Field(description="The task whose script added this sub-task.")
@@ -176,6 +231,9 @@ class Task(BaseModel):
     )
     origin: Literal["run", "dump"] = Field(
         description="run: work for a device; dump: a record written by submit_task_to_another_job."
+    )
+    depth: int = Field(
+        description="0 for a task made over the API, its parent's + 1 for a sub-task."
     )
     created_at: datetime
     assigned_at: datetime | None
@@ -200,6 +258,12 @@ class Run(BaseModel):
 
 class RunList(BaseModel):
     runs: list[Run] = Field(description="Oldest first; the last is the task's current attempt.")
+
+
+class CancelledTask(Task):
+    sub_tasks_cancelled: int = Field(
+        description="Its sub-tasks (and theirs) cancelled with it, planned ones included."
+    )
 
 
 class TaskList(BaseModel):

@@ -9,7 +9,8 @@ from fastapi import HTTPException, Query, Request
 from agent.protocol import TaskState
 from coordinator.api.access import job_for, task_for
 from coordinator.api.auth import CallerDep, ContextDep
-from coordinator.api.models import RunList, Task, TaskList
+from coordinator.api.models import CancelledTask, RunList, Task, TaskList
+from coordinator.api.query import Flag, flag
 from coordinator.api.strict_json import api_router
 from coordinator.api.views import run_view, task_view
 from coordinator.cancel import CancelRefused, cancel_task
@@ -65,16 +66,30 @@ async def read_runs(task_id: str, ctx: ContextDep, caller: CallerDep) -> RunList
 
 
 @router.post("/{task_id}/cancel")
-async def post_cancel(task_id: str, request: Request, ctx: ContextDep, caller: CallerDep) -> Task:
-    """Cancel a task (needs edit on its job); `coordinator.cancel.cancel_task` says what
-    happens in each state."""
+async def post_cancel(
+    task_id: str,
+    request: Request,
+    ctx: ContextDep,
+    caller: CallerDep,
+    sub_tasks: Annotated[
+        Flag,
+        Query(
+            description="Also cancel the sub-tasks it added, and theirs, planned ones included "
+            "(in the jobs the caller may edit)."
+        ),
+    ] = "true",
+) -> CancelledTask:
+    """Cancel a task (needs edit on its job): it ends `cancelled` at once, and a host that holds
+    it is told to stop it (coordinator/cancel.py). 409 if it has already ended."""
     async with ctx.db.transaction() as conn:
         await task_for(conn, task_id, caller, "edit")
     try:
-        task = await cancel_task(ctx, task_id)
+        cancelled = await cancel_task(ctx, task_id, caller, sub_tasks=flag(sub_tasks))
     except CancelRefused as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    if task is None:
+    if cancelled is None:
         raise HTTPException(status_code=404, detail=f"task {task_id} not found")
+    task, spread = cancelled
     async with ctx.db.transaction() as conn:
-        return await task_view(conn, request, task)
+        view = await task_view(conn, request, task)
+    return CancelledTask(**view.model_dump(), sub_tasks_cancelled=spread)

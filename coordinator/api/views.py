@@ -42,6 +42,9 @@ def job_view(job: JobRow) -> Job:
         retry_delay_s=job.retry.retry_delay_s,
         backoff=job.retry.backoff,
         retry_on=list(job.retry.retry_on),
+        paused=job.paused,
+        max_depth=job.max_depth,
+        max_tasks=job.max_tasks,
     )
 
 
@@ -88,12 +91,12 @@ def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
         priority=task.priority,
         deadline=_maybe_when(task.deadline_at),
         blocked_by=task.blocked_by,
-        depth=task.depth,
         timeout_s=task.timeout_s,
         script_sha256=task.script_sha256,
         parent_task_id=task.parent_task_id,
         automation_variables=task.automation_variables,
         origin="dump" if task.origin == "dump" else "run",
+        depth=task.depth,
         created_at=_when(task.created_at),
         assigned_at=_maybe_when(task.assigned_at),
         started_at=_maybe_when(task.started_at),

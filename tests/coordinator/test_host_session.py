@@ -495,10 +495,12 @@ async def test_cancel_of_a_running_task_asks_its_host(farm: Farm) -> None:
         task_id = await started_task(farm, client, host, dev)
         await probe(host)
         response = await client.post(f"/api/tasks/{task_id}/cancel")
-        assert response.json()["state"] == "running"
+        # Final at once: from now on its script's requests are refused.
+        assert response.json()["state"] == "cancelled"
+        assert response.json()["failure_reason"] == "cancelled"
         assert (await host.next(Cancel)).task_id == task_id
         await host.send(
             Finished(key="f-" + task_id, task_id=task_id, state="cancelled", finished_at=now())
         )
         assert (await host.next(SubmitAck)).ok
-        await farm.wait_state(client, task_id, "cancelled")
+        assert (await farm.task(client, task_id))["state"] == "cancelled"

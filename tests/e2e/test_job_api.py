@@ -456,6 +456,43 @@ def test_the_seeds_waiting_pair_runs_as_translated(stack: Stack) -> None:
     assert done_a["result"] == {"handed": True}
 
 
+# ---- fan-out limits -----------------------------------------------------------------------------
+
+RUNAWAY_SCRIPT = """
+def main(agent):
+    r = agent.utils.job.add_sub_tasks([{"spawn": True}, {"spawn": True}], False)
+    return {"success": r.success, "error": r.error}
+"""
+
+
+def test_a_runaway_fan_out_stops_at_its_job_limits(stack: Stack) -> None:
+    """Each task adds two that do the same (the seed's fan-out, unbounded): with max_depth 2 and
+    max_tasks 6, the root and one task of depth 1 add theirs; the other one of depth 1 meets
+    max_tasks, both of depth 2 meet max_depth, and the job ends with 5 tasks."""
+    with stack.http() as http:
+        runaway = job(http, RUNAWAY_SCRIPT, max_depth=2, max_tasks=6)
+        add_tasks(http, runaway, {"input": {}})
+
+        def all_ended() -> list[dict[str, Any]] | None:
+            tasks = http.get("/api/tasks", params={"job_id": runaway}).json()["items"]
+            ended = len(tasks) == 5 and all(t["finished_at"] is not None for t in tasks)
+            return tasks if ended else None
+
+        tasks = wait_until(all_ended, "the runaway's five tasks to end", 120)
+    assert all(t["state"] == "success" for t in tasks), tasks
+    by_depth: dict[int, list[dict[str, Any]]] = {0: [], 1: [], 2: []}
+    for task in tasks:
+        by_depth[task["depth"]].append(task["result"])
+    assert by_depth[0] == [{"success": True, "error": None}]
+    assert sorted(r["success"] for r in by_depth[1]) == [False, True]
+    [refused] = [r for r in by_depth[1] if not r["success"]]
+    assert refused["error"].startswith(f"add_sub_tasks: job {runaway} holds 5 tasks")
+    assert refused["error"].endswith("2 more would be over its max_tasks of 6")
+    assert [r["error"] for r in by_depth[2]] == [
+        f"add_sub_tasks: sub-task depth 3 is over job {runaway}'s max_depth of 2"
+    ] * 2
+
+
 # ---- the examples ------------------------------------------------------------------------------
 
 
