@@ -262,6 +262,34 @@ async def test_list_filters_and_pages_oldest_first(farm: Farm) -> None:
         assert all(t["state"] != "pending" for t in everything["items"])
 
 
+async def test_unknown_query_parameters_are_422_naming_them_on_every_api_route(
+    farm: Farm,
+) -> None:
+    async with farm.client() as client:
+        job = await farm.make_job(client, type="manual")
+        [task] = await farm.make_tasks(client, job["id"], {})
+        for method, path in (
+            ("GET", "/api/tasks?stat=failed"),
+            ("GET", "/api/tasks?offset=10"),
+            ("GET", "/api/devices?stat=failed"),
+            ("GET", f"/api/jobs/{job['id']}?stat=failed"),
+            ("GET", f"/api/tasks/{task['id']}?stat=failed"),
+            ("POST", f"/api/tasks/{task['id']}/cancel?stat=failed"),
+        ):
+            response = await client.request(method, path)
+            assert response.status_code == 422, (path, response.text)
+            [error] = response.json()["detail"]
+            name = path.rsplit("?", 1)[1].split("=")[0]
+            assert error["loc"] == ["query", name], path
+            assert "unknown query parameter" in error["msg"]
+        refused = await client.get("/api/tasks", params={"limit": 1, "pgae": 2, "job": "x"})
+        assert [e["loc"][1] for e in refused.json()["detail"]] == ["pgae", "job"]
+        assert "cursor" in refused.json()["detail"][0]["msg"]  # it says what the route takes
+        # Public file links are handed on, and sites add their own parameters to links.
+        link = await client.get("/files/no-such-file?fbclid=abc")
+        assert link.status_code == 404
+
+
 async def test_cancel_pending_task_then_again_is_409(farm: Farm) -> None:
     async with farm.client() as client:
         job = await farm.make_job(client)
