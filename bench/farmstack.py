@@ -177,7 +177,7 @@ async def state_counts(http: httpx.AsyncClient, job_id: str) -> dict[str, int]:
     counts = {}
     for state in get_args(TaskState):
         response = await http.get(
-            "/api/tasks", params={"job_id": job_id, "state": state, "limit": 1}
+            "/api/tasks", params={"job_id": job_id, "state": state, "limit": 1, "with_total": True}
         )
         response.raise_for_status()
         total: int = response.json()["total"]

@@ -20,6 +20,7 @@ from coordinator.context import Context
 from coordinator.db import Database
 from coordinator.dispatch import Dispatcher
 from coordinator.herald import Herald
+from coordinator.ratelimit import RateLimiter
 from coordinator.replicas import on_notice
 from coordinator.sessions import SessionRegistry
 from coordinator.settings import Settings
@@ -36,7 +37,8 @@ def create_app(settings: Settings) -> FastAPI:
         db = await Database.open(settings.database)
         sessions = SessionRegistry()
         dispatcher = Dispatcher(db, sessions)
-        ctx = Context(settings, db, sessions, dispatcher)
+        limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        ctx = Context(settings, db, sessions, dispatcher, limiter)
         if settings.database.sqlite_file is None:
             dispatcher.herald = Herald(settings.database, partial(on_notice, ctx))
         app.state.ctx = ctx

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from coordinator.db import Database
 from coordinator.dispatch import Dispatcher
+from coordinator.ratelimit import RateLimiter
 from coordinator.sessions import SessionRegistry
 from coordinator.settings import Settings
 
@@ -16,3 +17,4 @@ class Context:
     db: Database
     sessions: SessionRegistry
     dispatcher: Dispatcher
+    limiter: RateLimiter

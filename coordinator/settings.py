@@ -20,6 +20,10 @@ class Settings:
     """Largest job script (UTF-8) the API takes; bigger is HTTP 413 (coordinator/limits.py)."""
     max_input_bytes: int = 256 * 1024
     """Largest task input (compact JSON) the API or a script's add_sub_tasks takes."""
+    rate_limit: float = 100.0
+    """Requests per second each API key may make (coordinator/ratelimit.py); more is HTTP 429."""
+    rate_burst: int = 1000
+    """How many requests a key may make at once after a quiet spell."""
     public_url: str | None = None
     """Base of the public file URLs put into data-dump proofs, e.g. https://coord.example;
     None: the scheme, host and port the host's websocket reached us on (ws -> http)."""

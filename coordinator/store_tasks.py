@@ -216,39 +216,6 @@ async def child_task_ids(conn: Conn, parent_task_id: str) -> list[str]:
     return [str(task_id) for task_id in found]
 
 
-async def list_tasks(
-    conn: Conn,
-    *,
-    visible_to: str,
-    job_id: str | None,
-    state: str | None,
-    device: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[TaskRow], int]:
-    """One page of the tasks of jobs `visible_to` owns or has a share of, oldest first, and
-    how many match in all.
-
-    `device` matches the device a task ran on or the device it is pinned to.
-    """
-    visible_jobs = sa.union(
-        sa.select(t.jobs.c.id).where(t.jobs.c.owner == visible_to),
-        sa.select(t.job_shares.c.job_id).where(t.job_shares.c.owner == visible_to),
-    )
-    clauses: list[sa.ColumnElement[bool]] = [c.job_id.in_(visible_jobs)]
-    if job_id is not None:
-        clauses.append(c.job_id == job_id)
-    if state is not None:
-        clauses.append(c.state == state)
-    if device is not None:
-        clauses.append(sa.or_(c.device_id == device, c.pin_device_id == device))
-    total = await conn.scalar(sa.select(sa.func.count()).select_from(t.tasks).where(*clauses))
-    rows = await _fetch(
-        conn, sa.select(t.tasks).where(*clauses).order_by(c.seq).limit(limit).offset(offset)
-    )
-    return rows, int(total or 0)
-
-
 async def active_on_host(conn: Conn, host_id: str) -> list[TaskRow]:
     """Tasks the coordinator believes are assigned to or running on the host."""
     return await _fetch(

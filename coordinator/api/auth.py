@@ -1,4 +1,5 @@
-"""API-key authentication for /api: `Authorization: Bearer <api key>`."""
+"""API-key authentication for /api: `Authorization: Bearer <api key>`, and each key's rate
+limit (coordinator/ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The calling key's name; 401 when the key is missing or unknown."""
+    """The calling key's name; 401 when the key is missing or unknown, 429 (with
+    `Retry-After`, in seconds) when the key is over its rate limit."""
     if credentials is None:
         raise HTTPException(
             status_code=401,
@@ -37,6 +39,15 @@ async def require_api_key(
     if name is None:
         raise HTTPException(
             status_code=401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    limiter = get_context(request).limiter
+    wait_s = limiter.take(name)
+    if wait_s:
+        raise HTTPException(
+            status_code=429,
+            detail=f"API key {name} is over its rate limit of {limiter.rate:g} requests/s "
+            f"(burst {limiter.burst}); retry in {wait_s} s",
+            headers={"Retry-After": str(wait_s)},
         )
     return name
 

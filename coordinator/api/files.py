@@ -17,7 +17,7 @@ from coordinator.context import Context
 from coordinator.store_files import FileRow, get_file
 
 router = api_router(prefix="/files", tags=["files"])
-public_router = api_router(prefix="/files", tags=["files"])
+public_router = api_router(prefix="/files", tags=["files"], links=True)
 
 _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg"}
 

@@ -9,6 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.ids import no_nul
 from agent.protocol import DeviceKind, DeviceState, TaskState
+from coordinator.api.cursor import Cursor
+from coordinator.api.instants import Moment
 from coordinator.fan_out import MAX_DEPTH_LIMIT, MAX_TASKS_LIMIT
 from coordinator.retry_policy import DEFAULT_RETRY_ON, RETRYABLE_REASONS
 from coordinator.store_jobs import DEFAULT_MAX_DEPTH, DEFAULT_MAX_TASKS, Access, JobType
@@ -266,11 +268,48 @@ class CancelledTask(Task):
     )
 
 
+class TaskQuery(BaseModel):
+    """The query of `GET /api/tasks`: filters (all must hold), then a page of at most `limit`
+    tasks, oldest first, after `cursor`. Times are half-open ranges: after <= time < before."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: Stored | None = None
+    state: list[TaskState] = Field(
+        default_factory=list, description="Repeat for several states: any of them matches."
+    )
+    device: Stored | None = Field(
+        default=None, description="The device a task runs or ran on, or is pinned to."
+    )
+    host: Stored | None = Field(default=None, description="The host a task runs or ran on.")
+    parent: Stored | None = Field(
+        default=None, description="The task whose script added it (parent_task_id)."
+    )
+    created_after: Moment | None = Field(default=None, description="created_at >= this.")
+    created_before: Moment | None = Field(default=None, description="created_at < this.")
+    finished_after: Moment | None = Field(default=None, description="finished_at >= this.")
+    finished_before: Moment | None = Field(default=None, description="finished_at < this.")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: Cursor | None = Field(
+        default=None, description="The previous page's next_cursor; none: the first page."
+    )
+    with_total: bool = Field(
+        default=False,
+        description="Also count every matching task (`total`): a count of all of them, "
+        "costly on a big farm.",
+    )
+
+
 class TaskList(BaseModel):
     items: list[Task]
-    total: int
     limit: int
-    offset: int
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` (with the same filters) for the next page; null: no "
+        "task follows this page."
+    )
+    total: int | None = Field(
+        description="How many tasks match the filters in all (with_total=true only)."
+    )
 
 
 class TasksCreated(BaseModel):

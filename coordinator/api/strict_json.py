@@ -7,7 +7,7 @@ nested deeper, or with longer numbers, than a frame may carry (agent/boundedjson
 an `assign` frame every daemon refuses. Every API router is made by `api_router`, whose routes
 parse bodies with the frames' decoder before any validation, and refuse a path or query parameter
 holding a NUL (`%00`): no id holds one (PostgreSQL's text cannot), and looking one up would fail
-in the database instead of answering.
+in the database instead of answering. They also refuse query parameters they do not declare.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
 from agent import boundedjson
+from coordinator.api.known_params import declared_query_names, refuse_unknown_query
 
 
 class _StrictJSONRequest(Request):
@@ -34,17 +35,29 @@ class _StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
-    """An API route whose JSON body is strict, bounded JSON and whose path and query
-    parameters hold no NUL."""
+    """An API route whose JSON body is strict, bounded JSON, whose path and query parameters
+    hold no NUL, and which takes no query parameter it does not declare (known_params.py)."""
+
+    takes_unknown_query = False
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        declared = declared_query_names(self.dependant)
 
         async def strict(request: Request) -> Response:
             _refuse_nul_parameters(request)
+            if not self.takes_unknown_query:
+                refuse_unknown_query(request, declared)
             return await handler(_StrictJSONRequest(request.scope, request.receive))
 
         return strict
+
+
+class StrictJSONLinkRoute(StrictJSONRoute):
+    """A StrictJSONRoute whose URL is handed to others as a link, which sites and messengers
+    may add their own query parameters to (`?fbclid=...`): it ignores unknown ones."""
+
+    takes_unknown_query = True
 
 
 def _refuse_nul_parameters(request: Request) -> None:
@@ -65,7 +78,8 @@ def _refuse_nul_parameters(request: Request) -> None:
             raise HTTPException(status_code=422, detail=detail)
 
 
-def api_router(**options: Any) -> APIRouter:
-    """An APIRouter of StrictJSONRoutes. Each module's router must be one: including a router
-    in another keeps the route class its routes were made with."""
-    return APIRouter(route_class=StrictJSONRoute, **options)
+def api_router(*, links: bool = False, **options: Any) -> APIRouter:
+    """An APIRouter of StrictJSONRoutes (StrictJSONLinkRoutes with `links`). Each module's
+    router must be one: including a router in another keeps the route class its routes were
+    made with."""
+    return APIRouter(route_class=StrictJSONLinkRoute if links else StrictJSONRoute, **options)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import HTTPException, Query, Request
 
-from agent.protocol import TaskState
 from coordinator.api.access import job_for, task_for
 from coordinator.api.auth import CallerDep, ContextDep
-from coordinator.api.models import CancelledTask, RunList, Task, TaskList
+from coordinator.api.cursor import encode_cursor
+from coordinator.api.instants import first_stamp_shown_from
+from coordinator.api.models import CancelledTask, RunList, Task, TaskList, TaskQuery
 from coordinator.api.query import Flag, flag
 from coordinator.api.strict_json import api_router
 from coordinator.api.views import run_view, task_view
 from coordinator.cancel import CancelRefused, cancel_task
 from coordinator.store_runs import runs_of
-from coordinator.store_tasks import list_tasks
+from coordinator.store_task_list import TaskFilter, count_tasks, page_of_tasks
 
 router = api_router(prefix="/tasks", tags=["tasks"])
 
@@ -29,32 +31,41 @@ async def read_task(task_id: str, request: Request, ctx: ContextDep, caller: Cal
 
 @router.get("")
 async def read_tasks(
-    request: Request,
-    ctx: ContextDep,
-    caller: CallerDep,
-    job_id: str | None = None,
-    state: TaskState | None = None,
-    device: Annotated[
-        str | None, Query(description="The device a task runs on or is pinned to.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, ctx: ContextDep, caller: CallerDep, query: Annotated[TaskQuery, Query()]
 ) -> TaskList:
-    """Tasks of the jobs the caller may view, oldest first, filtered, one page at a time."""
+    """Tasks of the jobs the caller may view that pass every filter given, oldest first, one
+    page at a time: pass `next_cursor` back as `cursor` for the next (docs/jobs.md, Task lists)."""
+    where = TaskFilter(
+        job_id=query.job_id,
+        states=tuple(query.state),
+        device=query.device,
+        host=query.host,
+        parent=query.parent,
+        created_after=_bound(query.created_after),
+        created_before=_bound(query.created_before),
+        finished_after=_bound(query.finished_after),
+        finished_before=_bound(query.finished_before),
+    )
     async with ctx.db.transaction() as conn:
-        if job_id is not None:
-            await job_for(conn, job_id, caller, "view")
-        rows, total = await list_tasks(
-            conn,
-            visible_to=caller,
-            job_id=job_id,
-            state=state,
-            device=device,
-            limit=limit,
-            offset=offset,
+        if query.job_id is not None:
+            await job_for(conn, query.job_id, caller, "view")
+        page = await page_of_tasks(
+            conn, visible_to=caller, where=where, after_seq=query.cursor, limit=query.limit
         )
-        items = [await task_view(conn, request, row) for row in rows]
-    return TaskList(items=items, total=total, limit=limit, offset=offset)
+        total = None
+        if query.with_total:
+            total = await count_tasks(conn, visible_to=caller, where=where)
+        items = [await task_view(conn, request, row) for row in page.tasks]
+    return TaskList(
+        items=items,
+        limit=query.limit,
+        next_cursor=None if page.last_seq is None else encode_cursor(page.last_seq),
+        total=total,
+    )
+
+
+def _bound(moment: datetime | None) -> float | None:
+    return None if moment is None else first_stamp_shown_from(moment)
 
 
 @router.get("/{task_id}/runs")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import Request
 
+from coordinator.api.instants import shown
 from coordinator.api.models import Device, FileRef, Job, Run, Task
 from coordinator.db_conn import Conn
 from coordinator.sessions import SessionRegistry
@@ -17,7 +18,8 @@ from coordinator.store_tasks import TaskRow
 
 
 def _when(stamp: float) -> datetime:
-    return datetime.fromtimestamp(stamp, UTC)
+    # One rounding for what is shown and for the time filters that compare with it.
+    return shown(stamp)
 
 
 def _maybe_when(stamp: float | None) -> datetime | None:

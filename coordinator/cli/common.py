@@ -86,6 +86,26 @@ def positive_bytes(value: str) -> int:
     return size
 
 
+def positive_rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number per second") from None
+    if not math.isfinite(rate) or rate <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number per second")
+    return rate
+
+
+def positive_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if count <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive whole number")
+    return count
+
+
 SaveSecret = Callable[[Conn, str, str], Awaitable[None]]
 
 

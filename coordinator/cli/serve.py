@@ -20,6 +20,8 @@ from coordinator.cli.common import (
     add_database,
     location,
     positive_bytes,
+    positive_count,
+    positive_rate,
     positive_seconds,
 )
 from coordinator.settings import Settings
@@ -72,6 +74,22 @@ def add_parser(commands: Any) -> None:
         default=Settings.max_input_bytes,
         help="largest task input (its JSON) the API or add_sub_tasks takes, in bytes "
         "(default 256 KiB)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=positive_rate,
+        default=Settings.rate_limit,
+        metavar="PER_S",
+        help="requests per second each API key may make, counted by each replica on its own "
+        f"(more: HTTP 429 with Retry-After; default {Settings.rate_limit:g})",
+    )
+    parser.add_argument(
+        "--rate-burst",
+        type=positive_count,
+        default=Settings.rate_burst,
+        metavar="N",
+        help="requests an API key may make at once after a quiet spell "
+        f"(default {Settings.rate_burst})",
     )
     parser.add_argument(
         "--public-url",
@@ -133,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_s=args.heartbeat_s,
         max_script_bytes=args.max_script_bytes,
         max_input_bytes=args.max_input_bytes,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         public_url=args.public_url,
     )
     config = uvicorn.Config(

@@ -57,14 +57,13 @@ def files_per_task(coordinator: Coordinator) -> Counter[str]:
 
 def states(http: httpx.Client, job_id: str) -> dict[str, dict[str, Any]]:
     tasks: dict[str, dict[str, Any]] = {}
-    offset = 0
+    params = {"job_id": job_id, "limit": 500}
     while True:
-        page = http.get("/api/tasks", params={"job_id": job_id, "limit": 500, "offset": offset})
-        items = page.json()["items"]
-        tasks.update({t["id"]: t for t in items})
-        offset += len(items)
-        if not items:
+        page = http.get("/api/tasks", params=params).json()
+        tasks.update({t["id"]: t for t in page["items"]})
+        if page["next_cursor"] is None:
             return tasks
+        params["cursor"] = page["next_cursor"]
 
 
 def wait_all_final(
