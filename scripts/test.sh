@@ -23,9 +23,7 @@ trap 'rm -f "$pg_log"' EXIT
 nice -n 10 bash scripts/pgtest.sh >"$pg_log" 2>&1 &
 pg_run=$!
 sqlite_status=0
-# Two workers (pytest-xdist): most tests wait on processes they start, so two at a time take
-# little more CPU than one and about half the time; tests/conftest.py says what stays together.
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup \
+.venv/bin/python -m pytest -q -p no:cacheprovider \
   --ignore=tests/coordinator/test_replicas.py --ignore=tests/e2e/test_replicas.py "$@" ||
   sqlite_status=$?
 pg_status=0

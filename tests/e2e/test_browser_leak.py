@@ -32,7 +32,7 @@ from scripts.devstack import (
 from tests.e2e.test_faults import states
 
 TRIVIAL = "def main(agent):\n    return {'ok': True}\n"
-TASKS = 20
+TASKS = 12
 """Every task meets the cancelled opening (the start page never answers), so a leak of one
 context or renderer per task shows many times over."""
 DEVICES = 3
