@@ -15,16 +15,13 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# On PostgreSQL, CI runs the tests of what differs by backend (migrations, query plans, the
-# storage of jobs, tasks, runs, dependencies and lists, host sessions) and the replica tests:
+# On PostgreSQL, CI runs the tests of what differs most by backend (migrations, query plans, the
+# lifecycle's storage: retries, runs, dependencies, deadlines) and the replicas (fake hosts):
 # the two runs share two cores, and the whole of CI must stay under 20 minutes.
 # `bash scripts/pgtest.sh` runs every coordinator test there.
 PG_CI_TESTS=(
   tests/coordinator/test_database.py tests/coordinator/test_queries.py
-  tests/coordinator/test_api.py tests/coordinator/test_host_session.py
-  tests/coordinator/test_lifecycle.py tests/coordinator/test_job_controls.py
-  tests/coordinator/test_task_list.py tests/coordinator/test_replicas.py
-  tests/e2e/test_replicas.py
+  tests/coordinator/test_lifecycle.py tests/coordinator/test_replicas.py
 )
 # The two runs share the machine (both mostly wait on subprocesses), the PostgreSQL one at a
 # lower priority so that it takes what the SQLite one leaves; its output is kept apart and shown
