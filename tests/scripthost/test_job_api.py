@@ -210,6 +210,7 @@ async def test_get_current_task_info_and_arguments(runner: Runner) -> None:
         "parent_task_id": "parent-1",
         "job_proof": {"url": "https://example.org"},
         "timeout": 42.0,
+        "attempt": 2,
     }
     assert outcome.data["device"] == DEVICE_INFO
     automation = outcome.data["automation"]
