@@ -37,7 +37,7 @@ SCRIPT = """
 import asyncio
 import time
 print("loading", flush=True)
-time.sleep(LOAD_S)
+time.sleep(LOAD_S)  # a top level still loading (LOAD_S > 0) is the point the cancel must hit
 
 async def main(agent):
     await agent.actions.tap(1, 1)
