@@ -1,10 +1,9 @@
 """Run one task's user script in its own process and supervise it (daemon side).
 
-`run_task` writes the script into a fresh private work dir, starts `python -m agent.scripthost`
-for it in its sandbox and cgroup (agent/sandbox) with an environment built from scratch, serves
-the script's calls over a private socketpair (agent/scriptrpc.py framing, agent/hostapi
-handlers), logs the child's stdout/stderr line by line within the task's output budget
-(agent/taskoutput.py), enforces the task's timeout, and turns what happened into a `TaskOutcome`.
+`run_task` takes a script host (agent/hoststart.py: sandboxed, in its own cgroup and fresh work
+dir, started ahead of the task or now), writes the script into its work dir, sends `init`, serves
+the script's calls over the host's private socketpair (agent/scriptrpc.py framing, agent/hostapi
+handlers), enforces the task's timeout, and turns what happened into a `TaskOutcome`.
 
 How the outcome is decided, first rule that applies:
 1. a final submission (`submit_task(..., finish=True)`) that the backend accepted wins: its
@@ -28,26 +27,20 @@ work dir removed before `run_task` returns or re-raises its cancellation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import re
-import shutil
 import signal
-import socket
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from agent.hostapi import BackendError, CallFailed, JobBackend, TaskContext, dispatch
+from agent.hoststart import StartedHost, start_host
 from agent.protocol import Assignment, FinalState
-from agent.sandbox import Isolation, ScriptProcess, start_script_host
-from agent.sandbox.bwrap import WORKDIR
+from agent.sandbox import Isolation, ScriptProcess
 from agent.script_settings import ScriptSettings
 from agent.scriptrpc import (
     Call,
@@ -60,15 +53,11 @@ from agent.scriptrpc import (
     parse_child_message,
     read_frame,
 )
-from agent.sweep import TASK_ENV
-from agent.taskoutput import OutputBudget, pump
 from drivers.base import DeviceSession
 
 __all__ = ["BackendError", "JobBackend", "ScriptSettings", "TaskOutcome", "run_task"]
 
 SCRIPT_NAME = "script.py"
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_PIPE_BUFFER_BYTES = 256 * 1024
 
 
 class TaskOutcome(BaseModel):
@@ -87,15 +76,25 @@ async def run_task(
     backend: JobBackend,
     isolation: Isolation,
     log: logging.Logger,
+    host: StartedHost | None = None,
 ) -> TaskOutcome:
     """Run the assignment's script to its end; see the module docstring for the outcome rules.
 
-    Cancelling the asyncio task that awaits this ends the script's process group, cleans up and
+    `host` is a script host started ahead of the task (agent/ahead.py); without one, one is
+    started now. Either way the host is ended before this returns.
+
+    Cancelling the asyncio task that awaits this ends the script's processes, cleans up and
     re-raises CancelledError. Any other failure of the daemon's own is returned as
     `failed`/`agent_error`, never raised.
     """
     try:
-        return await _run(assignment, session, device_info, backend, isolation, log)
+        if host is None:
+            host = await start_host(isolation, log, assignment.task_id)
+        host.bind(assignment.task_id)
+        try:
+            return await _run(assignment, session, device_info, backend, host, isolation, log)
+        finally:
+            await host.end(isolation.settings.kill_grace_s)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -110,121 +109,53 @@ async def _run(
     session: DeviceSession,
     device_info: dict[str, Any],
     backend: JobBackend,
+    host: StartedHost,
     isolation: Isolation,
     log: logging.Logger,
 ) -> TaskOutcome:
     settings = isolation.settings
-    if settings.work_root is not None:
-        settings.work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", assignment.task_id)[:40]
-    # mkdtemp makes it 0700; as root it is handed to the scripts' account, and only its sandbox
-    # sees it (at /task).
-    task_dir = Path(tempfile.mkdtemp(prefix=f"task-{safe_id}-", dir=settings.work_root))
+    script_file = host.task_dir / SCRIPT_NAME
+    script_file.write_text(assignment.script_source, encoding="utf-8")
+    if isolation.bwrap is not None and isolation.as_root:
+        os.chown(script_file, isolation.uid, isolation.gid)
+    ctx = TaskContext(
+        assignment=assignment,
+        session=session,
+        device_info=device_info,
+        backend=backend,
+        log=log,
+        max_file_bytes=settings.max_file_bytes,
+        request_timeout_s=settings.request_timeout_s,
+        started_at=datetime.now(UTC),
+    )
+    script = host.script
+    channel = _Channel(ctx, host.writer, lambda: script.kill())
+    serving = asyncio.create_task(channel.serve(host.reader))
     try:
-        script_file = task_dir / SCRIPT_NAME
-        script_file.write_text(assignment.script_source, encoding="utf-8")
-        if isolation.bwrap is not None and isolation.as_root:
-            for path in (task_dir, script_file):
-                os.chown(path, isolation.uid, isolation.gid)
-        ctx = TaskContext(
-            assignment=assignment,
-            session=session,
-            device_info=device_info,
-            backend=backend,
-            log=log,
-            max_file_bytes=settings.max_file_bytes,
-            request_timeout_s=settings.request_timeout_s,
-            started_at=datetime.now(UTC),
-        )
-        return await _supervise(ctx, task_dir, isolation)
-    finally:
-        shutil.rmtree(task_dir, ignore_errors=True)
-
-
-async def _supervise(ctx: TaskContext, task_dir: Path, isolation: Isolation) -> TaskOutcome:
-    settings = isolation.settings
-    sandboxed = isolation.bwrap is not None
-    if not Path(settings.python).is_file():  # noqa: ASYNC240 (one stat)
-        raise FileNotFoundError(f"key `scripts.python`: no interpreter at {settings.python}")
-    parent_sock, child_sock = socket.socketpair()
-    try:
-        try:
-            script = await start_script_host(
-                isolation,
-                ctx.task_id,
-                task_dir,
-                [settings.python, "-m", "agent.scripthost", "--fd", str(child_sock.fileno())],
-                _child_env(
-                    Path(WORKDIR) if sandboxed else task_dir,
-                    Path("/tmp") if sandboxed else task_dir,
-                    settings.python,
-                    ctx.task_id,
-                ),
-                child_sock.fileno(),
-                _PIPE_BUFFER_BYTES,
+        await channel.send(
+            Init(
+                task_id=assignment.task_id,
+                script=SCRIPT_NAME,
+                job_variables=assignment.input,
+                automation_parameters=assignment.parameters,
+                max_file_bytes=settings.max_file_bytes,
             )
-        finally:
-            child_sock.close()
-        proc = script.proc
-        channel = _Channel(ctx, lambda: script.kill())
-        budget = OutputBudget(settings.output_max_bytes, settings.output_lines_per_s)
-        pumps: list[asyncio.Task[None]] = []
-        serving: asyncio.Task[None] | None = None
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            pumps = [
-                asyncio.create_task(pump(proc.stdout, _emitter(ctx, "stdout"), budget)),
-                asyncio.create_task(pump(proc.stderr, _emitter(ctx, "stderr"), budget)),
-            ]
-            reader, writer = await asyncio.open_connection(sock=parent_sock)
-            channel.writer = writer
-            serving = asyncio.create_task(channel.serve(reader))
-            await channel.send(
-                Init(
-                    script=SCRIPT_NAME,
-                    job_variables=ctx.assignment.input,
-                    automation_parameters=ctx.assignment.parameters,
-                    max_file_bytes=settings.max_file_bytes,
-                )
-            )
-            timed_out = False
-            try:
-                async with asyncio.timeout(ctx.assignment.timeout_s):
-                    await _script_ended(proc, serving)
-            except TimeoutError:
-                timed_out = True
-            else:
-                if channel.report is None:  # a crash: its exit status is the diagnosis
-                    await script.settle(settings.kill_grace_s)
-        finally:
-            try:
-                await script.end(settings.kill_grace_s)
-            finally:
-                await channel.close(serving)
-                await _finish_pumps(pumps, settings.kill_grace_s)
-                dropped = budget.dropped_summary()
-                if dropped is not None:
-                    ctx.log.warning("task %s: %s", ctx.task_id, dropped)
-        return _decide(ctx, channel, timed_out, script, settings)
-    finally:
-        parent_sock.close()
-
-
-def _emitter(ctx: TaskContext, source: str) -> Callable[[str], None]:
-    """Log a line of the script's output, so `print` in a script lands in the task's log."""
-    level = logging.INFO if source == "stdout" else logging.WARNING
-
-    def emit(text: str) -> None:
-        ctx.log.log(
-            level,
-            "task %s %s: %s",
-            ctx.task_id,
-            source,
-            text,
-            extra={"task_id": ctx.task_id, "source": source},
         )
-
-    return emit
+        timed_out = False
+        try:
+            async with asyncio.timeout(assignment.timeout_s):
+                await _script_ended(script.proc, serving)
+        except TimeoutError:
+            timed_out = True
+        else:
+            if channel.report is None:  # a crash: its exit status is the diagnosis
+                await script.settle(settings.kill_grace_s)
+    finally:
+        try:
+            await script.end(settings.kill_grace_s)
+        finally:
+            await channel.close(serving)
+    return _decide(ctx, channel, timed_out, script, settings)
 
 
 async def _script_ended(proc: asyncio.subprocess.Process, serving: asyncio.Task[None]) -> None:
@@ -306,10 +237,12 @@ def _signal_name(number: int) -> str:
 class _Channel:
     """The daemon's end of one script's socketpair: serves calls, keeps the report."""
 
-    def __init__(self, ctx: TaskContext, kill: Callable[[], None]) -> None:
+    def __init__(
+        self, ctx: TaskContext, writer: asyncio.StreamWriter, kill: Callable[[], None]
+    ) -> None:
         self.ctx = ctx
         self.kill = kill
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer = writer
         self.report: Report | None = None
         self.broken: str | None = None
         self._calls: set[asyncio.Task[None]] = set()
@@ -354,7 +287,6 @@ class _Channel:
             await self.send(Reply(id=call.id, ok=error is None, value=value, error=error))
 
     async def send(self, message: Init | Reply) -> None:
-        assert self.writer is not None
         try:
             frame = encode(message)
         except ValueError as exc:  # too big, or a driver result that is not JSON
@@ -368,41 +300,9 @@ class _Channel:
         except ConnectionError:
             return
 
-    async def close(self, serving: asyncio.Task[None] | None) -> None:
-        tasks = [*self._calls, *([serving] if serving is not None else [])]
+    async def close(self, serving: asyncio.Task[None]) -> None:
+        """Stop serving; the channel itself is the host's to close."""
+        tasks = [*self._calls, serving]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(ConnectionError):
-                await self.writer.wait_closed()
-
-
-async def _finish_pumps(pumps: list[asyncio.Task[None]], grace: float) -> None:
-    """Let the pumps drain what the dead group wrote; a process that escaped the group and still
-    holds a pipe must not keep us waiting."""
-    if not pumps:
-        return
-    _, pending = await asyncio.wait(pumps, timeout=grace)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pumps, return_exceptions=True)
-
-
-def _child_env(home: Path, tmp: Path, python: str, task_id: str) -> dict[str, str]:
-    """The child's whole environment, built from scratch: nothing of the daemon's leaks in.
-
-    TASK_ENV tags the script and what it starts, so a restarted daemon can find and kill what
-    an earlier one left behind (agent/sweep.py).
-    """
-    return {
-        TASK_ENV: task_id,
-        "PATH": f"{Path(python).parent}:{_SYSTEM_PATH}",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": str(home),
-        "TMPDIR": str(tmp),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }

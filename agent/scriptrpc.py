@@ -5,10 +5,11 @@ it stays light: pydantic, the standard library, agent.filenames and agent.bounde
 agent.protocol.
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON, an object with a
-`type`. The daemon speaks first (`init`); then the child sends `call`s (an `id` of None makes it a
-notification that gets no reply) and finally one `report`, and the daemon answers each call and the
-report with a `reply`. Nothing the child sends names a task or a device: the daemon knows which
-task the channel belongs to.
+`type`. The child says it is `ready` once it has imported and built what it needs (it may be
+started before its task exists); the daemon then sends `init`; then the child sends `call`s (an
+`id` of None makes it a notification that gets no reply) and finally one `report`, and the daemon
+answers each call and the report with a `reply`. Nothing the child sends names a task or a
+device: the daemon knows which task the channel belongs to.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Init(_Message):
     """The first frame: what the child needs before it loads the script."""
 
     type: Literal["init"] = "init"
+    task_id: Id
     script: str = Field(description="file name of the script, relative to the child's cwd")
     job_variables: dict[str, Any]
     automation_parameters: dict[str, Any]
@@ -120,6 +122,12 @@ class Reply(_Message):
 
 
 # ---- child -> daemon -----------------------------------------------------------------------
+
+
+class Ready(_Message):
+    """The child's first frame: started, imports done, models built; waiting for `init`."""
+
+    type: Literal["ready"] = "ready"
 
 
 class Call(_Message):
@@ -144,6 +152,7 @@ ChildMessage = Call | Report
 
 _DAEMON_TYPES: dict[str, type[Init] | type[Reply]] = {"init": Init, "reply": Reply}
 _CHILD_TYPES: dict[str, type[Call] | type[Report]] = {"call": Call, "report": Report}
+_WARM_MODELS: tuple[type[_Message], ...] = (Init, Reply, CallError, Call, Report, Ready)
 
 
 # ---- script call parameters validated on both ends -------------------------------------------
@@ -336,6 +345,23 @@ def parse_daemon_message(obj: dict[str, Any]) -> DaemonMessage:
     """Validate a frame the daemon sent (used by the child)."""
     message: DaemonMessage = _parse(obj, _DAEMON_TYPES)
     return message
+
+
+def parse_ready(obj: dict[str, Any] | None) -> Ready:
+    """The child's first frame, which must be `ready` (used by the daemon)."""
+    if obj is None:
+        raise ChannelError("the script host closed its channel before it was ready")
+    message = _parse(obj, {"ready": Ready})
+    assert isinstance(message, Ready)
+    return message
+
+
+def build_models() -> None:
+    """Build every channel model now rather than on first use: a script host started ahead of
+    its task does it while it waits, off the task's path."""
+    extra: tuple[type[_Message], ...] = (SubmitTaskParams, SubmitToAnotherJobParams, FileParam)
+    for model in (*_WARM_MODELS, *COORDINATOR_CALLS.values(), *extra):
+        model.model_rebuild(force=True)
 
 
 def parse_child_message(obj: dict[str, Any]) -> ChildMessage:

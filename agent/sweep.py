@@ -1,7 +1,8 @@
 """Finding and killing the script processes an earlier daemon left behind.
 
-Every script host starts with `DEVICE_AGENT_TASK_ID=<task id>` in its environment, and its
-children inherit it. Script hosts die with the daemon (parent-death signal), but what they
+Every script host runs with `DEVICE_AGENT_TASK_ID=<task id>` in its environment, and its
+children inherit it (a host started ahead of its task writes the id in when it gets the task:
+agent/scripthost/tag.py). Script hosts die with the daemon (parent-death signal), but what they
 started may not; after a crash the new daemon kills every process still tagged with a task it
 held. A process that scrubs its own environment escapes this sweep (documented).
 """
@@ -13,6 +14,9 @@ import signal
 from pathlib import Path
 
 TASK_ENV = "DEVICE_AGENT_TASK_ID"
+TAG_BYTES = 200
+TAG_PLACEHOLDER = "?" * TAG_BYTES
+"""The tag of a host started ahead of its task: room for the task's id, written in later."""
 
 
 def tagged_processes(task_ids: set[str], proc: Path = Path("/proc")) -> list[int]:

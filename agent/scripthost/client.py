@@ -13,6 +13,7 @@ from agent.scriptrpc import (
     CallError,
     ChannelError,
     Init,
+    Ready,
     Reply,
     Report,
     ReportKind,
@@ -39,6 +40,10 @@ class RpcClient:
         # Held so the reader task is not garbage-collected while it runs (asyncio keeps only
         # weak references to tasks).
         self._reading: asyncio.Task[None] | None = None
+
+    async def ready(self) -> None:
+        self._writer.write(encode(Ready()))
+        await self._writer.drain()
 
     async def receive_init(self) -> Init:
         obj = await read_frame(self._reader)

@@ -1,4 +1,7 @@
-"""The script host's main: connect, load the script, run `main(agent)`, report, exit.
+"""The script host's main: connect, get ready, load the script, run `main(agent)`, report, exit.
+
+A host may be started before its task exists (agent/hoststart.py): it imports and builds all it
+needs, says `ready`, and only then waits for `init`, so that a task finds it warm.
 
 `async def main(agent)` runs on this process's event loop. A plain `def main(agent)` runs in a
 worker thread with the blocking agent (agent/sdk/blocking.py), the loop carrying its calls.
@@ -20,10 +23,13 @@ from typing import Any, NoReturn
 
 from agent.scripthost.client import RpcClient
 from agent.scripthost.loader import LoadError, describe_exception, load_main
-from agent.scriptrpc import ReportKind
+from agent.scripthost.tag import retag
+from agent.scriptrpc import ReportKind, build_models
 from agent.sdk.agent import Agent
 from agent.sdk.blocking import Blocking
 from agent.sdk.errors import StopAutomation
+from agent.sdk.results import RESULT_MODELS
+from agent.sweep import TAG_PLACEHOLDER, TASK_ENV
 
 EXIT_USAGE = 64
 
@@ -43,7 +49,11 @@ async def _serve(fd: int) -> NoReturn:
     sock.set_inheritable(False)  # processes the script starts must not hold the channel open
     reader, writer = await asyncio.open_connection(sock=sock)
     client = RpcClient(reader, writer)
+    _warm_up()
+    await client.ready()
     init = await client.receive_init()
+    if os.environ.get(TASK_ENV) == TAG_PLACEHOLDER:
+        retag(init.task_id)
     client.start()
     path = Path(init.script)
     try:
@@ -61,6 +71,13 @@ async def _serve(fd: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _warm_up() -> None:
+    """Build now what the first calls would build: the channel's models and the results'."""
+    build_models()
+    for model in RESULT_MODELS:
+        model.model_rebuild(force=True)
 
 
 async def _run_main(main: Callable[..., Any], agent: Agent, script_name: str) -> Outcome:

@@ -92,3 +92,18 @@ class AutomationVariablesResult(Result):
 class CheckpointResult(Result):
     checkpoint: dict[str, Any] | None = None
     """The latest checkpoint saved for this task (kept across its retries), or None."""
+
+
+RESULT_MODELS: tuple[type[BaseModel], ...] = (
+    Result,
+    SubmitResult,
+    CurrentTaskResult,
+    ScreenshotResult,
+    AnotherJobTaskResult,
+    AnotherTaskResult,
+    AddSubTasksResult,
+    SubTasksResult,
+    AutomationVariablesResult,
+    CheckpointResult,
+)
+"""Every result model, so that a script host started ahead of need can build them early."""

@@ -28,6 +28,7 @@ ALLOWED_ENV = {
     "TMPDIR",
     "PYTHONUNBUFFERED",
     "PYTHONDONTWRITEBYTECODE",
+    "PYDANTIC_DISABLE_PLUGINS",
     "PWD",  # bubblewrap's --chdir sets it
 }
 
