@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import protocol as p
+from agent.ahead import Ahead
 from agent.link import Link, LinkDown
 from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
@@ -40,6 +41,8 @@ class Slot:
     cancel_reason: str | None = None
     cancel_error: str | None = None
     """What the task's `error` says when it is cut short by this host (device lost)."""
+    ahead: Ahead | None = None
+    """The next task's script host and session, made while the device is idle."""
 
     def info(self) -> p.DeviceInfo:
         state = "busy" if self.task is not None else self.device.state()
@@ -119,7 +122,9 @@ class Scheduler:
 
     async def add_device(self, remote_device_id: str, device: Device) -> None:
         """A device appeared (at start or hot-plugged): offer it to the coordinator."""
-        self.slots[remote_device_id] = Slot(remote_device_id=remote_device_id, device=device)
+        slot = Slot(remote_device_id=remote_device_id, device=device)
+        self.slots[remote_device_id] = slot
+        self._ahead(slot).prepare()
         await self.devices_changed()
 
     async def devices_changed(self) -> None:
@@ -195,14 +200,22 @@ class Scheduler:
         if slot.interruptible:
             slot.task.cancel()
 
+    def _ahead(self, slot: Slot) -> Ahead:
+        if slot.ahead is None:
+            slot.ahead = Ahead(slot.device, self.isolation, self.log)
+        return slot.ahead
+
     async def _run(self, slot: Slot, task: p.Assignment) -> None:
         slot.interruptible = True
         self.log.info("task %s started on %s", task.task_id, slot.remote_device_id)
         cancelled = False
+        ahead = self._ahead(slot)
+        session: OpeningSession | None = None
         try:
             if slot.cancel_reason is not None:
                 raise asyncio.CancelledError  # cancelled before it began: end it the same way
-            outcome = await self._execute(slot, task)
+            session = ahead.session(task.task_id)
+            outcome = await self._execute(slot, task, session)
         except asyncio.CancelledError:
             cancelled = True
             reason = slot.cancel_reason or "agent_stopped"
@@ -212,21 +225,27 @@ class Scheduler:
                 error = "the daemon was stopped while the task ran"
             outcome = TaskOutcome(state=state, reason=reason, error=error)
         slot.interruptible = False
+        if self.stopping:
+            if session is not None:
+                await session.close()
+        else:
+            # The reset (closing the session) and the next task's host and session are made
+            # after the outcome is known, off this task's report and the next task's path.
+            ahead.prepare(previous=session)
         await self._finish(slot, task, outcome)
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _execute(self, slot: Slot, task: p.Assignment) -> TaskOutcome:
-        session = OpeningSession(asyncio.create_task(slot.device.open_session(task.task_id)))
-        try:
-            await self._send_quietly(
-                p.Started(task_id=task.task_id, started_at=datetime.now(UTC), attempt=task.attempt)
-            )
-            return await run_task(
-                task, session, slot.script_device_info(), self.backend, self.isolation, self.log
-            )
-        finally:
-            await session.close()
+    async def _execute(
+        self, slot: Slot, task: p.Assignment, session: OpeningSession
+    ) -> TaskOutcome:
+        await self._send_quietly(
+            p.Started(task_id=task.task_id, started_at=datetime.now(UTC), attempt=task.attempt)
+        )
+        host = await self._ahead(slot).host(task.task_id)
+        return await run_task(
+            task, session, slot.script_device_info(), self.backend, self.isolation, self.log, host
+        )
 
     async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
         self.log.info(
@@ -276,3 +295,6 @@ class Scheduler:
         for slot in busy:
             self._interrupt(slot, "agent_stopped")
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(s.ahead.discard() for s in self.slots.values() if s.ahead is not None)
+        )

@@ -19,6 +19,11 @@ TAG_PLACEHOLDER = "?" * TAG_BYTES
 """The tag of a host started ahead of its task: room for the task's id, written in later."""
 
 
+def tag_fits(task_id: str) -> bool:
+    """Whether a host started ahead (with the placeholder) can be tagged with `task_id`."""
+    return len(task_id.encode()) < TAG_BYTES
+
+
 def tagged_processes(task_ids: set[str], proc: Path = Path("/proc")) -> list[int]:
     """PIDs whose environment carries the tag of one of `task_ids`."""
     wanted = {f"{TASK_ENV}={t}".encode() for t in task_ids}

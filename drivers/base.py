@@ -31,7 +31,20 @@ class DeviceLost(ActionError):
 
 
 class DeviceSession(ABC):
-    """A device as one task sees it: opened before the script starts, closed after it ends."""
+    """A device as one task sees it: opened before the script starts (or, for a device that
+    opens ahead, before its task arrives), closed after it ends."""
+
+    task_id: str
+    """Whom the session serves, for the log: the task, or a label until a task takes it."""
+
+    def bind(self, task_id: str) -> None:
+        """A session opened ahead is taken by this task."""
+        self.task_id = task_id
+
+    def usable(self) -> bool:
+        """Whether a session opened ahead can still serve a task (its device did not go away
+        meanwhile); a session that cannot is closed and a fresh one opened."""
+        return True
 
     @abstractmethod
     async def call(self, action: str, params: dict[str, Any]) -> Any:
@@ -49,6 +62,9 @@ class Device(ABC):
     kind: DeviceKind
     slot: str
     """Stable local key (browser slot name, Android serial) mapped to a remote_device_id."""
+    open_ahead: bool = False
+    """Whether the next task's session is opened while the device is idle: for devices whose
+    session costs time to open. A session held open counts as in use (no idle health probe)."""
 
     @abstractmethod
     async def start(self) -> None: ...

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 class BrowserDevice(Device):
     kind: DeviceKind = "browser"
+    open_ahead = True  # a fresh context takes a few hundred ms of Chromium's time
 
     def __init__(self, slot: BrowserSlot, host: ChromiumHost, settings: BrowserSettings) -> None:
         self.slot = slot.name

@@ -137,6 +137,9 @@ class BrowserSession(DeviceSession):
                 self._check_alive(action)
                 raise ActionError(action, short_message(exc)) from exc
 
+    def usable(self) -> bool:
+        return not self._closed and not self._crashed and self._browser.is_connected()
+
     async def close(self) -> None:
         if self._closed:
             return

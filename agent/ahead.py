@@ -1,0 +1,116 @@
+"""What a device's next task needs, made while the device is idle: a script host and a session.
+
+After a task ends (and when a device is added) `prepare` starts, in the background: a script
+host (agent/hoststart.py: sandboxed, imported, models built, waiting for its task) and, for
+devices whose session is costly to open (`Device.open_ahead`: a browser context), the next
+session, opened once the last task's session is closed (its reset). A device whose session is
+free to open (Android: the reset is what costs, at close) only gets the close done ahead.
+
+The next task takes them. Whatever failed or went stale meanwhile (a host that died or never got
+ready, a context whose browser went away) is made again for the task on the spot, as if nothing
+had been prepared: a failed preparation costs the task time, never the task. A host serves one
+task; a host or session that no task took is ended by `discard` (the daemon's stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agent.hoststart import StartedHost, start_host
+from agent.opening import OpeningSession
+from agent.sandbox import Isolation
+from agent.sweep import tag_fits
+from drivers.base import Device, DeviceSession
+
+NEXT_LABEL = "(next)"
+"""What a session opened ahead is called in the log until a task takes it."""
+
+
+class Ahead:
+    """The next task's script host and session for one device."""
+
+    def __init__(self, device: Device, isolation: Isolation, log: logging.Logger) -> None:
+        self._device = device
+        self._isolation = isolation
+        self._log = log
+        self._host: asyncio.Task[StartedHost] | None = None
+        self._session: asyncio.Task[DeviceSession | None] | None = None
+
+    def prepare(self, previous: DeviceSession | None = None) -> None:
+        """Start making what the next task needs; `previous` (the last task's session) is
+        closed first, which resets the device."""
+        if self._host is None:
+            self._host = asyncio.create_task(start_host(self._isolation, self._log))
+        if self._session is None:
+            self._session = asyncio.create_task(self._next_session(previous))
+        elif previous is not None:
+            self._session = asyncio.create_task(self._after(self._session, previous))
+
+    async def host(self, task_id: str) -> StartedHost | None:
+        """The host started ahead, ready and able to serve `task_id`; None when the task must
+        start its own (none was started, it failed, died, or the id does not fit its tag)."""
+        starting, self._host = self._host, None
+        if starting is None:
+            return None
+        try:
+            host = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            if not starting.done():
+                self._host = starting  # still nobody's: the next task may take it
+            raise
+        except Exception as exc:
+            self._log.warning("task %s: the script host started ahead failed: %s", task_id, exc)
+            return None
+        if host.usable() and tag_fits(task_id):
+            return host
+        self._log.warning("task %s: the script host started ahead is not usable", task_id)
+        await host.end(self._isolation.settings.kill_grace_s)
+        return None
+
+    def session(self, task_id: str) -> OpeningSession:
+        """The task's session: the one opened ahead if it is usable, else a fresh one; the
+        script's first action waits for it."""
+        prepared, self._session = self._session, None
+        return OpeningSession(asyncio.create_task(self._take_session(prepared, task_id)))
+
+    async def discard(self) -> None:
+        """End what no task took."""
+        tasks = [t for t in (self._host, self._session) if t is not None]
+        self._host = self._session = None
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, StartedHost):
+                await result.end(self._isolation.settings.kill_grace_s)
+            elif isinstance(result, DeviceSession):
+                await result.close()
+
+    async def _next_session(self, previous: DeviceSession | None) -> DeviceSession | None:
+        if previous is not None:
+            await previous.close()
+        if not self._device.open_ahead:
+            return None
+        return await self._device.open_session(NEXT_LABEL)
+
+    async def _after(
+        self, prepared: asyncio.Task[DeviceSession | None], previous: DeviceSession
+    ) -> DeviceSession | None:
+        await previous.close()
+        return await prepared
+
+    async def _take_session(
+        self, prepared: asyncio.Task[DeviceSession | None] | None, task_id: str
+    ) -> DeviceSession:
+        if prepared is not None:
+            try:
+                session = await prepared
+            except Exception as exc:
+                self._log.warning("task %s: the session opened ahead failed: %s", task_id, exc)
+                session = None
+            if session is not None and session.usable():
+                session.bind(task_id)
+                return session
+            if session is not None:
+                await session.close()
+        return await self._device.open_session(task_id)
