@@ -63,6 +63,7 @@ class Ahead:
             self._log.warning("task %s: the script host started ahead failed: %s", task_id, exc)
             return None
         if host.usable() and tag_fits(task_id):
+            self._log.debug("task %s: runs in the script host started ahead", task_id)
             return host
         self._log.warning("task %s: the script host started ahead is not usable", task_id)
         await host.end(self._isolation.settings.kill_grace_s)
