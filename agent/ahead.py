@@ -6,16 +6,19 @@ devices whose session is costly to open (`Device.open_ahead`: a browser context)
 session, opened once the last task's session is closed (its reset). A device whose session is
 free to open (Android: the reset is what costs, at close) only gets the close done ahead.
 
-The next task takes them. Whatever failed or went stale meanwhile (a host that died or never got
-ready, a context whose browser went away) is made again for the task on the spot, as if nothing
-had been prepared: a failed preparation costs the task time, never the task. A host serves one
-task; a host or session that no task took is ended by `discard` (the daemon's stop).
+The device is offered for work (the host's credits) once they are made or have failed:
+`preparing` says it is not yet, and `on_ready` is called when it is. The next task takes them.
+Whatever failed or went stale meanwhile (a host that died or never got ready, a context whose
+browser went away) is made again for the task on the spot, as if nothing had been prepared: a
+failed preparation costs the task time, never the task. A host serves one task; a host or
+session that no task took is ended by `discard` (the daemon's stop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from agent.hoststart import StartedHost, start_host
 from agent.opening import OpeningSession
@@ -30,12 +33,25 @@ NEXT_LABEL = "(next)"
 class Ahead:
     """The next task's script host and session for one device."""
 
-    def __init__(self, device: Device, isolation: Isolation, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        device: Device,
+        isolation: Isolation,
+        log: logging.Logger,
+        on_ready: Callable[[], None],
+    ) -> None:
         self._device = device
         self._isolation = isolation
         self._log = log
+        self._on_ready = on_ready
         self._host: asyncio.Task[StartedHost] | None = None
         self._session: asyncio.Task[DeviceSession | None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def preparing(self) -> bool:
+        """Whether the next task's host or session is still being made."""
+        return any(t is not None and not t.done() for t in (self._host, self._session))
 
     def prepare(self, previous: DeviceSession | None = None) -> None:
         """Start making what the next task needs; `previous` (the last task's session) is
@@ -46,6 +62,12 @@ class Ahead:
             self._session = asyncio.create_task(self._next_session(previous))
         elif previous is not None:
             self._session = asyncio.create_task(self._after(self._session, previous))
+        self._watch = asyncio.create_task(self._announce(self._host, self._session))
+
+    async def _announce(self, *making: asyncio.Task[object] | None) -> None:
+        await asyncio.wait([t for t in making if t is not None])
+        if not self.preparing:
+            self._on_ready()
 
     async def host(self, task_id: str) -> StartedHost | None:
         """The host started ahead, ready and able to serve `task_id`; None when the task must
@@ -77,6 +99,8 @@ class Ahead:
 
     async def discard(self) -> None:
         """End what no task took."""
+        if self._watch is not None:
+            self._watch.cancel()
         tasks = [t for t in (self._host, self._session) if t is not None]
         self._host = self._session = None
         for task in tasks:

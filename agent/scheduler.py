@@ -105,7 +105,9 @@ class Scheduler:
         return [
             rid
             for rid, slot in self.slots.items()
-            if slot.task is None and slot.device.state() == "available"
+            if slot.task is None
+            and slot.device.state() == "available"
+            and not (slot.ahead is not None and slot.ahead.preparing)
         ]
 
     async def on_session(self) -> None:
@@ -114,8 +116,9 @@ class Scheduler:
         await self.link.send(p.Credits(free=self.free_devices()))
 
     def pressure_changed(self) -> None:
-        """The outbox crossed its high-water mark or its disk got short or has room again:
-        tell the coordinator what is free now (this is how it learns to assign again)."""
+        """The outbox crossed its high-water mark or its disk got short or has room again, or
+        a device got ready for its next task: tell the coordinator what is free now (this is
+        how it learns to assign again)."""
         task = asyncio.create_task(self.devices_changed())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -202,7 +205,7 @@ class Scheduler:
 
     def _ahead(self, slot: Slot) -> Ahead:
         if slot.ahead is None:
-            slot.ahead = Ahead(slot.device, self.isolation, self.log)
+            slot.ahead = Ahead(slot.device, self.isolation, self.log, self.pressure_changed)
         return slot.ahead
 
     async def _run(self, slot: Slot, task: p.Assignment) -> None:

@@ -89,7 +89,8 @@ async def test_cancel_frees_the_device_and_leaves_only_the_end(
     await h.scheduler.on_frame(p.Cancel(task_id="t-1", reason="cancelled_by_user"))
 
     await poll(lambda: h.slot.task is None, "the slot to be free")
-    assert h.scheduler.free_devices() == ["dev-1"]
+    # Offered again once its next task's script host is ready (agent/ahead.py).
+    await poll(lambda: h.scheduler.free_devices() == ["dev-1"], "the device to be offered")
     assert task_processes("t-1") == []
     assert await h.outbox.orphaned_tasks() == []
     if point == "before_start":
