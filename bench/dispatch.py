@@ -1,7 +1,9 @@
 """Dispatch latency: from a task's creation over HTTP to its script's first RPC.
 
-Starts a real coordinator and daemon (one headless Chromium device) on 127.0.0.1, then creates
-trivial tasks one at a time (so no task waits behind another) and takes, for each, the time
+Starts a real coordinator and daemon (one headless Chromium device, sandbox on) on 127.0.0.1,
+then creates trivial tasks one at a time, each once the device is offered for work again (no
+task waits behind another, and the device is warm: its next script host and browser context
+are ready, agent/ahead.py), and takes, for each, the time
 from just before `POST /api/jobs/{id}/tasks` to the moment its script makes its first call.
 Beside it, in the same run, the cost of a bare `python -c pass` spawn: the floor any
 process-per-task design pays. Prints p50 and p99 of both and their ratio.
@@ -24,9 +26,11 @@ from scripts.devstack import (
     Daemon,
     add_tasks,
     create_job,
+    devices_of,
     free_port,
     wait_devices,
     wait_terminal,
+    wait_until,
 )
 
 SCRIPT = """
@@ -64,6 +68,8 @@ def dispatch_latencies(count: int, workdir: Path) -> list[float]:
             wait_devices(http, "host-1", 1)
             job = create_job(http, SCRIPT, timeout_s=60)
             for _ in range(count):
+                # A warm device: its next task's script host and context are ready.
+                wait_until(lambda: devices_of(http, "host-1")[0]["free"], "the device offered")
                 created_at = time.time()
                 (task,) = add_tasks(http, job["id"], {"input": {}})
                 done = wait_terminal(http, task["id"])

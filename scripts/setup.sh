@@ -23,4 +23,7 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Script hosts run sandboxed on a read-only view of the project and cannot write bytecode: an
+# editable install would compile `agent` from source at every script host's start.
+.venv/bin/python -m compileall -q agent drivers >/dev/null
 echo "setup: ready (.venv)"
