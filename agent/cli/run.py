@@ -15,6 +15,7 @@ from agent.config import ENV_PREFIX, AgentConfig, ConfigError, load_config
 from agent.daemon import run_daemon
 from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
+from agent.sdnotify import from_environment
 from agent.state import StateFileError
 from agent.stopping import StopRequest
 
@@ -67,13 +68,16 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
-    stop = StopRequest(logging.getLogger("device_agent"))
+    log = logging.getLogger("device_agent")
+    stop = StopRequest(log)
+    notifier, watchdog_s = from_environment(log)
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.request, sig.name)
     try:
-        await run_daemon(config, token, isolation, stop)
+        await run_daemon(config, token, isolation, stop, notifier, watchdog_s)
     finally:
+        notifier.close()
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
             # Closing the loop would restore the default action: a signal between here and

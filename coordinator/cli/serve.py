@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     from coordinator.app import create_app
     from coordinator.db_version import prepare
+    from coordinator.service import NotifyingServer
 
     # What the coordinator writes (database, stored files) is its user's alone.
     os.umask(PRIVATE_UMASK)
@@ -155,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
         rate_burst=args.rate_burst,
         public_url=args.public_url,
     )
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -168,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-    server = uvicorn.Server(config)
+    where = f"{args.host}:{args.port}"
+    server = NotifyingServer(
+        config, lambda: f"serving on {where}, {len(app.state.ctx.sessions.all())} host(s) connected"
+    )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again under the
     # handlers it found; these make that second delivery a no-op, so a stop exits with status 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
