@@ -14,6 +14,7 @@ from typing import Any
 from agent.config import ENV_PREFIX, AgentConfig, ConfigError, load_config
 from agent.daemon import run_daemon
 from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
+from agent.logsetup import configure_logging
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.sdnotify import from_environment
 from agent.state import StateFileError
@@ -51,10 +52,8 @@ def handle(args: argparse.Namespace) -> int:
     if refusal is not None:
         print(f"device-agent: config error: {args.config}: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=config.agent.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        config.agent.log_level, config.agent.log_format, sys.stderr, host=config.agent.host_id
     )
     # websockets logs every handshake header at DEBUG, the Authorization header included.
     logging.getLogger("websockets").setLevel(logging.INFO)
