@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
 
 from agent.config import AgentConfig
@@ -13,6 +14,18 @@ from drivers.browser import BrowserUnavailable, ChromiumHost
 
 LAUNCH_TIMEOUT_S = 20.0
 """A launch that takes longer than this is reported failed (the daemon waits launch_timeout_s)."""
+ADB_ANSWER_TIMEOUT_S = 2.0
+
+
+def adb_server_answers(port: int) -> bool:
+    """Whether an adb server answers `host:version` on 127.0.0.1:`port`. Asked over a plain
+    socket: adbutils, finding no server, would start one (on 5037 unless told otherwise)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=ADB_ANSWER_TIMEOUT_S) as s:
+            s.sendall(b"000chost:version")
+            return s.recv(4) == b"OKAY"
+    except OSError:
+        return False
 
 
 def adb_checks(config: AgentConfig) -> list[Check]:
@@ -21,7 +34,7 @@ def adb_checks(config: AgentConfig) -> list[Check]:
     if not settings.enabled:
         return [ok("adb", "not used (android.enabled = false)")]
     host = AdbHost(settings)
-    if not host.alive():
+    if not adb_server_answers(host.port):
         return [
             fail(
                 "adb",
@@ -30,6 +43,8 @@ def adb_checks(config: AgentConfig) -> list[Check]:
                 f"{host.adb} -P {host.port} start-server",
             )
         ]
+    # If the server goes away meanwhile, adbutils restarts it: on our port, as the daemon would.
+    os.environ["ANDROID_ADB_SERVER_PORT"] = str(host.port)
     try:
         devices = host.devices()
     except ADB_ERRORS as exc:
