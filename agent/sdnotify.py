@@ -25,7 +25,8 @@ MIN_WATCHDOG_S = 2.0
 milliseconds (a SQLite commit, a large frame); a shorter `WatchdogSec=` would restart a healthy
 service, so it is raised to this (with `WATCHDOG_USEC=`) and the log says so."""
 STATUS_EVERY_S = 2.0
-"""How often the status line is refreshed when there is no watchdog to pace it."""
+"""How often the status line is refreshed (and the watchdog pinged, if its half period is not
+shorter): a countdown such as "reconnecting in 8 s" stays current."""
 _ENV_NAMES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
@@ -100,8 +101,8 @@ async def keep_alive(
     log: logging.Logger,
 ) -> None:
     """Until cancelled: send `STATUS=describe()` whenever it changes and, with a watchdog,
-    `WATCHDOG=1` every half timeout while `healthy()` returns None (else it returns what is
-    wrong, logged once per spell)."""
+    `WATCHDOG=1` at least every half timeout while `healthy()` returns None (else it returns
+    what is wrong, logged once per spell)."""
     if watchdog_s is not None and watchdog_s < MIN_WATCHDOG_S:
         log.error(
             "WatchdogSec=%gs is shorter than the %gs this service needs between pings; "
@@ -113,7 +114,7 @@ async def keep_alive(
         )
         notifier.send(f"WATCHDOG_USEC={int(MIN_WATCHDOG_S * 1e6)}")
         watchdog_s = MIN_WATCHDOG_S
-    tick = watchdog_s / 2 if watchdog_s is not None else STATUS_EVERY_S
+    tick = min(watchdog_s / 2, STATUS_EVERY_S) if watchdog_s is not None else STATUS_EVERY_S
     shown = ""
     unhealthy: str | None = None
     while True:

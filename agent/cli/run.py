@@ -70,6 +70,7 @@ async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
     log = logging.getLogger("device_agent")
     stop = StopRequest(log)
     notifier, watchdog_s = from_environment(log)
+    notifier.send("STATUS=starting: opening the state file, attaching the devices")
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.request, sig.name)

@@ -41,6 +41,7 @@ def test_daemon_and_coordinator_notify_systemd(
         daemon.start()
         ready = daemon_socket.wait_for(lambda m: "READY" in m, "the daemon's READY=1")
         assert ready["READY"] == "1"
+        assert daemon_socket.messages[0]["STATUS"].startswith("starting: "), "status before READY"
         daemon_socket.wait_for(
             lambda m: m.get("STATUS") == "connected, 0/0 devices busy", "status: connected"
         )
