@@ -241,6 +241,7 @@ async def upgrade(location: Location) -> tuple[str | None, str]:
 
 
 async def revision(location: Location) -> str | None:
-    """The database's schema revision, changing nothing (None: empty); UnusableDatabase if it
-    cannot be reached or is not a coordinator database (`device-coordinator doctor`)."""
+    """The database's schema revision (None: empty), creating and migrating nothing (a SQLite
+    file is made private and put in WAL mode, as every open does); UnusableDatabase if it cannot
+    be reached or is not a coordinator database (`device-coordinator doctor`)."""
     return await _in_transaction(location, lambda conn: _find(conn, location).revision)

@@ -2,8 +2,9 @@
 
 One line per check, `ok`/`warn`/`fail`, what was found and the fix: the data directory, the file
 store, the database (reachable, at this coordinator's schema) and the disk space. Exit status 0
-with no `fail`, 1 with any, 2 for bad arguments. It changes nothing (an empty or missing
-database is reported, not created); run it as the coordinator's user.
+with no `fail`, 1 with any, 2 for bad arguments. It creates and migrates nothing (a missing or
+empty database is reported, not made; the file store is tried with a file it removes at once);
+run it as the coordinator's user.
 """
 
 from __future__ import annotations
