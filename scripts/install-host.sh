@@ -60,7 +60,8 @@ install -m 0644 "$repo/README.md" "$DESTDIR/opt/device-agent/README.md"
 # The unit.
 install -d -m 0755 "$DESTDIR/etc/systemd/system"
 install -m 0644 "$repo/systemd/$unit" "$DESTDIR/etc/systemd/system/$unit"
-$real && systemctl daemon-reload
+# (Only where systemd runs: a container being prepared has the unit loaded when it boots.)
+if $real && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 echo "install-host: installed $unit, /opt/device-agent/.venv, /etc/$user, /var/lib/$user"
 if [ "$ROLE" = agent ]; then
