@@ -9,6 +9,8 @@
 #                     only recorded in DESTDIR/usr/lib/sysusers.d, nothing is chowned and systemd
 #                     is not told
 #   PYTHON=python3    the interpreter of the virtualenv (3.11 or newer)
+#   PACKAGE=FILE.whl  install that wheel of the project (built once for many hosts) instead of
+#                     building this checkout
 #   VENV_ARGS, PIP, PIP_ARGS: extra arguments of `python -m venv`; the pip that installs into
 #                     the virtualenv (default: its own); extra arguments of `pip install`
 set -euo pipefail
@@ -54,7 +56,7 @@ read -ra venv_args <<<"${VENV_ARGS:-}"
 read -ra pip_args <<<"${PIP_ARGS:-}"
 if [ -n "${PIP:-}" ]; then read -ra pip <<<"$PIP"; else pip=("$venv/bin/python" -m pip); fi
 [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "${venv_args[@]}" "$venv"
-"${pip[@]}" install -q --disable-pip-version-check "${pip_args[@]}" "$repo"
+"${pip[@]}" install -q --disable-pip-version-check "${pip_args[@]}" "${PACKAGE:-$repo}"
 install -m 0644 "$repo/README.md" "$DESTDIR/opt/device-agent/README.md"
 
 # The unit.

@@ -1,9 +1,10 @@
 """scripts/install-host.sh into a fresh root (DESTDIR): the user recorded for systemd-sysusers,
 the directories with their modes, the unit, and a virtualenv whose `device-agent` runs.
 
-To stay fast and offline beyond PyPI, the virtualenv is made without pip, this test's pip
-installs the project into it without its dependencies, and `device-agent --help` then finds
-those in this test's environment (PYTHONPATH)."""
+To stay fast and offline beyond PyPI, the project's wheel is built here without build isolation
+(PACKAGE), the virtualenv is made without pip, this test's pip installs the wheel into it without
+its dependencies, and `device-agent --help` then finds those in this test's environment
+(PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def test_install_host_into_a_fresh_root(tmp_path: Path) -> None:
     venv = dest / "opt" / "device-agent" / ".venv"
     python3 = shutil.which("python3")
     assert python3
+    built = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"),
+            *("--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(ROOT)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheels").glob("device_agent-*.whl")
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "install-host.sh")],
         env={
@@ -36,6 +49,7 @@ def test_install_host_into_a_fresh_root(tmp_path: Path) -> None:
             "VENV_ARGS": "--without-pip",
             "PIP": f"{sys.executable} -m pip --python {venv / 'bin' / 'python'}",
             "PIP_ARGS": "--no-deps",
+            "PACKAGE": str(wheel),
         },
         capture_output=True,
         text=True,
