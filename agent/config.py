@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
 )
 
+from agent.logsetup import LogFormat
 from agent.outbox import OutboxSettings
 from agent.runner import ScriptSettings
 from drivers.android.config import AndroidSettings
@@ -57,6 +58,10 @@ class AgentSettings(_Section):
         description="SQLite file holding the devices' remote_device_ids (and the outbox).",
     )
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_format: LogFormat = Field(
+        default="text",
+        description="`text` lines, or `json`: one object per line with the task id and host.",
+    )
     stop_delivery_s: float = Field(
         default=10.0,
         ge=0,

@@ -23,6 +23,8 @@ from agent.link import Link
 from agent.outbox import Outbox
 from agent.sandbox import Isolation
 from agent.scheduler import Scheduler
+from agent.sdnotify import Notifier
+from agent.service import notifying
 from agent.state import StateStore
 from agent.stopping import StopRequest
 from agent.sweep import kill_tagged
@@ -58,8 +60,15 @@ async def recover_previous_run(outbox: Outbox) -> None:
 
 
 async def run_daemon(
-    config: AgentConfig, token: str, isolation: Isolation, stop: StopRequest
+    config: AgentConfig,
+    token: str,
+    isolation: Isolation,
+    stop: StopRequest,
+    notifier: Notifier | None = None,
+    watchdog_s: float | None = None,
 ) -> None:
+    """Serve until `stop`; `notifier` (systemd's, agent/sdnotify.py) hears READY=1 once the
+    devices are attached, the status while serving and, with `watchdog_s`, watchdog pings."""
     state = await StateStore.open(config.agent.state_file)
     outbox = await Outbox.open(config.agent.state_file, config.outbox, log)
     chromium = ChromiumHost(config.browser)
@@ -102,7 +111,8 @@ async def run_daemon(
         serving = asyncio.create_task(link.run())
         try:
             async with attach_android(config.android, state, scheduler, log):
-                await _until_stopped(serving, stop)
+                async with notifying(notifier or Notifier(None, log), watchdog_s, link, sched, log):
+                    await _until_stopped(serving, stop)
                 await sched.stop()
                 await _deliver_queued(outbox, link, stop, config.agent.stop_delivery_s)
         finally:

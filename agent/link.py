@@ -30,6 +30,9 @@ from agent.config import CoordinatorSettings
 FrameHandler = Callable[[p.CoordinatorFrame], Awaitable[None]]
 SessionHook = Callable[[], Awaitable[None]]
 AckHandler = Callable[[p.SubmitAck], None]
+CLOSE_TIMEOUT_S = 5.0
+ALIVE_SLACK_S = 5.0
+"""Added to every promise of `alive_until`: a busy event loop runs the link's next step late."""
 
 
 class LinkDown(Exception):
@@ -96,6 +99,15 @@ class Link:
         self._replies: dict[str, asyncio.Future[p.Reply]] = {}
         self._last_rx = 0.0
         self.connected = asyncio.Event()
+        self.alive_until = 0.0
+        """The monotonic time by which the link's loop promises its next step (the watchdog
+        stops pinging systemd once it is past: the loop is wedged)."""
+        self._alive_for(2 * settings.connect_timeout_s)
+        self.retry_at: float | None = None
+        """When the next connection attempt starts (monotonic), while waiting for it."""
+
+    def _alive_for(self, seconds: float) -> None:
+        self.alive_until = time.monotonic() + seconds + ALIVE_SLACK_S
 
     async def run(self) -> None:
         while True:
@@ -103,6 +115,7 @@ class Link:
             try:
                 await self._serve(ws, welcome)
             finally:
+                self._alive_for(CLOSE_TIMEOUT_S + self._settings.backoff_initial_s)
                 self._end_session()
                 await ws.close()
             self._log.warning("lost the coordinator at %s; reconnecting", self._url)
@@ -174,6 +187,8 @@ class Link:
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
+        self.retry_at = time.monotonic() + delay
+        self._alive_for(delay)
         reason = _describe(exc, self._url) if exc else "unknown error"
         self._log.warning(
             "cannot connect to the coordinator at %s: %s; retrying in %.1f s",
@@ -185,6 +200,9 @@ class Link:
 
     async def _handshake(self) -> tuple[ClientConnection, p.Welcome]:
         url = self._url
+        self.retry_at = None
+        # Opening the connection, then the hello and the welcome: each within connect_timeout_s.
+        self._alive_for(2 * self._settings.connect_timeout_s)
         if self._settings.insecure(url):
             self._log.warning(
                 "connecting to %s without TLS (coordinator.allow_insecure): the host token "
@@ -198,7 +216,7 @@ class Link:
             open_timeout=self._settings.connect_timeout_s,
             max_size=p.MAX_FRAME_BYTES + 1024 * 1024,
             ping_interval=None,
-            close_timeout=5,
+            close_timeout=CLOSE_TIMEOUT_S,
         )
         try:
             async with asyncio.timeout(self._settings.connect_timeout_s):
@@ -277,6 +295,9 @@ class Link:
                 await ws.close(p.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
                 return
             if now >= next_beat:
+                self._alive_for(self._settings.request_timeout_s)
                 await self.send(self._make_heartbeat())
                 next_beat = now + interval
-            await asyncio.sleep(min(interval / 4, 1.0))
+            pause = min(interval / 4, 1.0)
+            self._alive_for(pause)
+            await asyncio.sleep(pause)

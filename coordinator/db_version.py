@@ -238,3 +238,10 @@ async def upgrade(location: Location) -> tuple[str | None, str]:
         return found.revision, migrate.head()
 
     return await _in_transaction(location, run)
+
+
+async def revision(location: Location) -> str | None:
+    """The database's schema revision (None: empty), creating and migrating nothing (a SQLite
+    file is made private and put in WAL mode, as every open does); UnusableDatabase if it cannot
+    be reached or is not a coordinator database (`device-coordinator doctor`)."""
+    return await _in_transaction(location, lambda conn: _find(conn, location).revision)

@@ -14,7 +14,9 @@ from typing import Any
 from agent.config import ENV_PREFIX, AgentConfig, ConfigError, load_config
 from agent.daemon import run_daemon
 from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
+from agent.logsetup import configure_logging
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
+from agent.sdnotify import from_environment
 from agent.state import StateFileError
 from agent.stopping import StopRequest
 
@@ -50,10 +52,8 @@ def handle(args: argparse.Namespace) -> int:
     if refusal is not None:
         print(f"device-agent: config error: {args.config}: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=config.agent.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        config.agent.log_level, config.agent.log_format, sys.stderr, host=config.agent.host_id
     )
     # websockets logs every handshake header at DEBUG, the Authorization header included.
     logging.getLogger("websockets").setLevel(logging.INFO)
@@ -67,13 +67,17 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
-    stop = StopRequest(logging.getLogger("device_agent"))
+    log = logging.getLogger("device_agent")
+    stop = StopRequest(log)
+    notifier, watchdog_s = from_environment(log)
+    notifier.send("STATUS=starting: opening the state file, attaching the devices")
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.request, sig.name)
     try:
-        await run_daemon(config, token, isolation, stop)
+        await run_daemon(config, token, isolation, stop, notifier, watchdog_s)
     finally:
+        notifier.close()
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
             # Closing the loop would restore the default action: a signal between here and

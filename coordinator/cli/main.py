@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from coordinator.cli import apikey, migrate, serve, token
+from coordinator.cli import apikey, doctor, migrate, serve, token
 from coordinator.cli.common import EXIT_USAGE
 from coordinator.db_location import UnusableDatabase
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The reference coordinator of device-agent: jobs, tasks and host sessions.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, migrate, token, apikey):
+    for module in (serve, migrate, token, apikey, doctor):
         module.add_parser(commands)
     return parser
 

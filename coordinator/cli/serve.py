@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from agent.hardening import PRIVATE_UMASK
+from agent.logsetup import configure_logging
 from agent.protocol import MAX_FRAME_BYTES
 from coordinator.cli.common import (
     EXIT_USAGE,
@@ -105,6 +106,12 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line (docs/operations.md, Logs)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -126,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     from coordinator.app import create_app
     from coordinator.db_version import prepare
+    from coordinator.service import NotifyingServer
 
     # What the coordinator writes (database, stored files) is its user's alone.
     os.umask(PRIVATE_UMASK)
@@ -137,11 +145,7 @@ def run(args: argparse.Namespace) -> int:
     # A database this coordinator cannot use (unreachable, not at its schema) fails here, exit 2.
     asyncio.run(prepare(database))
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format, sys.stderr)
     # websockets logs every handshake header at DEBUG, host tokens included.
     logging.getLogger("websockets").setLevel(logging.INFO)
     settings = Settings(
@@ -155,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
         rate_burst=args.rate_burst,
         public_url=args.public_url,
     )
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -168,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-    server = uvicorn.Server(config)
+    where = f"{args.host}:{args.port}"
+    server = NotifyingServer(
+        config, lambda: f"serving on {where}, {len(app.state.ctx.sessions.all())} host(s) connected"
+    )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again under the
     # handlers it found; these make that second delivery a no-op, so a stop exits with status 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
