@@ -188,6 +188,7 @@ class _Frames:
             attempt=task.attempt,
             parent_task_id=task.parent_task_id,
             automation_id=job.automation_id,
+            output_schema=job.output_schema,
         )
         frame = encode(Assign(task=assignment))
         size = len(frame.encode())
