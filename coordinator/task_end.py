@@ -46,7 +46,13 @@ async def job_retry_policy(conn: Conn, job_id: str) -> RetryPolicy:
     return job_policy(row)
 
 
-_OUTPUT_SCHEMA = Hot(sa.select(t.jobs.c.output_schema).where(t.jobs.c.id == sa.bindparam("b_job")))
+_OUTCOME = Hot(
+    sa.select(t.jobs.c.output_schema, t.jobs.c.webhook_url).where(
+        t.jobs.c.id == sa.bindparam("b_job")
+    )
+)
+"""What of the task's job decides how its end is taken: the schema its data must match, and
+whether it has a webhook (most jobs have neither: one lookup by key, then nothing)."""
 
 
 async def end_run(
@@ -64,11 +70,10 @@ async def end_run(
     `announce` (the dispatcher's) is called after commit when tasks became pending at once:
     dependents it unblocked, or a retry with no delay (a later retry is woken when its delay
     ends, coordinator/timeouts.py)."""
-    if state == "success":
-        schema = await conn.scalar(_OUTPUT_SCHEMA, {"b_job": task.job_id})
+    job = (await conn.execute(_OUTCOME, {"b_job": task.job_id})).first()
+    if state == "success" and job.output_schema is not None:
         # The data the task is left with: a `finished` without data keeps the stored result.
-        data = result if result is not None else task.result
-        problem = None if schema is None else mismatch(schema, data)
+        problem = mismatch(job.output_schema, result if result is not None else task.result)
         if problem is not None:
             state, reason, error = "failed", OUTPUT_INVALID, problem
     if state in ("failed", "timeout") and reason is not None:
@@ -99,7 +104,8 @@ async def end_run(
     )
     if ended is None:
         return Ended(None)
-    await queue_finals(conn, [task.id])
+    if job.webhook_url is not None or task.webhook_url is not None:
+        await queue_finals(conn, [task.id])
     unblocked = await dependency_ended(conn, task.id, state) if ended.has_dependents else []
     if unblocked:
         conn.after_commit(announce)
