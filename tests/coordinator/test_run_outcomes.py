@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from agent.protocol import Accept, Assign, Assignment, Finished, Started, Submit, SubmitAck
+from coordinator.dispatch import assign_frame
 from scripts.devstack import poll_until
 from tests.coordinator.conftest import (
     DEADLINE_S,
@@ -486,3 +487,18 @@ async def test_a_bad_schema_or_an_unknown_version_is_a_422_naming_the_field(farm
             assert "script_version" in response.text and why in response.text, response.text
         listed = await client.get(f"/api/tasks?job_id={job['id']}")
         assert listed.json()["items"] == []
+
+
+def test_an_assign_without_a_schema_is_the_frame_daemons_from_before_it_take() -> None:
+    """Their Assignment refuses unknown fields: `output_schema` goes only where a job has one."""
+    plain = Assignment(
+        task_id="t",
+        job_id="j",
+        remote_device_id="d",
+        script_sha256="s",
+        script_source="x",
+        timeout_s=1,
+    )
+    assert "output_schema" not in json.loads(assign_frame(plain))["task"]
+    schema = plain.model_copy(update={"output_schema": TITLED})
+    assert json.loads(assign_frame(schema))["task"]["output_schema"] == TITLED
