@@ -99,6 +99,9 @@ class Assignment(BaseModel):
     attempt: int = Field(default=1, ge=1)
     parent_task_id: str | None = None
     automation_id: str | None = None
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema the job wants the task's success data to match (the coordinator checks
+    it; the script may read it from `get_current_task()`)."""
 
 
 # ---- host -> coordinator ----------------------------------------------------------------

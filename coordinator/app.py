@@ -12,7 +12,16 @@ from functools import partial
 from fastapi import Depends, FastAPI
 
 from agent.protocol import WS_PATH
-from coordinator.api import devices, files, job_controls, job_list, jobs, tasks
+from coordinator.api import (
+    devices,
+    files,
+    job_controls,
+    job_list,
+    jobs,
+    tasks,
+    versions,
+    webhooks,
+)
 from coordinator.api.auth import require_api_key
 from coordinator.api.models import Health
 from coordinator.api.strict_json import api_router
@@ -25,6 +34,7 @@ from coordinator.replicas import on_notice
 from coordinator.sessions import SessionRegistry
 from coordinator.settings import Settings
 from coordinator.timeouts import run_timeout_loop
+from coordinator.webhooks import Deliverer
 from coordinator.ws_host import host_endpoint
 
 log = logging.getLogger(__name__)
@@ -38,13 +48,14 @@ def create_app(settings: Settings) -> FastAPI:
         sessions = SessionRegistry()
         dispatcher = Dispatcher(db, sessions)
         limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
-        ctx = Context(settings, db, sessions, dispatcher, limiter)
+        ctx = Context(settings, db, sessions, dispatcher, limiter, Deliverer(db, settings))
         if settings.database.sqlite_file is None:
             dispatcher.herald = Herald(settings.database, partial(on_notice, ctx))
         app.state.ctx = ctx
         loops = [
             asyncio.create_task(run_timeout_loop(ctx)),
             asyncio.create_task(ctx.dispatcher.run()),
+            asyncio.create_task(ctx.webhooks.run()),
         ]
         log.info(
             "coordinator ready (database %s, files in %s)", settings.database, settings.files_dir
@@ -63,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="device-agent coordinator", version="1", lifespan=lifespan)
     api = api_router(prefix="/api", dependencies=[Depends(require_api_key)])
-    for module in (job_list, jobs, job_controls, tasks, files, devices):
+    for module in (job_list, jobs, job_controls, versions, webhooks, tasks, files, devices):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(files.public_router)

@@ -9,6 +9,7 @@ from coordinator.dispatch import Dispatcher
 from coordinator.ratelimit import RateLimiter
 from coordinator.sessions import SessionRegistry
 from coordinator.settings import Settings
+from coordinator.webhooks import Deliverer
 
 
 @dataclass(frozen=True)
@@ -18,3 +19,4 @@ class Context:
     sessions: SessionRegistry
     dispatcher: Dispatcher
     limiter: RateLimiter
+    webhooks: Deliverer

@@ -135,6 +135,14 @@ class Dispatcher:
         return bool(picks) or frames.failed
 
 
+def assign_frame(assignment: Assignment) -> str:
+    """The `assign` frame. Without `output_schema` when the job has none: a daemon from before
+    that field refuses fields it does not know, and so still takes every other task."""
+    if assignment.output_schema is None:
+        return Assign(task=assignment).model_dump_json(exclude={"task": {"output_schema"}})
+    return encode(Assign(task=assignment))
+
+
 class _Frames:
     """Builds `assign` frames, reading each job and script once per pass."""
 
@@ -188,8 +196,9 @@ class _Frames:
             attempt=task.attempt,
             parent_task_id=task.parent_task_id,
             automation_id=job.automation_id,
+            output_schema=job.output_schema,
         )
-        frame = encode(Assign(task=assignment))
+        frame = assign_frame(assignment)
         size = len(frame.encode())
         if size <= MAX_FRAME_BYTES:
             return frame, None

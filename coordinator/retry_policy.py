@@ -30,6 +30,7 @@ RETRYABLE_REASONS = frozenset(
         "bad_return_value",
         "memory_limit",
         "pids_limit",
+        "output_invalid",
     }
 )
 """The failure reasons `retry_on` may name: every reason a run can fail with except

@@ -24,6 +24,8 @@ DELAYED = "not_before IS NOT NULL AND state = 'pending'"
 DEFAULT_RETRY_ON = '["device_lost", "agent_lost", "agent_restarted", "agent_stopped", "timeout"]'
 """The failure reasons a job retries unless it says otherwise: those that are the host's fault,
 not the script's (JSON, as stored)."""
+DELIVERY_DUE = "state = 'pending'"
+"""The webhook deliveries still to send (index `webhook_deliveries_due`)."""
 OPEN_PLANNED = "job_task_id IS NULL"
 OPEN_UNPINNED_PLANNED = "job_task_id IS NULL AND pin_device_id IS NULL"
 
@@ -67,6 +69,14 @@ jobs = sa.Table(
     # Fan-out limits: how deep sub-tasks may nest, and how many tasks the job may hold.
     sa.Column("max_depth", sa.Integer, nullable=False, server_default="5"),
     sa.Column("max_tasks", sa.Integer, nullable=False, server_default="10000"),
+    # The JSON Schema a successful task's data must match (coordinator/output_schema.py).
+    sa.Column("output_schema", sa.Text),
+    # Where its tasks' events are POSTed, which events (a JSON list; NULL: every final state),
+    # and the key their signatures are made with (docs/webhooks.md). The secret is NULL only
+    # for jobs made before webhooks existed, until migration 0004 gave each one.
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("webhook_events", sa.Text),
+    sa.Column("webhook_secret", sa.Text),
 )
 
 job_shares = sa.Table(
@@ -134,6 +144,11 @@ tasks = sa.Table(
     # whether other tasks depend on it.
     sa.Column("blocked_by", sa.Integer, nullable=False, server_default="0"),
     sa.Column("has_dependents", sa.Integer, nullable=False, server_default="0"),
+    # The job's script version it runs (job_versions.version, with script_sha256).
+    sa.Column("script_version", sa.Integer),
+    # Overrides of the job's webhook (NULL: the job's).
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("webhook_events", sa.Text),
     # The dispatch queue, highest priority and then oldest first: the tasks pinned to one device
     # (equal on every column before priority, so walked in queue order; its (state) prefix also
     # finds the active tasks), and the unpinned ones apart (`pin_device_id IS NULL` does not
@@ -253,6 +268,34 @@ devices = sa.Table(
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("properties", sa.Text, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # One event of a task for its webhook, written in the transaction that made the event
+    # (coordinator/store_webhooks.py) and POSTed by coordinator/webhooks.py until it is answered
+    # 2xx or gives up. `body` is fixed when written, so every attempt sends the same bytes.
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("job_id", sa.Text, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    # pending (to send, or being sent), delivered, or failed (gave up).
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # When it may be sent next: a replica claims it by moving this past its attempt's end.
+    sa.Column("due_at", Stamp),
+    sa.Column("give_up_at", Stamp, nullable=False),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_attempt_at", Stamp),
+    sa.Column("delivered_at", Stamp),
+    sa.Column("created_at", Stamp, nullable=False),
+    _partial("webhook_deliveries_due", "due_at", where=DELIVERY_DUE),
+    sa.Index("webhook_deliveries_job", "job_id", "created_at"),
+    sa.Index("webhook_deliveries_task", "task_id"),
 )
 
 api_keys = sa.Table(

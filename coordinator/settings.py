@@ -28,6 +28,13 @@ class Settings:
     """Base of the public file URLs put into data-dump proofs, e.g. https://coord.example;
     None: the scheme, host and port the host's websocket reached us on (ws -> http)."""
 
+    webhook_timeout_s: float = 10.0
+    """How long one webhook delivery attempt may take (coordinator/webhooks.py)."""
+    webhook_retry_s: float = 5.0
+    """Wait after a delivery's first failed attempt; it doubles after each later one..."""
+    webhook_retry_max_s: float = 3600.0
+    """... up to this."""
+
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"

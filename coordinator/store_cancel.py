@@ -24,6 +24,7 @@ from coordinator.db import new_id, now
 from coordinator.db_conn import Conn
 from coordinator.dialect import next_seqs
 from coordinator.store_dependencies import dependency_ended
+from coordinator.store_webhooks import queue_finals
 
 CANCELLABLE = ("pending", "blocked", "assigned", "running")
 """Every state before the end: `blocked` tasks (waiting on dependencies) have not started."""
@@ -60,6 +61,7 @@ async def cancel_tasks(
         .returning(c.id, c.host_id, c.has_dependents)
     )
     found = list(rows)
+    await queue_finals(conn, [row.id for row in found])
     for row in found:
         if row.has_dependents:
             await dependency_ended(conn, row.id, "cancelled")  # skips the tasks waiting on it
@@ -72,9 +74,19 @@ async def cancel_planned(
 ) -> int:
     """Make each open planned task `which` selects a job task that is already cancelled."""
     parent = t.tasks.alias("parent")
+    version = (
+        sa.select(sa.func.max(t.job_versions.c.version))
+        .where(t.job_versions.c.job_id == p.job_id)
+        .scalar_subquery()
+    )
     rows = (
         await conn.execute(
-            sa.select(t.planned_tasks, t.jobs.c.script_sha256, parent.c.depth.label("parent_depth"))
+            sa.select(
+                t.planned_tasks,
+                t.jobs.c.script_sha256,
+                version.label("script_version"),
+                parent.c.depth.label("parent_depth"),
+            )
             .join(t.jobs, t.jobs.c.id == p.job_id)
             .outerjoin(parent, parent.c.id == p.parent_task_id)
             .where(p.job_task_id.is_(None), which)
@@ -103,6 +115,7 @@ async def cancel_planned(
             for row, task_id, seq in zip(rows, task_ids, seqs, strict=True)
         ],
     )
+    await queue_finals(conn, task_ids)
     return len(rows)
 
 
@@ -113,6 +126,7 @@ def _cancelled_task(
         "id": task_id,
         "job_id": row.job_id,
         "script_sha256": row.script_sha256,
+        "script_version": row.script_version,
         "input": row.input,
         "pin_device_id": row.pin_device_id,
         "state": "cancelled",

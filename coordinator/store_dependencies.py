@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from coordinator import schema as t
 from coordinator.db import now
 from coordinator.db_conn import Conn
+from coordinator.store_webhooks import queue_finals
 
 DEPENDENCY_FAILED = "dependency_failed"
 """Failure reason of a task skipped because a dependency did not succeed."""
@@ -91,6 +92,7 @@ async def _skip(conn: Conn, task_ids: list[str], why: str) -> None:
             )
         )
         if skipped.rowcount:
+            await queue_finals(conn, [task_id])
             queue += [
                 (dependent, f"dependency {task_id} ended skipped")
                 for dependent in await _blocked_dependents(conn, task_id)

@@ -1,7 +1,7 @@
 """Deleting a job and every row stored of it, in one transaction: its tasks with their
-submissions, files, runs, dependencies and data-dump keys, its planned tasks, shares and script
-versions. Scripts stay (they are shared by digest). Refused while a task of it is assigned or
-running: cancel first.
+submissions, files, runs, dependencies, data-dump keys and webhook deliveries, its planned
+tasks, shares and script versions. Scripts stay (they are shared by digest). Refused while a
+task of it is assigned or running: cancel first.
 
 The job's row is locked FOR UPDATE first, so adding tasks to it through another replica waits
 and then finds no job; a task a dispatch pass assigns meanwhile is not deleted, and the whole
@@ -18,6 +18,7 @@ from coordinator import schema as t
 from coordinator.db_conn import Conn
 from coordinator.store_jobs import lock_job
 from coordinator.store_tasks import ACTIVE_STATES
+from coordinator.store_webhooks import delete_of_job
 
 c = t.tasks.c
 
@@ -71,6 +72,7 @@ async def delete_job(conn: Conn, job_id: str) -> DeletedJob | None:
     )
     files = await conn.execute(sa.delete(t.files).where(t.files.c.task_id.in_(ids)))
     await conn.execute(sa.delete(t.dumps).where(t.dumps.c.job_task_id.in_(ids)))
+    await delete_of_job(conn, job_id)
     tasks = await conn.execute(
         sa.delete(t.tasks).where(c.job_id == job_id, c.state.not_in(ACTIVE_STATES))
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -54,6 +56,19 @@ class JobRow:
     """How deep sub-tasks may nest: a task made over the API is depth 0, its sub-tasks 1, ..."""
     max_tasks: int
     """How many tasks (open planned ones included) the job may hold."""
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema its tasks' success data must match (coordinator/output_schema.py)."""
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
+    """None: every final state (coordinator/store_webhooks.py)."""
+    webhook_secret: str | None = None
+    """The key of its deliveries' signatures; None only for a job stored before migration 0004
+    (which gave each one)."""
+
+    @property
+    def version(self) -> int:
+        """The number of its current script version (versions are numbered 1, 2, ...)."""
+        return len(self.versions)
 
     def access_of(self, owner: str) -> Literal["owner", "shared_view", "shared_edit"] | None:
         """What `owner` may do with this job: own it, a share, or nothing (None)."""
@@ -106,6 +121,9 @@ async def create_job(
     retry: RetryPolicy | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_tasks: int = DEFAULT_MAX_TASKS,
+    output_schema: dict[str, Any] | None = None,
+    webhook_url: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> JobRow:
     job_id = new_id()
     stamp = now()
@@ -126,6 +144,10 @@ async def create_job(
             **({} if retry is None else _retry_columns(retry)),
             max_depth=max_depth,
             max_tasks=max_tasks,
+            output_schema=_json_text(output_schema),
+            webhook_url=webhook_url,
+            webhook_events=None if webhook_events is None else json.dumps(list(webhook_events)),
+            webhook_secret=secrets.token_hex(32),
         )
     )
     await _add_version(conn, job_id, sha, stamp)
@@ -145,6 +167,14 @@ async def set_job_script(conn: Conn, job_id: str, source: str) -> JobRow | None:
     )
     await _add_version(conn, job_id, sha, stamp)
     return await get_job(conn, job_id)
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _retry_columns(policy: RetryPolicy) -> dict[str, Any]:
@@ -169,6 +199,9 @@ _UPDATABLE = (
     "retry_on",
     "max_depth",
     "max_tasks",
+    "output_schema",
+    "webhook_url",
+    "webhook_events",
 )
 
 
@@ -184,8 +217,9 @@ async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow
         values["parameters"] = json.dumps(values["parameters"])
     if "allow_sub_tasks" in values:
         values["allow_sub_tasks"] = int(values["allow_sub_tasks"])
-    if "retry_on" in values:
-        values["retry_on"] = json.dumps(values["retry_on"])
+    for name in ("retry_on", "output_schema", "webhook_events"):
+        if name in values:
+            values[name] = _json_text(values[name])
     await conn.execute(
         sa.update(t.jobs).where(t.jobs.c.id == job_id).values(**values, updated_at=now())
     )
@@ -288,4 +322,8 @@ def job_from_row(row: Any, versions: list[str], shares: dict[str, Access]) -> Jo
         paused=bool(row.paused),
         max_depth=row.max_depth,
         max_tasks=row.max_tasks,
+        output_schema=_json_or_none(row.output_schema),
+        webhook_url=row.webhook_url,
+        webhook_events=_json_or_none(row.webhook_events),
+        webhook_secret=row.webhook_secret,
     )

@@ -7,6 +7,7 @@ read cannot overwrite a newer one; each returns whether it happened.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from coordinator.db import new_id, now
 from coordinator.db_conn import Conn, Hot, one_of
 from coordinator.dialect import id_list, id_list_value, next_seqs
 from coordinator.store_jobs import JobRow
+from coordinator.store_webhooks import queue_finals
 
 ACTIVE_STATES = ("assigned", "running")
 OPEN_STATES = ("pending", "blocked", *ACTIVE_STATES)
@@ -63,6 +65,13 @@ class TaskRow:
     blocked_by: int = 0
     """How many of its dependencies have not succeeded yet."""
     has_dependents: bool = False
+    script_version: int | None = None
+    """The number of the job's script version it runs (`script_sha256`); None only for a task
+    stored before versions were numbered whose script is no version of its job (migration
+    0004 numbered the others)."""
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
+    """Overrides of the job's webhook (None: the job's)."""
 
     @property
     def is_final(self) -> bool:
@@ -88,6 +97,10 @@ class NewTask:
     dependency already failed (coordinator/store_dependencies.py)."""
     blocked_by: int = 0
     error: str | None = None
+    version: tuple[int, str] | None = None
+    """(number, script SHA-256) of the job's script version to run; None: its current one."""
+    webhook_url: str | None = None
+    webhook_events: Sequence[str] | None = None
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -132,6 +145,9 @@ def task_from_row(row: sa.Row[Any]) -> TaskRow:
         retry_on=_json_or_none(row.retry_on),
         blocked_by=row.blocked_by,
         has_dependents=bool(row.has_dependents),
+        script_version=row.script_version,
+        webhook_url=row.webhook_url,
+        webhook_events=_json_or_none(row.webhook_events),
     )
 
 
@@ -143,8 +159,8 @@ async def _fetch(conn: Conn, query: sa.Select[Any]) -> list[TaskRow]:
 
 
 async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[TaskRow]:
-    """Create pending tasks that will run the job's current script version, FIFO in the order
-    of `specs`."""
+    """Create pending tasks that will run the job's current script version (or the one a spec
+    names), FIFO in the order of `specs`."""
     if not specs:
         return []
     stamp = now()
@@ -156,7 +172,12 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
             {
                 "id": task_id,
                 "job_id": job.id,
-                "script_sha256": job.script_sha256,
+                "script_sha256": job.script_sha256 if spec.version is None else spec.version[1],
+                "script_version": job.version if spec.version is None else spec.version[0],
+                "webhook_url": spec.webhook_url,
+                "webhook_events": _json_text(
+                    None if spec.webhook_events is None else list(spec.webhook_events)
+                ),
                 "input": json.dumps(spec.input),
                 "pin_device_id": spec.pin_device_id,
                 "state": spec.state,
@@ -179,6 +200,9 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
             for task_id, spec, seq in zip(ids, specs, seqs, strict=True)
         ],
     )
+    # Created skipped (a dependency already failed): final at once, as if it had just ended.
+    skipped = [i for i, spec in zip(ids, specs, strict=True) if spec.state == "skipped"]
+    await queue_finals(conn, skipped)
     found = await get_tasks(conn, set(ids))
     return [found[task_id] for task_id in ids]
 
@@ -400,6 +424,7 @@ async def create_dump_task(
             id=task_id,
             job_id=job.id,
             script_sha256=job.script_sha256,
+            script_version=job.version,
             input="{}",
             state=state,
             result=json.dumps(proof),

@@ -20,6 +20,7 @@ from coordinator.db_conn import Conn
 from coordinator.store_files import add_file, write_blob
 from coordinator.store_submissions import store, stored_keys
 from coordinator.store_tasks import ACTIVE_STATES, TaskRow, get_tasks, set_progress
+from coordinator.store_webhooks import queue_progress
 from coordinator.task_end import end_run
 
 
@@ -88,7 +89,7 @@ async def apply_submits(
             results.append((SubmitAck(key=submit.key, ok=False, error=str(exc)), False))
             continue
         if submit.finish:
-            await set_progress(conn, progress)  # what came before the final goes first
+            await _progress(conn, progress)  # what came before the final goes first
             progress = []
             await _finish(ctx, conn, task, submit, files)
             tasks[task.id] = replace(task, state=submit.status)
@@ -97,9 +98,15 @@ async def apply_submits(
         seen.add(submit.key)
         applied.append(submit)
         results.append((SubmitAck(key=submit.key, ok=True), submit.finish))
-    await set_progress(conn, progress)
+    await _progress(conn, progress)
     await store(conn, applied)
     return results
+
+
+async def _progress(conn: Conn, updates: list[tuple[str, int, Any]]) -> None:
+    """Store progress updates, and their webhook deliveries for the tasks that want them."""
+    await set_progress(conn, updates)
+    await queue_progress(conn, updates)
 
 
 def _checked_files(submit: Submit) -> list[DecodedFile] | Refused:

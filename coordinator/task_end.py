@@ -3,7 +3,8 @@ tasks that depend on it.
 
 Every path that ends a run goes through `end_run`: a host's `finished` frame, a final
 submission, a timeout, a host that came back without its task, a cancel, a deadline, a task
-too large to send. Only a failure whose reason the task's policy retries (coordinator/
+too large to send. A `success` whose data does not match the job's output schema is a failure
+(`output_invalid`). Only a failure whose reason the task's policy retries (coordinator/
 retry_policy.py), with attempts left, goes back to the queue; everything else is final.
 """
 
@@ -16,10 +17,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from coordinator import schema as t
-from coordinator.db_conn import Conn
+from coordinator.db_conn import Conn, Hot
+from coordinator.output_schema import OUTPUT_INVALID, mismatch
 from coordinator.retry_policy import RetryPolicy, job_policy, with_overrides
 from coordinator.store_dependencies import dependency_ended
 from coordinator.store_tasks import TaskRow, finish, retry
+from coordinator.store_webhooks import queue_finals
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,15 @@ async def job_retry_policy(conn: Conn, job_id: str) -> RetryPolicy:
     return job_policy(row)
 
 
+_OUTCOME = Hot(
+    sa.select(t.jobs.c.output_schema, t.jobs.c.webhook_url).where(
+        t.jobs.c.id == sa.bindparam("b_job")
+    )
+)
+"""What of the task's job decides how its end is taken: the schema its data must match, and
+whether it has a webhook (most jobs have neither: one lookup by key, then nothing)."""
+
+
 async def end_run(
     conn: Conn,
     task: TaskRow,
@@ -58,6 +70,12 @@ async def end_run(
     `announce` (the dispatcher's) is called after commit when tasks became pending at once:
     dependents it unblocked, or a retry with no delay (a later retry is woken when its delay
     ends, coordinator/timeouts.py)."""
+    job = (await conn.execute(_OUTCOME, {"b_job": task.job_id})).first()
+    if state == "success" and job.output_schema is not None:
+        # The data the task is left with: a `finished` without data keeps the stored result.
+        problem = mismatch(job.output_schema, result if result is not None else task.result)
+        if problem is not None:
+            state, reason, error = "failed", OUTPUT_INVALID, problem
     if state in ("failed", "timeout") and reason is not None:
         policy = with_overrides(await job_retry_policy(conn, task.job_id), task)
         if policy.retries(task.attempt, state, reason):
@@ -86,6 +104,8 @@ async def end_run(
     )
     if ended is None:
         return Ended(None)
+    if job.webhook_url is not None or task.webhook_url is not None:
+        await queue_finals(conn, [task.id])
     unblocked = await dependency_ended(conn, task.id, state) if ended.has_dependents else []
     if unblocked:
         conn.after_commit(announce)

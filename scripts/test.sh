@@ -16,12 +16,14 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # On PostgreSQL, CI runs the tests of what differs most by backend (migrations, query plans, the
-# lifecycle's storage: retries, runs, dependencies, deadlines) and the replicas (fake hosts):
+# lifecycle's storage: retries, runs, dependencies, deadlines, webhook claims) and the replicas
+# (fake hosts):
 # the two runs share two cores, and the whole of CI must stay under 20 minutes.
 # `bash scripts/pgtest.sh` runs every coordinator test there.
 PG_CI_TESTS=(
   tests/coordinator/test_database.py tests/coordinator/test_queries.py
   tests/coordinator/test_lifecycle.py tests/coordinator/test_replicas.py
+  tests/coordinator/test_webhook_claims.py
 )
 # The two runs share the machine (both mostly wait on subprocesses), the PostgreSQL one at a
 # lower priority so that it takes what the SQLite one leaves; its output is kept apart and shown

@@ -98,4 +98,5 @@ async def get_current_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str
         "job_proof": a.input,
         "timeout": a.timeout_s,
         "attempt": a.attempt,
+        "output_schema": a.output_schema,
     }

@@ -37,6 +37,8 @@ class CurrentTaskResult(Result):
     """The task's timeout in seconds."""
     attempt: int = 1
     """Which attempt this run is: 1, then 2 and on when the task is retried (docs/jobs.md)."""
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema the job wants the success data to match (docs/jobs.md), or None."""
 
 
 class ScreenshotResult(BaseModel):

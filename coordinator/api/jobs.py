@@ -15,6 +15,7 @@ from coordinator.api.auth import CallerDep, ContextDep
 from coordinator.api.models import (
     Job,
     JobCreate,
+    JobCreated,
     JobUpdate,
     ScriptUpdate,
     ShareUpdate,
@@ -39,6 +40,8 @@ from coordinator.store_jobs import (
 from coordinator.store_tasks import create_tasks
 
 router = api_router(prefix="/jobs", tags=["jobs"])
+_CLEARABLE = ("automation_id", "output_schema", "webhook_url", "webhook_events")
+"""Fields a PATCH may set to null."""
 
 
 def _refuse_if_too_large(problem: str | None) -> None:
@@ -47,7 +50,8 @@ def _refuse_if_too_large(problem: str | None) -> None:
 
 
 @router.post("", status_code=201)
-async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
+async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> JobCreated:
+    """Create a job; the answer holds its webhook secret (docs/webhooks.md)."""
     _refuse_if_too_large(script_too_large(body.script, ctx.settings.max_script_bytes))
     async with ctx.db.transaction() as conn:
         job = await create_job(
@@ -68,8 +72,12 @@ async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> Job:
             ),
             max_depth=body.max_depth,
             max_tasks=body.max_tasks,
+            output_schema=body.output_schema,
+            webhook_url=body.webhook_url,
+            webhook_events=body.webhook_events,
         )
-    return job_view(job)
+    assert job.webhook_secret is not None, "every job is made with one"
+    return JobCreated(**job_view(job).model_dump(), webhook_secret=job.webhook_secret)
 
 
 @router.patch("/{job_id}")
@@ -77,7 +85,7 @@ async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: Calle
     """Change the fields given; needs the job's owner or shared_edit."""
     changes = body.model_dump(exclude_unset=True)
     for field, value in changes.items():
-        if value is None and field != "automation_id":
+        if value is None and field not in _CLEARABLE:
             raise HTTPException(status_code=422, detail=f"{field} cannot be null")
     if "backoff" in changes:
         changes["retry_backoff"] = changes.pop("backoff")
@@ -157,7 +165,7 @@ async def post_tasks(
                 status_code=422,
                 detail=f"unknown remote_device_id: {', '.join(unknown)} (no host has reported it)",
             )
-        specs, dependencies = await task_specs.build(conn, body.tasks, caller)
+        specs, dependencies = await task_specs.build(conn, job, body.tasks, caller)
         rows = await create_tasks(conn, job, specs)
         await add_dependencies(conn, dependencies)
     ctx.dispatcher.announce()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -12,8 +13,10 @@ from agent.protocol import DeviceKind, DeviceState, TaskState
 from coordinator.api.cursor import Cursor
 from coordinator.api.instants import Moment
 from coordinator.fan_out import MAX_DEPTH_LIMIT, MAX_TASKS_LIMIT
+from coordinator.output_schema import checked
 from coordinator.retry_policy import DEFAULT_RETRY_ON, RETRYABLE_REASONS
 from coordinator.store_jobs import DEFAULT_MAX_DEPTH, DEFAULT_MAX_TASKS, Access, JobType
+from coordinator.store_webhooks import DeliveryState, WebhookEvent
 
 Stored = Annotated[str, AfterValidator(no_nul)]
 """A string stored or looked up as it is: no NUL (U+0000), which PostgreSQL's text cannot hold
@@ -61,6 +64,44 @@ Backoff = Annotated[float, Field(ge=1, le=10)]
 Priority = Annotated[int, Field(ge=-100, le=100)]
 
 
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url
+
+
+WebhookUrl = Annotated[
+    str,
+    Field(max_length=2000, description="Where the task events are POSTed (docs/webhooks.md)."),
+    AfterValidator(no_nul),
+    AfterValidator(_http_url),
+]
+
+
+def _unique_events(events: list[WebhookEvent]) -> list[WebhookEvent]:
+    return sorted(set(events))
+
+
+WebhookEvents = Annotated[
+    list[WebhookEvent],
+    Field(
+        min_length=1,
+        description="Final states to be told of, and `progress` for every progress update "
+        "(default: every final state).",
+    ),
+    AfterValidator(_unique_events),
+]
+OutputSchema = Annotated[
+    dict[str, Any],
+    Field(
+        description="A JSON Schema each successful task's data must match (else it ends "
+        "failed, output_invalid)."
+    ),
+    AfterValidator(checked),
+]
+
+
 class JobCreate(_Body):
     name: Stored = Field(min_length=1, max_length=200)
     script: Stored = Field(min_length=1, description="Python source of the script (defines main).")
@@ -86,10 +127,14 @@ class JobCreate(_Body):
     )
     max_depth: MaxDepth = DEFAULT_MAX_DEPTH
     max_tasks: MaxTasks = DEFAULT_MAX_TASKS
+    output_schema: OutputSchema | None = None
+    webhook_url: WebhookUrl | None = None
+    webhook_events: WebhookEvents | None = None
 
 
 class JobUpdate(_Body):
-    """Fields to change; those left out stay as they are (null clears automation_id)."""
+    """Fields to change; those left out stay as they are (null clears automation_id,
+    output_schema, webhook_url, and webhook_events back to every final state)."""
 
     name: Stored | None = Field(default=None, min_length=1, max_length=200)
     parameters: dict[str, Any] | None = None
@@ -103,6 +148,9 @@ class JobUpdate(_Body):
     retry_on: RetryOn | None = None
     max_depth: MaxDepth | None = None
     max_tasks: MaxTasks | None = None
+    output_schema: OutputSchema | None = None
+    webhook_url: WebhookUrl | None = None
+    webhook_events: WebhookEvents | None = None
 
 
 class ShareUpdate(_Body):
@@ -125,7 +173,8 @@ class Job(BaseModel):
     allow_sub_tasks: bool
     shares: dict[str, Access] = Field(description="Other owner -> shared_view or shared_edit.")
     created_at: datetime
-    versions: list[str] = Field(description="Script SHA-256s, oldest first.")
+    versions: list[str] = Field(description="Script SHA-256s, oldest (version 1) first.")
+    version: int = Field(description="The current script version's number.")
     max_attempts: int
     retry_delay_s: float
     backoff: float
@@ -133,6 +182,55 @@ class Job(BaseModel):
     paused: bool = Field(description="No task of it is given to a device until it is resumed.")
     max_depth: int
     max_tasks: int
+    output_schema: dict[str, Any] | None
+    webhook_url: str | None
+    webhook_events: list[str] = Field(description="The events its webhook is sent.")
+
+
+class JobCreated(Job):
+    webhook_secret: str = Field(
+        description="The key of its webhook signatures (docs/webhooks.md): shown here, then "
+        "only to its owner at GET /api/jobs/{id}/webhook-secret."
+    )
+
+
+class WebhookSecret(BaseModel):
+    job_id: str
+    webhook_secret: str
+
+
+class Version(BaseModel):
+    version: int
+    script_sha256: str
+    created_at: datetime
+    current: bool
+
+
+class VersionList(BaseModel):
+    versions: list[Version] = Field(description="Oldest (1) first.")
+
+
+class Delivery(BaseModel):
+    """One webhook delivery: a task's event, and how sending it went."""
+
+    id: str = Field(description="Its `X-Delivery-Id`, the same on every attempt.")
+    task_id: str
+    event: str
+    url: str
+    state: DeliveryState
+    attempts: int = Field(description="Attempts made (since the last re-send).")
+    next_attempt_at: datetime | None
+    last_status: int | None = Field(description="The HTTP status of the last answer.")
+    last_error: str | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+    body: dict[str, Any] = Field(description="The JSON every attempt POSTs.")
+
+
+class DeliveryList(BaseModel):
+    items: list[Delivery] = Field(description="Newest first.")
+    limit: int
 
 
 class JobList(BaseModel):
@@ -191,6 +289,14 @@ class TaskCreate(_Body):
     retry_delay_s: RetryDelay | None = Field(default=None, description="Overrides the job's.")
     backoff: Backoff | None = Field(default=None, description="Overrides the job's.")
     retry_on: RetryOn | None = Field(default=None, description="Overrides the job's.")
+    script_version: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        description="Run this version of the job's script (default: its current one).",
+    )
+    webhook_url: WebhookUrl | None = Field(default=None, description="Overrides the job's.")
+    webhook_events: WebhookEvents | None = Field(default=None, description="Overrides the job's.")
 
 
 class TasksCreate(_Body):
@@ -227,6 +333,11 @@ class Task(BaseModel):
     blocked_by: int = Field(description="Dependencies not yet succeeded (state `blocked`).")
     timeout_s: float
     script_sha256: str
+    script_version: int | None = Field(
+        description="The job's script version it runs (or ran): GET /api/jobs/{id}/versions."
+    )
+    webhook_url: str | None = Field(description="Its own webhook; null: the job's.")
+    webhook_events: list[str] | None = Field(description="Its own events; null: the job's.")
     parent_task_id: str | None = Field(description="The task whose script added this sub-task.")
     automation_variables: dict[str, Any] | None = Field(
         description="What the script stored with set_automation_variables."

@@ -1,5 +1,5 @@
 """Turning a `POST /api/jobs/{id}/tasks` body into tasks to store: deadlines, priorities, retry
-overrides and dependencies checked, each task's starting state decided.
+overrides, script versions and dependencies checked, each task's starting state decided.
 
 `depends_on` names existing tasks (of jobs the caller may read) or, by `ref`, tasks of the same
 request. Only those can form a cycle, so a cycle is looked for among them alone and refused.
@@ -19,8 +19,9 @@ from coordinator import schema as t
 from coordinator.api.models import TaskCreate
 from coordinator.db import new_id, now
 from coordinator.db_conn import Conn
-from coordinator.store_jobs import get_job
+from coordinator.store_jobs import JobRow, get_job
 from coordinator.store_tasks import NewTask
+from coordinator.store_versions import version_scripts
 
 
 def _refuse(field: str, problem: str) -> HTTPException:
@@ -46,6 +47,25 @@ def _retry(task: TaskCreate) -> dict[str, Any]:
         "retry_on": task.retry_on,
     }
     return {k: v for k, v in overrides.items() if v is not None}
+
+
+async def _versions(
+    conn: Conn, job: JobRow, tasks: list[TaskCreate]
+) -> list[tuple[int, str] | None]:
+    """Each task's (version, script SHA-256) if it names one; a version the job does not have
+    is a 422 naming the task's field."""
+    wanted = {task.script_version for task in tasks if task.script_version is not None}
+    scripts = await version_scripts(conn, job.id, wanted)
+    found: list[tuple[int, str] | None] = []
+    for i, task in enumerate(tasks):
+        number = task.script_version
+        if number is not None and number not in scripts:
+            raise _refuse(
+                f"tasks[{i}].script_version",
+                f"job {job.id} has no version {number} (its versions are 1 to {job.version})",
+            )
+        found.append(None if number is None else (number, scripts[number]))
+    return found
 
 
 def _refs(tasks: list[TaskCreate]) -> dict[str, int]:
@@ -103,9 +123,10 @@ async def _existing(conn: Conn, ids: set[str], caller: str) -> dict[str, tuple[s
 
 
 async def build(
-    conn: Conn, tasks: list[TaskCreate], caller: str
+    conn: Conn, job: JobRow, tasks: list[TaskCreate], caller: str
 ) -> tuple[list[NewTask], list[tuple[str, str]]]:
-    """The tasks to create, in request order, and their (task, depends on) pairs."""
+    """The tasks to create on `job`, in request order, and their (task, depends on) pairs."""
+    versions = await _versions(conn, job, tasks)
     refs = _refs(tasks)
     ids = [new_id() for _ in tasks]
     inner: list[list[int]] = [[] for _ in tasks]
@@ -146,6 +167,9 @@ async def build(
             state=states[i][0],
             blocked_by=states[i][1],
             error=states[i][2],
+            version=versions[i],
+            webhook_url=task.webhook_url,
+            webhook_events=task.webhook_events,
         )
         for i, task in enumerate(tasks)
     ]

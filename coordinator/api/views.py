@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import Request
 
 from coordinator.api.instants import shown
-from coordinator.api.models import Device, FileRef, Job, Run, Task
+from coordinator.api.models import Delivery, Device, FileRef, Job, Run, Task, Version
 from coordinator.db_conn import Conn
 from coordinator.sessions import SessionRegistry
 from coordinator.store_devices import DeviceRow
@@ -15,6 +15,8 @@ from coordinator.store_files import files_of_task
 from coordinator.store_jobs import JobRow
 from coordinator.store_runs import RunRow
 from coordinator.store_tasks import TaskRow
+from coordinator.store_versions import VersionRow
+from coordinator.store_webhooks import FINAL_EVENTS, DeliveryRow
 
 
 def _when(stamp: float) -> datetime:
@@ -40,6 +42,7 @@ def job_view(job: JobRow) -> Job:
         shares=job.shares,
         created_at=_when(job.created_at),
         versions=job.versions,
+        version=job.version,
         max_attempts=job.retry.max_attempts,
         retry_delay_s=job.retry.retry_delay_s,
         backoff=job.retry.backoff,
@@ -47,6 +50,9 @@ def job_view(job: JobRow) -> Job:
         paused=job.paused,
         max_depth=job.max_depth,
         max_tasks=job.max_tasks,
+        output_schema=job.output_schema,
+        webhook_url=job.webhook_url,
+        webhook_events=list(FINAL_EVENTS if job.webhook_events is None else job.webhook_events),
     )
 
 
@@ -95,6 +101,9 @@ def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
         blocked_by=task.blocked_by,
         timeout_s=task.timeout_s,
         script_sha256=task.script_sha256,
+        script_version=task.script_version,
+        webhook_url=task.webhook_url,
+        webhook_events=task.webhook_events,
         parent_task_id=task.parent_task_id,
         automation_variables=task.automation_variables,
         origin="dump" if task.origin == "dump" else "run",
@@ -118,6 +127,33 @@ def run_view(run: RunRow) -> Run:
         assigned_at=_maybe_when(run.assigned_at),
         started_at=_maybe_when(run.started_at),
         finished_at=_maybe_when(run.finished_at),
+    )
+
+
+def version_view(version: VersionRow, current: int) -> Version:
+    return Version(
+        version=version.version,
+        script_sha256=version.script_sha256,
+        created_at=_when(version.created_at),
+        current=version.version == current,
+    )
+
+
+def delivery_view(delivery: DeliveryRow) -> Delivery:
+    return Delivery(
+        id=delivery.id,
+        task_id=delivery.task_id,
+        event=delivery.event,
+        url=delivery.url,
+        state=delivery.state,
+        attempts=delivery.attempts,
+        next_attempt_at=_maybe_when(delivery.due_at if delivery.state == "pending" else None),
+        last_status=delivery.last_status,
+        last_error=delivery.last_error,
+        last_attempt_at=_maybe_when(delivery.last_attempt_at),
+        delivered_at=_maybe_when(delivery.delivered_at),
+        created_at=_when(delivery.created_at),
+        body=delivery.body,
     )
 
 

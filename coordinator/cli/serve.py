@@ -99,6 +99,27 @@ def add_parser(commands: Any) -> None:
         "the host connected to)",
     )
     parser.add_argument(
+        "--webhook-timeout-s",
+        type=positive_seconds,
+        default=Settings.webhook_timeout_s,
+        help="longest a webhook delivery attempt may take, in seconds "
+        f"(default {Settings.webhook_timeout_s:g})",
+    )
+    parser.add_argument(
+        "--webhook-retry-s",
+        type=positive_seconds,
+        default=Settings.webhook_retry_s,
+        help="wait after a webhook delivery's first failed attempt, doubling after each later "
+        f"one (default {Settings.webhook_retry_s:g})",
+    )
+    parser.add_argument(
+        "--webhook-retry-max-s",
+        type=positive_seconds,
+        default=Settings.webhook_retry_max_s,
+        help="longest wait between webhook delivery attempts "
+        f"(default {Settings.webhook_retry_max_s:g})",
+    )
+    parser.add_argument(
         "--tls-cert",
         type=Path,
         default=None,
@@ -158,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         public_url=args.public_url,
+        webhook_timeout_s=args.webhook_timeout_s,
+        webhook_retry_s=args.webhook_retry_s,
+        webhook_retry_max_s=args.webhook_retry_max_s,
     )
     app = create_app(settings)
     config = uvicorn.Config(

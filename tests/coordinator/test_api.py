@@ -61,6 +61,9 @@ async def test_create_and_read_job_with_script_versions(farm: Farm) -> None:
         assert job["parameters"] == {"depth": 2}
         assert job["timeout_s"] == 60
         assert job["automation_id"] == "auto-1"
+        # The creation's answer alone holds the webhook secret (docs/webhooks.md).
+        secret = job.pop("webhook_secret")
+        assert len(secret) == 64
         assert (await client.get(f"/api/jobs/{job['id']}")).json() == job
 
         [old_task] = await farm.make_tasks(client, job["id"], {"input": {"n": 1}})

@@ -179,6 +179,10 @@ async def test_a_database_of_the_coordinator_before_migrations_is_upgraded_keepi
     assert _rows(path) == before
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        # Revision 0004: each job got its webhook secret, each task its script's version.
+        [(secret,)] = db.execute("SELECT webhook_secret FROM jobs").fetchall()
+        assert len(secret) == 64
+        assert set(db.execute("SELECT script_version FROM tasks")) == {(1,)}
         # FIFO as before: created_at, then insertion order.
         assert [r[0] for r in db.execute("SELECT id FROM tasks ORDER BY seq")] == [
             "t-a",

@@ -202,6 +202,7 @@ async def test_get_current_task_info_and_arguments(runner: Runner) -> None:
         parent_task_id="parent-1",
         automation_id="auto-1",
         attempt=2,
+        output_schema={"type": "object", "required": ["title"]},
     )
     assert outcome.data is not None, outcome.error
     assert outcome.data["task"] == {
@@ -211,6 +212,7 @@ async def test_get_current_task_info_and_arguments(runner: Runner) -> None:
         "job_proof": {"url": "https://example.org"},
         "timeout": 42.0,
         "attempt": 2,
+        "output_schema": {"type": "object", "required": ["title"]},
     }
     assert outcome.data["device"] == DEVICE_INFO
     automation = outcome.data["automation"]
