@@ -1,13 +1,16 @@
 """What a device's next task needs, made while the device is idle: a script host and a session.
 
-After a task ends (and when a device is added) `prepare` starts, in the background: a script
-host (agent/hoststart.py: sandboxed, imported, models built, waiting for its task) and, for
-devices whose session is costly to open (`Device.open_ahead`: a browser context), the next
-session, opened once the last task's session is closed (its reset). A device whose session is
-free to open (Android: the reset is what costs, at close) only gets the close done ahead.
+After a task ends (and when a device is added) `prepare` starts, in the background: the reset
+of the device (closing the last task's session), a script host (agent/hoststart.py: sandboxed,
+imported, models built, waiting for its task) and, for devices whose session is costly to open
+(`Device.open_ahead`: a browser context), the next session, opened once the reset is done. A
+device whose session is free to open (Android: the reset is what costs) only gets the reset
+done ahead.
 
-The device is offered for work (the host's credits) once they are made or have failed:
-`preparing` says it is not yet, and `on_ready` is called when it is. The next task takes them.
+The device is offered for work (the host's credits) once it is reset and its host is ready (or
+failed): `preparing` says it is not yet, and `on_ready` is called when it is. The session opened
+ahead is not waited for: a slow start page must not keep the device from work; a task that
+comes first waits for it at its first action, as it would for its own. The next task takes them.
 Whatever failed or went stale meanwhile (a host that died or never got ready, a context whose
 browser went away) is made again for the task on the spot, as if nothing had been prepared: a
 failed preparation costs the task time, never the task. A host serves one task; a host or
@@ -46,23 +49,24 @@ class Ahead:
         self._on_ready = on_ready
         self._host: asyncio.Task[StartedHost] | None = None
         self._session: asyncio.Task[DeviceSession | None] | None = None
+        self._reset: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
 
     @property
     def preparing(self) -> bool:
-        """Whether the next task's host or session is still being made."""
-        return any(t is not None and not t.done() for t in (self._host, self._session))
+        """Whether the device is still being reset or its next host started."""
+        return any(t is not None and not t.done() for t in (self._host, self._reset))
 
     def prepare(self, previous: DeviceSession | None = None) -> None:
         """Start making what the next task needs; `previous` (the last task's session) is
         closed first, which resets the device."""
         if self._host is None:
             self._host = asyncio.create_task(start_host(self._isolation, self._log))
+        if previous is not None:
+            self._reset = asyncio.create_task(previous.close())
         if self._session is None:
-            self._session = asyncio.create_task(self._next_session(previous))
-        elif previous is not None:
-            self._session = asyncio.create_task(self._after(self._session, previous))
-        self._watch = asyncio.create_task(self._announce(self._host, self._session))
+            self._session = asyncio.create_task(self._next_session(self._reset))
+        self._watch = asyncio.create_task(self._announce(self._host, self._reset))
 
     async def _announce(self, *making: asyncio.Task[object] | None) -> None:
         await asyncio.wait([t for t in making if t is not None])
@@ -101,8 +105,8 @@ class Ahead:
         """End what no task took."""
         if self._watch is not None:
             self._watch.cancel()
-        tasks = [t for t in (self._host, self._session) if t is not None]
-        self._host = self._session = None
+        tasks = [t for t in (self._host, self._session, self._reset) if t is not None]
+        self._host = self._session = self._reset = None
         for task in tasks:
             task.cancel()
         for result in await asyncio.gather(*tasks, return_exceptions=True):
@@ -111,18 +115,12 @@ class Ahead:
             elif isinstance(result, DeviceSession):
                 await result.close()
 
-    async def _next_session(self, previous: DeviceSession | None) -> DeviceSession | None:
-        if previous is not None:
-            await previous.close()
+    async def _next_session(self, reset: asyncio.Task[None] | None) -> DeviceSession | None:
+        if reset is not None:
+            await asyncio.shield(reset)
         if not self._device.open_ahead:
             return None
         return await self._device.open_session(NEXT_LABEL)
-
-    async def _after(
-        self, prepared: asyncio.Task[DeviceSession | None], previous: DeviceSession
-    ) -> DeviceSession | None:
-        await previous.close()
-        return await prepared
 
     async def _take_session(
         self, prepared: asyncio.Task[DeviceSession | None] | None, task_id: str

@@ -31,9 +31,9 @@ from pydantic import (
 
 from agent.logsetup import LogFormat
 from agent.outbox import OutboxSettings
-from agent.runner import ScriptSettings
+from agent.script_settings import ScriptSettings
 from drivers.android.config import AndroidSettings
-from drivers.browser import BrowserSettings, BrowserSlot
+from drivers.browser.config import BrowserSettings, BrowserSlot
 
 ENV_PREFIX = "DEVICE_AGENT__"
 

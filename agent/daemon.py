@@ -28,8 +28,9 @@ from agent.service import notifying
 from agent.state import StateStore
 from agent.stopping import StopRequest
 from agent.sweep import kill_tagged
-from drivers.android import attach_android
-from drivers.browser import BrowserDevice, ChromiumHost
+from drivers.android.attach import attach_android
+from drivers.browser.device import BrowserDevice
+from drivers.browser.host import ChromiumHost
 
 log = logging.getLogger("device_agent")
 

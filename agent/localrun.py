@@ -19,7 +19,7 @@ import logging
 import secrets
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from agent.config import AgentConfig, AgentSettings, CoordinatorSettings, DevicesSettings
+from agent.config import AgentConfig, AgentSettings, CoordinatorSettings
 from agent.daemon import run_daemon
 from agent.filenames import file_name
+from agent.localdevices import DEVICE_KINDS
 from agent.protocol import MAX_FRAME_BYTES, TERMINAL_STATES
 from agent.sandbox import log_isolation, probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
@@ -41,18 +42,11 @@ from coordinator.settings import Settings
 from coordinator.store_hosts import digest, set_api_key, set_host_token
 from coordinator.store_submissions import submissions_of
 from coordinator.store_tasks import child_task_ids
-from drivers.browser import BrowserSlot
 
 HOST_ID = "local"
 OWNER = "local"
 START_TIMEOUT_S = 60.0
 POLL_S = 0.1
-
-DeviceKinds = dict[str, Callable[[], DevicesSettings]]
-DEVICE_KINDS: DeviceKinds = {
-    "browser": lambda: DevicesSettings(browser=[BrowserSlot(name="local-browser")]),
-}
-"""`--device` choices: each makes the daemon's device list (one device); a new kind is one entry."""
 
 
 class LocalRunError(Exception):

@@ -17,8 +17,6 @@ from typing import Any
 
 from agent.config import ConfigError, load_config
 from agent.doctor import Check, fail, ok, warn
-from agent.doctor.coordinator import run_coordinator_checks
-from agent.doctor.devices import adb_checks, chromium_check
 from agent.doctor.files import disk_check, state_check, token_check
 from agent.sandbox import probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
@@ -49,6 +47,11 @@ def sandbox_check(settings: ScriptSettings) -> tuple[Check, list[str]]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # Imported here: these checks load Playwright, adbutils and httpx, which the other
+    # subcommands (and a bare `--help`) need not wait for.
+    from agent.doctor.coordinator import run_coordinator_checks
+    from agent.doctor.devices import adb_checks, chromium_check
+
     # Each check reports what it found; the drivers' own log lines would only repeat it.
     logging.basicConfig(level=logging.CRITICAL)
     try:

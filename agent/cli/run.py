@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ENV_PREFIX, AgentConfig, ConfigError, load_config
-from agent.daemon import run_daemon
 from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
 from agent.logsetup import configure_logging
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
@@ -75,6 +74,10 @@ async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.request, sig.name)
     try:
+        # Imported here: the drivers (Playwright, adbutils) take a second to load, which a
+        # configuration error need not wait for.
+        from agent.daemon import run_daemon
+
         await run_daemon(config, token, isolation, stop, notifier, watchdog_s)
     finally:
         notifier.close()

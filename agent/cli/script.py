@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.localrun import DEVICE_KINDS, LocalRunError, run_local
+from agent.localdevices import DEVICE_KINDS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -60,6 +60,10 @@ def register(commands: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # Imported here: the in-process coordinator and daemon take a second to load, which every
+    # other subcommand would pay.
+    from agent.localrun import LocalRunError, run_local
+
     if not args.file.is_file():
         print(f"device-agent: script run: {args.file}: no such file", file=sys.stderr)
         return EXIT_USAGE

@@ -10,7 +10,7 @@ from pathlib import Path
 from agent.config import AgentConfig
 from agent.doctor import Check, fail, ok, warn
 from drivers.android.adb import ADB_ERRORS, AdbHost
-from drivers.browser import BrowserUnavailable, ChromiumHost
+from drivers.browser.host import BrowserUnavailable, ChromiumHost
 
 LAUNCH_TIMEOUT_S = 20.0
 """A launch that takes longer than this is reported failed (the daemon waits launch_timeout_s)."""

@@ -2,18 +2,7 @@
 
 `ChromiumHost` owns the one browser process of the daemon; each `BrowserDevice` (a configured
 slot) opens a fresh context per task; `BrowserSession.call` runs the script's actions.
+
+The package imports nothing itself, so that reading the configuration (drivers/browser/config.py)
+does not load Playwright: import each name from its module.
 """
-
-from drivers.browser.config import BrowserSettings, BrowserSlot
-from drivers.browser.device import BrowserDevice
-from drivers.browser.host import BrowserUnavailable, ChromiumHost
-from drivers.browser.session import BrowserSession
-
-__all__ = [
-    "BrowserDevice",
-    "BrowserSession",
-    "BrowserSettings",
-    "BrowserSlot",
-    "BrowserUnavailable",
-    "ChromiumHost",
-]

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 import pytest
 
 from agent.state import StateStore
-from drivers.android import AndroidDevice, AndroidFleet, AndroidSettings
+from drivers.android.attach import AndroidFleet
+from drivers.android.config import AndroidSettings
+from drivers.android.device import AndroidDevice
 from drivers.base import Device, DeviceSession
 from drivers.sim import SimPhoneError
 from tests.sim.conftest import AdbServer, SimHandle, adb_server, poll, sim_phone

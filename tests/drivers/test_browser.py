@@ -17,13 +17,10 @@ from PIL import Image
 from playwright.async_api import Error as PlaywrightError
 
 from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
-from drivers.browser import (
-    BrowserDevice,
-    BrowserSession,
-    BrowserSettings,
-    BrowserSlot,
-    ChromiumHost,
-)
+from drivers.browser.config import BrowserSettings, BrowserSlot
+from drivers.browser.device import BrowserDevice
+from drivers.browser.host import ChromiumHost
+from drivers.browser.session import BrowserSession
 from scripts.devstack import poll_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
