@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ async def main(agent):
     with open("/proc/self/environ", "rb") as fh:
         environ = [e.decode() for e in fh.read().split(b"\\0") if e]
     return {
-        "files": sorted(os.listdir("/task")) + sorted(os.listdir("/tmp")),
+        "task_files": sorted(os.listdir("/task")),
+        "tmp_files": sorted(os.listdir("/tmp")),
         "env": "LEFT_BY_BEFORE" in os.environ,
         "module": hasattr(json, "left_by_before") or "left_by_before" in sys.modules,
         "others": others,
@@ -79,6 +81,13 @@ async def harness(tmp_path: Path) -> object:
         yield h
 
 
+def install_under_tmp() -> list[str]:
+    """What a fresh sandbox's private /tmp shows: nothing, but for the mount point of the
+    install when it lives under /tmp (a CI checkout), bound read-only on top of it."""
+    install = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]]
+    return sorted({p.parts[2] for p in install if p.parts[1] == "tmp"})
+
+
 def warm(caplog: pytest.LogCaptureFixture, task_id: str) -> bool:
     wanted = f"task {task_id}: runs in the script host started ahead"
     return any(record.getMessage() == wanted for record in caplog.records)
@@ -98,7 +107,8 @@ async def test_a_task_finds_nothing_of_the_task_before_it(
     assert warm(caplog, "t-2")
     assert second["state"] == "success", second
     seen = second["data"]
-    assert seen["files"] == ["script.py"]  # its own script in /task, and an empty /tmp
+    assert seen["task_files"] == ["script.py"]  # its own script, and nothing else
+    assert seen["tmp_files"] == install_under_tmp()
     assert (seen["env"], seen["module"]) == (False, False)
     assert seen["others"] == ["/usr/bin/bwrap"]  # its pid namespace's init, and nothing else
     assert seen["tag"] == "t-2"
