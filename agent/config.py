@@ -62,6 +62,12 @@ class AgentSettings(_Section):
         default="text",
         description="`text` lines, or `json`: one object per line with the task id and host.",
     )
+    drain_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long a stop lets running tasks finish before it ends them.",
+    )
     stop_delivery_s: float = Field(
         default=10.0,
         ge=0,
