@@ -66,6 +66,8 @@ def _describe(exc: BaseException, url: str = "") -> str:
             )
         return f"coordinator answered HTTP {status}"
     if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
+        if exc.rcvd.code == p.CLOSE_SERVICE_RESTART:
+            return f"the coordinator is restarting ({exc.rcvd.code} {exc.rcvd.reason})"
         return f"coordinator closed the connection ({exc.rcvd.code} {exc.rcvd.reason})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 

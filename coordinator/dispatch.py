@@ -97,6 +97,8 @@ class Dispatcher:
     async def _pass(self) -> bool:
         """One pass; whether it gave out or failed any task (then another may find more)."""
         offers: dict[str, HostSession] = {}
+        if self._sessions.closing:
+            return False  # stopping: what is pending waits for the next start or a replica
         for session in self._sessions.all():
             if session.accepting and not session.closed:
                 for device_id in session.credits:

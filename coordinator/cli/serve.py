@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
     from coordinator.app import create_app
     from coordinator.db_version import prepare
+    from coordinator.drain import drain_hosts
     from coordinator.service import NotifyingServer
 
     # What the coordinator writes (database, stored files) is its user's alone.
@@ -199,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
     )
     where = f"{args.host}:{args.port}"
     server = NotifyingServer(
-        config, lambda: f"serving on {where}, {len(app.state.ctx.sessions.all())} host(s) connected"
+        config,
+        lambda: f"serving on {where}, {len(app.state.ctx.sessions.all())} host(s) connected",
+        lambda: drain_hosts(app.state.ctx.sessions, SHUTDOWN_GRACE_S),
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again under the
     # handlers it found; these make that second delivery a no-op, so a stop exits with status 0.
