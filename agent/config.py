@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from agent.logsetup import LogFormat
+from agent.metrics import MetricsSettings
 from agent.outbox import OutboxSettings
 from agent.script_settings import ScriptSettings
 from drivers.android.config import AndroidSettings
@@ -203,6 +204,7 @@ class AgentConfig(_Section):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     android: AndroidSettings = Field(default_factory=AndroidSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +24,7 @@ from agent.backend import CoordinatorBackend
 from agent.config import AgentConfig
 from agent.drain import drain
 from agent.link import Link
+from agent.metrics import DaemonMetrics, serve_metrics
 from agent.outbox import Outbox
 from agent.reload import BrowserReloader, serve_reloads
 from agent.sandbox import Isolation
@@ -75,7 +77,23 @@ async def run_daemon(
     """Serve until `stop`; `notifier` (systemd's, agent/sdnotify.py) hears READY=1 once the
     devices are attached, the status while serving and, with `watchdog_s`, watchdog pings.
     With `reload_from` (the config file, and an event SIGHUP sets) the browser devices are
-    reloaded from that file (agent/reload.py)."""
+    reloaded from that file (agent/reload.py). With `[metrics] enabled`, a port that cannot be
+    listened on raises MetricsPortError before anything else is opened."""
+    metrics = DaemonMetrics()
+    async with serve_metrics(config.metrics, metrics.registry, log):
+        await _run(config, token, isolation, stop, notifier, watchdog_s, reload_from, metrics)
+
+
+async def _run(
+    config: AgentConfig,
+    token: str,
+    isolation: Isolation,
+    stop: StopRequest,
+    notifier: Notifier | None,
+    watchdog_s: float | None,
+    reload_from: tuple[Path, asyncio.Event] | None,
+    metrics: DaemonMetrics,
+) -> None:
     state = await StateStore.open(config.agent.state_file)
     outbox = await Outbox.open(config.agent.state_file, config.outbox, log)
     chromium = ChromiumHost(config.browser)
@@ -100,7 +118,9 @@ async def run_daemon(
             backend=CoordinatorBackend(link, outbox, config.outbox.ack_wait_s),
             isolation=isolation,
             log=log,
+            metrics=metrics,
         )
+        _watch(metrics, outbox, link, sched)
         outbox.on_pressure_change = sched.pressure_changed
         browsers = BrowserReloader(sched, state, chromium, config.browser, log)
         for browser_slot in config.devices.browser:
@@ -142,6 +162,23 @@ async def run_daemon(
         await outbox.close()
         await state.close()
         log.info("stopped")
+
+
+def _watch(metrics: DaemonMetrics, outbox: Outbox, link: Link, scheduler: Scheduler) -> None:
+    """What the metrics read at scrape time."""
+    metrics.live.outbox = lambda: (outbox.items, outbox.bytes, outbox.oldest_age_s())
+    metrics.live.link = lambda: (link.connected.is_set(), link.sessions)
+    metrics.live.devices = lambda: [
+        (s.device.kind, s.info().state) for s in scheduler.slots.values()
+    ]
+
+    def recovery() -> Counter[str]:
+        steps: Counter[str] = Counter()
+        for slot in scheduler.slots.values():
+            steps.update(slot.device.recovery_steps())
+        return steps
+
+    metrics.live.recovery = recovery
 
 
 async def _until_stopped(serving: asyncio.Task[None], stop: StopRequest) -> None:

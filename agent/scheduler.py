@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 from agent import protocol as p
 from agent.ahead import Ahead
 from agent.link import Link, LinkDown
+from agent.metrics import DaemonMetrics
 from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
 from agent.runner import JobBackend, TaskOutcome, run_task
@@ -43,6 +45,8 @@ class Slot:
     """What the task's `error` says when it is cut short by this host (device lost)."""
     ahead: Ahead | None = None
     """The next task's script host and session, made while the device is idle."""
+    started_at: float = 0.0
+    """When its task was taken (monotonic): the task's duration is a metric."""
     retiring: bool = False
     """Removed from the configuration while busy: it goes once its task has ended."""
 
@@ -68,6 +72,7 @@ class Scheduler:
     isolation: Isolation
     log: logging.Logger
     stopping: bool = False
+    metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _taking: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an assignment is being accepted: `stop` waits for it to be running."""
@@ -206,6 +211,7 @@ class Scheduler:
             return
         slot.interruptible = False
         slot.cancel_reason = slot.cancel_error = None
+        slot.started_at = time.monotonic()
         slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
         await self._send_quietly(p.Accept(task_id=task.task_id))
 
@@ -271,7 +277,14 @@ class Scheduler:
         )
         host = await self._ahead(slot).host(task.task_id)
         return await run_task(
-            task, session, slot.script_device_info(), self.backend, self.isolation, self.log, host
+            task,
+            session,
+            slot.script_device_info(),
+            self.backend,
+            self.isolation,
+            self.log,
+            host,
+            self.metrics.action_done,
         )
 
     async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
@@ -282,6 +295,7 @@ class Scheduler:
             f" ({outcome.reason})" if outcome.reason else "",
             f": {outcome.error}" if outcome.error and outcome.state == "success" else "",
         )
+        self.metrics.task_ended(outcome.state, outcome.reason, time.monotonic() - slot.started_at)
         finished = p.Finished(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
