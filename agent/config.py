@@ -30,7 +30,6 @@ from pydantic import (
 )
 
 from agent.logsetup import LogFormat
-from agent.metrics import MetricsSettings
 from agent.outbox import OutboxSettings
 from agent.script_settings import ScriptSettings
 from drivers.android.config import AndroidSettings
@@ -194,6 +193,29 @@ class DevicesSettings(_Section):
         if duplicates:
             raise ValueError(f"browser slot names must be unique: {', '.join(duplicates)}")
         return slots
+
+
+class MetricsSettings(_Section):
+    """The daemon's Prometheus endpoint (agent/metrics.py)."""
+
+    enabled: bool = Field(default=False, description="Serve Prometheus metrics over HTTP.")
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        description="HOST:PORT of the metrics endpoint (loopback by default: no auth).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class AgentConfig(_Section):

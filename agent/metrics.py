@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.config import ConfigError, MetricsSettings
 from agent.scriptrpc import ACTION_NAMES
 
 LIMIT_REASONS = {"memory_limit": "memory", "pids_limit": "pids"}
@@ -29,29 +29,6 @@ READ_TIMEOUT_S = 5.0
 MAX_REQUEST_BYTES = 8192
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 ACTION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-
-class MetricsSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=False, description="Serve Prometheus metrics over HTTP.")
-    listen: str = Field(
-        default="127.0.0.1:9464",
-        description="HOST:PORT of the metrics endpoint (loopback by default: no auth).",
-    )
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{value!r} is not HOST:PORT")
-        return value
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 class LiveState:
@@ -152,8 +129,8 @@ class DaemonMetrics:
             self._action_seconds.labels(action).observe(seconds)
 
 
-class MetricsPortError(Exception):
-    """The metrics endpoint cannot listen; str() is the message for the operator."""
+class MetricsPortError(ConfigError):
+    """The metrics endpoint cannot listen (a port in use): exit 2, as a bad configuration."""
 
 
 @contextlib.asynccontextmanager

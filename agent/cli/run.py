@@ -14,7 +14,6 @@ from typing import Any
 from agent.config import ENV_PREFIX, AgentConfig, ConfigError, load_config
 from agent.hardening import PRIVATE_UMASK, make_non_dumpable, scrub_environment
 from agent.logsetup import configure_logging
-from agent.metrics import MetricsPortError
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.sdnotify import from_environment
 from agent.state import StateFileError
@@ -63,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
     except StateFileError as exc:
         logging.getLogger("device_agent").error("%s", exc)
         return EXIT_CONFIG
-    except MetricsPortError as exc:
+    except ConfigError as exc:  # found once running: the metrics port cannot be listened on
         print(f"device-agent: config error: {args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
