@@ -203,7 +203,12 @@ class Scheduler:
                 self.log.error("cannot record task %s: %s", task.task_id, exc)
                 reason = "disk_full" if self.outbox.disk_short else "outbox_unavailable"
         if reason is not None or slot is None:
-            self.log.warning("rejected task %s: %s", task.task_id, reason)
+            self.log.warning(
+                "rejected task %s: %s",
+                task.task_id,
+                reason,
+                extra=_fields(task, task.remote_device_id),
+            )
             await self._send_quietly(p.Reject(task_id=task.task_id, reason=reason or "unknown"))
             # Fresh credits after every reject: the coordinator re-offers exactly what is free,
             # so no reject keeps a device out of work once the reason is gone.
@@ -240,7 +245,12 @@ class Scheduler:
 
     async def _run(self, slot: Slot, task: p.Assignment) -> None:
         slot.interruptible = True
-        self.log.info("task %s started on %s", task.task_id, slot.remote_device_id)
+        self.log.info(
+            "task %s started on %s",
+            task.task_id,
+            slot.remote_device_id,
+            extra=_fields(task, slot.remote_device_id),
+        )
         cancelled = False
         ahead = self._ahead(slot)
         session: OpeningSession | None = None
@@ -294,6 +304,7 @@ class Scheduler:
             outcome.state,
             f" ({outcome.reason})" if outcome.reason else "",
             f": {outcome.error}" if outcome.error and outcome.state == "success" else "",
+            extra=_fields(task, slot.remote_device_id),
         )
         self.metrics.task_ended(outcome.state, outcome.reason, time.monotonic() - slot.started_at)
         finished = p.Finished(
@@ -358,3 +369,8 @@ class Scheduler:
         await asyncio.gather(
             *(s.ahead.discard() for s in self.slots.values() if s.ahead is not None)
         )
+
+
+def _fields(task: p.Assignment, device: str) -> dict[str, object]:
+    """What a json log line of the task carries (agent/logsetup.py)."""
+    return {"task_id": task.task_id, "device": device, "attempt": task.attempt}
