@@ -81,6 +81,14 @@ async def harness(tmp_path: Path) -> object:
         yield h
 
 
+async def after_a_first_task(h: Harness, caplog: pytest.LogCaptureFixture) -> Harness:
+    """The harness once a first (cold) task ran: the device's next host is started ahead."""
+    caplog.set_level(logging.DEBUG, logger=LOG_NAME)
+    await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
+    await h.drain(1)
+    return h
+
+
 def install_under_tmp() -> list[str]:
     """What a fresh sandbox's private /tmp shows: nothing, but for the mount point of the
     install when it lives under /tmp (a CI checkout), bound read-only on top of it."""
@@ -119,10 +127,7 @@ async def test_a_task_finds_nothing_of_the_task_before_it(
 async def test_a_warm_hosts_processes_are_named_for_its_task(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=LOG_NAME)
-    h = harness
-    await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
-    await h.drain(1)
+    h = await after_a_first_task(harness, caplog)
     await h.scheduler.on_frame(h.assign("t-2", SPAWN_AND_WAIT))
     await poll(lambda: h.device.calls == ["tap"], "the script's first action")
     assert warm(caplog, "t-2")
@@ -152,10 +157,7 @@ def own_warm_hosts() -> list[int]:
 async def test_a_task_whose_warm_host_died_still_runs(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=LOG_NAME)
-    h = harness
-    await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
-    await h.drain(1)
+    h = await after_a_first_task(harness, caplog)
     await poll(lambda: len(own_warm_hosts()) == 1, "the next task's host to be started")
     for pid in own_warm_hosts():
         os.kill(pid, signal.SIGKILL)
