@@ -30,6 +30,11 @@ def register(commands: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # A stop asked for while the daemon starts (config, probe, imports) is kept, not fatal: the
+    # daemon then stops in its usual order once it can, or does not start at all.
+    early: list[str] = []
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda number, _: early.append(signal.Signals(number).name))
     # Before anything holds a secret or makes a file: scripts run on this host are untrusted.
     make_non_dumpable()
     os.umask(PRIVATE_UMASK)
@@ -57,8 +62,11 @@ def handle(args: argparse.Namespace) -> int:
     # websockets logs every handshake header at DEBUG, the Authorization header included.
     logging.getLogger("websockets").setLevel(logging.INFO)
     log_isolation(isolation, logging.getLogger("device_agent"))
+    if early:
+        logging.getLogger("device_agent").info("stop requested during start-up (%s)", early[0])
+        return 0
     try:
-        asyncio.run(_serve(config, args.config, token, isolation))
+        asyncio.run(_serve(config, args.config, token, isolation, early))
     except StateFileError as exc:
         logging.getLogger("device_agent").error("%s", exc)
         return EXIT_CONFIG
@@ -68,7 +76,9 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: AgentConfig, path: Path, token: str, isolation: Isolation) -> None:
+async def _serve(
+    config: AgentConfig, path: Path, token: str, isolation: Isolation, early: list[str]
+) -> None:
     log = logging.getLogger("device_agent")
     stop = StopRequest(log)
     hangup = asyncio.Event()
@@ -78,6 +88,8 @@ async def _serve(config: AgentConfig, path: Path, token: str, isolation: Isolati
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.request, sig.name)
     loop.add_signal_handler(signal.SIGHUP, hangup.set)
+    if early:  # it came between the start-up's last look and the handlers above
+        stop.request(early[0])
     try:
         # Imported here: the drivers (Playwright, adbutils) take a second to load, which a
         # configuration error need not wait for.
