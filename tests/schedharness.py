@@ -24,7 +24,7 @@ from agent.outbox import Outbox, OutboxSettings
 from agent.sandbox import Isolation, probe
 from agent.scheduler import Scheduler, Slot
 from agent.script_settings import ScriptSettings
-from drivers.base import Device, DeviceSession
+from drivers.base import Device, DeviceSession, SessionSettings
 
 DEADLINE_S = 60.0
 
@@ -56,7 +56,9 @@ class HeldDevice(Device):
     async def start(self) -> None:
         return None
 
-    async def open_session(self, task_id: str) -> DeviceSession:
+    async def open_session(
+        self, task_id: str, settings: SessionSettings | None = None
+    ) -> DeviceSession:
         self.opened += 1
         self.opening.set()
         await self.release.wait()
