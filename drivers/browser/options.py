@@ -147,13 +147,12 @@ class BrowserOptions(_Options):
             return self
         return base.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
 
-    def shown(self) -> BrowserOptions:
-        """As the API shows them: the proxy password masked."""
-        if self.proxy is None or self.proxy.password is None:
-            return self
-        return self.model_copy(
-            update={"proxy": self.proxy.model_copy(update={"password": SecretStr(MASK)})}
-        )
+    def shown(self) -> dict[str, Any]:
+        """As the API shows them: the fields that were given, the proxy password masked."""
+        shown: dict[str, Any] = self.model_dump(mode="json", exclude_unset=True)
+        if self.proxy is not None and self.proxy.password is not None:
+            shown["proxy"]["password"] = MASK
+        return shown
 
     def context_options(self) -> dict[str, Any]:
         """Keyword arguments of Playwright's `new_context` (profile and address are not)."""

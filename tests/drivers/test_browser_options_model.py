@@ -42,7 +42,7 @@ def test_the_password_is_masked_except_on_the_wire() -> None:
     assert "hunter2" not in repr(options) and "hunter2" not in str(options)
     assert "hunter2" in options.model_dump_json()
     assert BrowserOptions.model_validate_json(options.model_dump_json()) == options
-    shown = options.shown().model_dump(mode="json")
+    shown = options.shown()
     assert shown["proxy"] == {"server": "http://p:3128", "username": "u", "password": "***"}
 
 
