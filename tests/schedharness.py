@@ -50,6 +50,8 @@ class HeldDevice(Device):
         self.release = asyncio.Event()
         self.opening = asyncio.Event()
         self.opened = 0
+        self.settings: list[SessionSettings | None] = []
+        """What each session was opened with."""
         self.closed = 0
         self.calls: list[str] = []
 
@@ -60,6 +62,7 @@ class HeldDevice(Device):
         self, task_id: str, settings: SessionSettings | None = None
     ) -> DeviceSession:
         self.opened += 1
+        self.settings.append(settings)
         self.opening.set()
         await self.release.wait()
         return HeldSession(self)
@@ -92,7 +95,7 @@ class Harness:
     def slot(self) -> Slot:
         return self.scheduler.slots["dev-1"]
 
-    def assign(self, task_id: str, source: str) -> p.Assign:
+    def assign(self, task_id: str, source: str, **fields: Any) -> p.Assign:
         return p.Assign(
             task=p.Assignment(
                 task_id=task_id,
@@ -101,6 +104,7 @@ class Harness:
                 script_sha256="0" * 64,
                 script_source=textwrap.dedent(source),
                 timeout_s=120,
+                **fields,
             )
         )
 
