@@ -98,7 +98,8 @@ async def run_task(
             return TaskOutcome(
                 state="failed",
                 reason="unsupported_settings",
-                error=f"the task has browser settings, which a {kind} device cannot honour",
+                error=f"the task has browser settings, which only a browser can honour "
+                f"(this device is {kind})",
             )
         if host is None:
             host = await start_host(isolation, log, assignment.task_id)

@@ -186,7 +186,9 @@ async def test_browser_settings_on_a_device_that_is_no_browser_fail_the_task_cle
     await h.scheduler.on_frame(h.assign("t-1", script, browser=browser))
     (end,) = await h.drain(1)
     assert (end["state"], end["reason"]) == ("failed", "unsupported_settings"), end
-    assert end["error"] == "the task has browser settings, which a sim device cannot honour"
+    assert end["error"] == (
+        "the task has browser settings, which only a browser can honour (this device is sim)"
+    )
     assert h.device.calls == []
     await h.scheduler.on_frame(h.assign("t-2", "async def main(agent):\n    return {'ran': 1}\n"))
     (plain,) = await h.drain(1)

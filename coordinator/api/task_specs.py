@@ -55,7 +55,8 @@ def check_browser(job: JobRow, tasks: list[TaskCreate], kinds: dict[str, str]) -
         else:
             continue
         raise _refuse(
-            field, f"device {task.remote_device_id} is a {kind} device, which cannot honour {whose}"
+            field,
+            f"device {task.remote_device_id} is not a browser ({kind}): it cannot honour {whose}",
         )
 
 

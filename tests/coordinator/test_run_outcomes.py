@@ -551,7 +551,9 @@ async def test_browser_settings_are_stored_assigned_over_the_jobs_and_never_show
         ):
             response = await client.post(f"/api/jobs/{job['id']}/tasks", json={"tasks": [{}, body]})
             assert response.status_code == 422, response.text
-            assert response.json()["detail"].startswith(f"{field}: device {phone} is a")
+            assert response.json()["detail"].startswith(
+                f"{field}: device {phone} is not a browser (android)"
+            )
         cleared = await client.patch(f"/api/jobs/{job['id']}", json={"browser": None})
         assert cleared.status_code == 200 and cleared.json()["browser"] is None
         [plain] = await farm.make_tasks(client, job["id"], {"remote_device_id": phone})
