@@ -86,7 +86,7 @@ class BrowserDevice(Device):
             raise ActionError("open_session", str(exc)) from exc
         except (PlaywrightError, TimeoutError, BadRequest) as exc:
             await session.close()
-            if not browser.is_connected():
+            if address is None and not browser.is_connected():
                 raise DeviceLost("open_session", "the browser closed or crashed") from exc
             message = str(exc) if isinstance(exc, BadRequest) else short_message(exc)
             message = message or f"timed out after {budget:g} s"

@@ -51,6 +51,8 @@ def load(path: Path) -> dict[str, Any] | None:
             state: dict[str, Any] = json.load(fh)
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"the profile {path.stem} cannot be read: {exc}") from None
     return state
 
 

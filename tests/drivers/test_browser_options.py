@@ -169,6 +169,18 @@ def read_json(url: str) -> Any:
         return json.load(answer)
 
 
+async def test_a_profile_that_cannot_be_read_fails_the_session_clearly(
+    device: BrowserDevice, profiles_dir: Path
+) -> None:
+    broken = profiles_dir / "job-4" / "broken.json"
+    broken.parent.mkdir(mode=0o700, parents=True)
+    broken.write_text("{not json")
+    with pytest.raises(ActionError, match="the profile broken cannot be read"):
+        async with opened(device, job_id="job-4", profile="broken"):
+            pass
+    assert not device._host.profiles.lock(broken).locked()  # free again for the next task
+
+
 @pytest.fixture
 def remote_chromium(tmp_path: Path) -> Iterator[str]:
     """Another Chromium, listening for CDP on a port of its choosing; yields its address."""
