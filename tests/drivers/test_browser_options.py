@@ -1,5 +1,6 @@
-"""A task's browser settings against a real headless Chromium: what a local site sees, a local
-proxy with credentials, persistent profiles, attaching over CDP, and settings refused."""
+"""A task's browser settings against a real headless Chromium: what a local site and the page
+see, persistent profiles, attaching over CDP. The proxy, and a plain task beside a profile, are
+tested end to end (tests/e2e/test_browser_settings.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from tests.recording_http import Recorder, recording_server
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DEADLINE_S = 30.0
-PROXY_USER, PROXY_PASSWORD = "farm", "s3cret-proxy-pass"
 
 
 @pytest.fixture(scope="module")
@@ -96,72 +96,38 @@ async def test_the_site_and_the_script_see_the_settings(
             await session.call("tap", {"x": 600, "y": 10})
 
 
-async def test_pages_go_through_the_proxy_with_its_credentials(device: BrowserDevice) -> None:
-    with recording_server(proxy_auth=(PROXY_USER, PROXY_PASSWORD)) as proxy:
-        proxy_settings = {"server": proxy.url, "username": PROXY_USER, "password": PROXY_PASSWORD}
-        async with opened(device, proxy=proxy_settings) as session:
-            # Not a loopback name: Chromium never sends those through a proxy.
-            result = await session.call("browse", {"url": "http://shop.example/item"})
-            assert result["status"] == 200
-            assert proxy.seen("http://shop.example/item"), proxy.requests
-            assert await evaluate(session, "document.title") == "shop.example"
-        wrong = {**proxy_settings, "password": "not-it"}
-        async with opened(device, proxy=wrong) as session:
-            with pytest.raises(ActionError):
-                await session.call("browse", {"url": "http://shop.example/denied"})
-            assert proxy.refused and not proxy.seen("http://shop.example/denied")
-
-
 COOKIE = "document.cookie"
 
 
-async def test_a_profile_keeps_cookies_and_storage_between_tasks_of_its_job(
+async def test_a_profile_keeps_cookies_and_storage_for_the_next_task_of_its_job_only(
     device: BrowserDevice, site: Recorder, profiles_dir: Path
 ) -> None:
-    async with opened(device, profile="shop") as first:
-        await first.call("browse", {"url": site.url})
-        await evaluate(first, "document.cookie = 'visit=1; max-age=3600'")
-        await evaluate(first, "localStorage.setItem('cart', 'apple')")
+    other = BrowserDevice(BrowserSlot(name="browser-opts-2"), device._host, device._settings)
+    settings = SessionSettings(job_id="job-1", browser=BrowserOptions(profile="shop"))
+    first = await device.open_session("task-first", settings)
+    second = asyncio.create_task(other.open_session("task-second", settings))
+    await first.call("browse", {"url": site.url})
+    await evaluate(first, "document.cookie = 'visit=1; max-age=3600'")
+    await evaluate(first, "localStorage.setItem('cart', 'apple')")
+    assert not second.done()  # one task at a time: it waits for the first to let go
+    await first.close()
     saved = profiles_dir / "job-1" / "shop.json"
     modes = [stat.S_IMODE(p.stat().st_mode) for p in (saved, saved.parent, profiles_dir)]
     assert modes == [0o600, 0o700, 0o700]
 
-    async with opened(device, profile="shop") as second:
-        await second.call("browse", {"url": site.url + "again"})
-        assert await evaluate(second, COOKIE) == "visit=1"
-        assert await evaluate(second, "localStorage.getItem('cart')") == "apple"
+    later = await asyncio.wait_for(second, DEADLINE_S)
+    try:
+        await later.call("browse", {"url": site.url + "again"})
+        assert await evaluate(later, COOKIE) == "visit=1"
+        assert await evaluate(later, "localStorage.getItem('cart')") == "apple"
         (headers,) = site.seen("/again")
         assert headers["cookie"] == "visit=1"
-    plain = await device.open_session("task-plain")
-    try:
-        await plain.call("browse", {"url": site.url + "plain"})
-        assert await evaluate(plain, COOKIE) == ""
-        # Nor any other setting: the slot's defaults.
-        (headers,) = site.seen("/plain")
-        assert "cookie" not in headers and "x-farm" not in headers
-        assert await evaluate(plain, "[innerWidth, innerHeight]") == [1280, 720]
     finally:
-        await plain.close()
+        await later.close()
     async with opened(device, job_id="job-2", profile="shop") as other_job:
         await other_job.call("browse", {"url": site.url})
         assert await evaluate(other_job, COOKIE) == ""
-
-
-async def test_a_profile_serves_one_task_at_a_time(device: BrowserDevice, site: Recorder) -> None:
-    other = BrowserDevice(BrowserSlot(name="browser-opts-2"), device._host, device._settings)
-    settings = SessionSettings(job_id="job-3", browser=BrowserOptions(profile="one"))
-    first = await device.open_session("task-first", settings)
-    second = asyncio.create_task(other.open_session("task-second", settings))
-    await first.call("browse", {"url": site.url})
-    await evaluate(first, "document.cookie = 'turn=first; max-age=3600'")
-    assert not second.done()  # waits for the first to let go of the profile
-    await first.close()
-    later = await asyncio.wait_for(second, DEADLINE_S)
-    try:
-        await later.call("browse", {"url": site.url})
-        assert await evaluate(later, COOKIE) == "turn=first"
-    finally:
-        await later.close()
+        assert await evaluate(other_job, "localStorage.getItem('cart')") is None
 
 
 def read_json(url: str) -> Any:
