@@ -63,6 +63,12 @@ class AgentSettings(_Section):
         default="text",
         description="`text` lines, or `json`: one object per line with the task id and host.",
     )
+    drain_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long a stop lets running tasks finish before it ends them.",
+    )
     stop_delivery_s: float = Field(
         default=10.0,
         ge=0,
@@ -190,6 +196,29 @@ class DevicesSettings(_Section):
         return slots
 
 
+class MetricsSettings(_Section):
+    """The daemon's Prometheus endpoint (agent/metrics.py)."""
+
+    enabled: bool = Field(default=False, description="Serve Prometheus metrics over HTTP.")
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        description="HOST:PORT of the metrics endpoint (loopback by default: no auth).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class AgentConfig(_Section):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
@@ -198,6 +227,7 @@ class AgentConfig(_Section):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     android: AndroidSettings = Field(default_factory=AndroidSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _profiles_beside_state(self) -> AgentConfig:

@@ -3,9 +3,10 @@
 At start it first settles what a previous run left: tasks that were running are reported failed
 (`agent_restarted`; a final submission already in the outbox still wins at the coordinator) and
 their leftover processes are killed. `run_daemon` returns once a stop is requested and its one
-ordered sequence has run: take no task; end every script and commit its end (`agent_stopped`);
-deliver what is queued while the link allows, within `agent.stop_delivery_s`; close the link,
-the devices, the browser, the outbox and the state.
+ordered sequence has run: take no task and let running tasks finish, within
+`agent.drain_timeout_s` (agent/drain.py); end every script still running and commit its end
+(`agent_stopped`); deliver what is queued while the link allows, within `agent.stop_delivery_s`;
+close the link, the devices, the browser, the outbox and the state.
 """
 
 from __future__ import annotations
@@ -13,23 +14,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
+from pathlib import Path
 
 from agent import protocol as p
 from agent.backend import CoordinatorBackend
 from agent.config import AgentConfig
+from agent.drain import drain
 from agent.link import Link
+from agent.metrics import DaemonMetrics, serve_metrics
 from agent.outbox import Outbox
+from agent.reload import BrowserReloader, serve_reloads
 from agent.sandbox import Isolation
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
-from agent.service import notifying
+from agent.service import notifying, stopping
 from agent.state import StateStore
 from agent.stopping import StopRequest
 from agent.sweep import kill_tagged
 from drivers.android.attach import attach_android
-from drivers.browser.device import BrowserDevice
 from drivers.browser.host import ChromiumHost
 
 log = logging.getLogger("device_agent")
@@ -67,9 +72,28 @@ async def run_daemon(
     stop: StopRequest,
     notifier: Notifier | None = None,
     watchdog_s: float | None = None,
+    reload_from: tuple[Path, asyncio.Event] | None = None,
 ) -> None:
     """Serve until `stop`; `notifier` (systemd's, agent/sdnotify.py) hears READY=1 once the
-    devices are attached, the status while serving and, with `watchdog_s`, watchdog pings."""
+    devices are attached, the status while serving and, with `watchdog_s`, watchdog pings.
+    With `reload_from` (the config file, and an event SIGHUP sets) the browser devices are
+    reloaded from that file (agent/reload.py). With `[metrics] enabled`, a port that cannot be
+    listened on raises MetricsPortError before anything else is opened."""
+    metrics = DaemonMetrics()
+    async with serve_metrics(config.metrics, metrics.registry, log):
+        await _run(config, token, isolation, stop, notifier, watchdog_s, reload_from, metrics)
+
+
+async def _run(
+    config: AgentConfig,
+    token: str,
+    isolation: Isolation,
+    stop: StopRequest,
+    notifier: Notifier | None,
+    watchdog_s: float | None,
+    reload_from: tuple[Path, asyncio.Event] | None,
+    metrics: DaemonMetrics,
+) -> None:
     state = await StateStore.open(config.agent.state_file)
     outbox = await Outbox.open(config.agent.state_file, config.outbox, log)
     chromium = ChromiumHost(config.browser)
@@ -94,14 +118,13 @@ async def run_daemon(
             backend=CoordinatorBackend(link, outbox, config.outbox.ack_wait_s),
             isolation=isolation,
             log=log,
+            metrics=metrics,
         )
+        _watch(metrics, outbox, link, sched)
         outbox.on_pressure_change = sched.pressure_changed
+        browsers = BrowserReloader(sched, state, chromium, config.browser, log)
         for browser_slot in config.devices.browser:
-            device = BrowserDevice(browser_slot, chromium, config.browser)
-            await device.start()
-            rid = await state.remote_device_id(device.slot, device.kind)
-            await sched.add_device(rid, device)
-            log.info("device %s (%s %s) ready", rid, device.kind, device.slot)
+            await browsers.add(browser_slot)
         log.info(
             "host %s starting with %d device(s); coordinator %s",
             config.agent.host_id,
@@ -110,17 +133,26 @@ async def run_daemon(
         )
         delivery = asyncio.create_task(outbox.deliver(link.send_text, link.connected))
         serving = asyncio.create_task(link.run())
+        reloads = []
+        if reload_from is not None:
+            reloads.append(asyncio.create_task(serve_reloads(*reload_from, browsers, stop)))
         try:
-            async with attach_android(config.android, state, scheduler, log):
-                async with notifying(notifier or Notifier(None, log), watchdog_s, link, sched, log):
-                    await _until_stopped(serving, stop)
+            notify = notifier or Notifier(None, log)
+            # The watchdog is pinged through the stop too: a drain is long, not wedged.
+            async with (
+                attach_android(config.android, state, scheduler, log),
+                notifying(notify, watchdog_s, link, sched, log),
+            ):
+                await _until_stopped(serving, stop)
+                stopping(notify)
+                await drain(sched, stop, config.agent.drain_timeout_s, log)
                 await sched.stop()
                 await _deliver_queued(outbox, link, stop, config.agent.stop_delivery_s)
         finally:
             # The link goes last: the coordinator heard every end it could before it closes.
-            for task in (serving, delivery):
+            for task in (serving, delivery, *reloads):
                 task.cancel()
-            await asyncio.gather(serving, delivery, return_exceptions=True)
+            await asyncio.gather(serving, delivery, *reloads, return_exceptions=True)
     finally:
         if scheduler is not None:
             await scheduler.stop()
@@ -130,6 +162,23 @@ async def run_daemon(
         await outbox.close()
         await state.close()
         log.info("stopped")
+
+
+def _watch(metrics: DaemonMetrics, outbox: Outbox, link: Link, scheduler: Scheduler) -> None:
+    """What the metrics read at scrape time."""
+    metrics.live.outbox = lambda: (outbox.items, outbox.bytes, outbox.oldest_age_s())
+    metrics.live.link = lambda: (link.connected.is_set(), link.sessions)
+    metrics.live.devices = lambda: [
+        (s.device.kind, s.info().state) for s in scheduler.slots.values()
+    ]
+
+    def recovery() -> Counter[str]:
+        steps: Counter[str] = Counter()
+        for slot in scheduler.slots.values():
+            steps.update(slot.device.recovery_steps())
+        return steps
+
+    metrics.live.recovery = recovery
 
 
 async def _until_stopped(serving: asyncio.Task[None], stop: StopRequest) -> None:

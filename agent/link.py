@@ -66,6 +66,8 @@ def _describe(exc: BaseException, url: str = "") -> str:
             )
         return f"coordinator answered HTTP {status}"
     if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
+        if exc.rcvd.code == p.CLOSE_SERVICE_RESTART:
+            return f"the coordinator is restarting ({exc.rcvd.code} {exc.rcvd.reason})"
         return f"coordinator closed the connection ({exc.rcvd.code} {exc.rcvd.reason})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -105,6 +107,8 @@ class Link:
         self._alive_for(2 * settings.connect_timeout_s)
         self.retry_at: float | None = None
         """When the next connection attempt starts (monotonic), while waiting for it."""
+        self.sessions = 0
+        """Sessions established so far (the first, then each reconnect): a metric."""
 
     def _alive_for(self, seconds: float) -> None:
         self.alive_until = time.monotonic() + seconds + ALIVE_SLACK_S
@@ -237,6 +241,7 @@ class Link:
     async def _serve(self, ws: ClientConnection, welcome: p.Welcome) -> None:
         self._ws = ws
         self._last_rx = time.monotonic()
+        self.sessions += 1
         self.connected.set()
         self._log.info("connected to the coordinator (session %s)", welcome.session_id)
         reader = asyncio.create_task(self._read(ws))

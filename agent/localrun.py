@@ -200,7 +200,10 @@ async def run_local(
                 await set_host_token(conn, HOST_ID, digest(token))
                 await set_api_key(conn, OWNER, digest(api_key))
             config = AgentConfig(
-                agent=AgentSettings(host_id=HOST_ID, state_file=root / "state.db"),
+                # The run is over when the daemon stops: there is no task to let finish.
+                agent=AgentSettings(
+                    host_id=HOST_ID, state_file=root / "state.db", drain_timeout_s=0
+                ),
                 coordinator=CoordinatorSettings(
                     url=f"ws://127.0.0.1:{port}/ws/host",
                     backoff_initial_s=0.2,

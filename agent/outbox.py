@@ -278,6 +278,12 @@ class Outbox:
             self._emptied.clear()
             await self._emptied.wait()
 
+    def oldest_age_s(self) -> float:
+        """Seconds since the oldest item still queued was queued; 0 when empty. Rows are kept
+        in id order, and ids only grow: the first is the oldest."""
+        oldest = next(iter(self._held.values()), None)
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest.created_at)
+
     def held_tasks(self) -> set[str]:
         return set(self.per_task)
 
@@ -480,7 +486,7 @@ class Outbox:
         for op in ops:
             if isinstance(op, _Put):
                 frame, row_id = op.frame, self._next_id + len(batch.inserts)
-                row = store.Held(frame.task_id, len(op.raw), _is_progress(frame))
+                row = store.Held(frame.task_id, len(op.raw), _is_progress(frame), now)
                 batch.inserts.append(
                     (
                         row_id,

@@ -55,6 +55,8 @@ class Held:
     task_id: str
     size: int
     progress: bool
+    created_at: float
+    """When it was queued (time.time()): the age of the oldest is a metric."""
 
 
 @dataclass
@@ -77,9 +79,9 @@ def connect(path: Path) -> tuple[sqlite3.Connection, dict[int, Held], int]:
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
         held = {
-            int(row_id): Held(str(task_id), int(size), bool(progress))
-            for row_id, task_id, size, progress in db.execute(
-                "SELECT id, task_id, bytes, progress FROM outbox"
+            int(row_id): Held(str(task_id), int(size), bool(progress), float(created_at))
+            for row_id, task_id, size, progress, created_at in db.execute(
+                "SELECT id, task_id, bytes, progress, created_at FROM outbox ORDER BY id"
             )
         }
         (last,) = db.execute(

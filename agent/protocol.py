@@ -32,6 +32,8 @@ CLOSE_UNSUPPORTED_VERSION = 4000
 CLOSE_SESSION_REPLACED = 4001
 CLOSE_PROTOCOL_ERROR = 4002
 CLOSE_HEARTBEAT_TIMEOUT = 4003
+CLOSE_SERVICE_RESTART = 1012
+"""RFC 6455's "service restart": the coordinator is stopping; reconnect (later, or elsewhere)."""
 
 DeviceKind = Literal["android", "browser", "sim"]
 DeviceState = Literal["available", "busy", "offline", "unauthorized", "quarantined"]

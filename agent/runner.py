@@ -80,11 +80,13 @@ async def run_task(
     isolation: Isolation,
     log: logging.Logger,
     host: StartedHost | None = None,
+    on_call: Callable[[str, float], None] | None = None,
 ) -> TaskOutcome:
     """Run the assignment's script to its end; see the module docstring for the outcome rules.
 
     `host` is a script host started ahead of the task (agent/ahead.py); without one, one is
-    started now. Either way the host is ended before this returns.
+    started now. Either way the host is ended before this returns. `on_call` is told each of
+    the script's calls (method, seconds).
 
     Cancelling the asyncio task that awaits this ends the script's processes, cleans up and
     re-raises CancelledError. Any other failure of the daemon's own is returned as
@@ -105,7 +107,9 @@ async def run_task(
             host = await start_host(isolation, log, assignment.task_id)
         host.bind(assignment.task_id)
         try:
-            return await _run(assignment, session, device_info, backend, host, isolation, log)
+            return await _run(
+                assignment, session, device_info, backend, host, isolation, log, on_call
+            )
         finally:
             await host.end(isolation.settings.kill_grace_s)
     except asyncio.CancelledError:
@@ -125,6 +129,7 @@ async def _run(
     host: StartedHost,
     isolation: Isolation,
     log: logging.Logger,
+    on_call: Callable[[str, float], None] | None,
 ) -> TaskOutcome:
     settings = isolation.settings
     script_file = host.task_dir / SCRIPT_NAME
@@ -140,6 +145,7 @@ async def _run(
         max_file_bytes=settings.max_file_bytes,
         request_timeout_s=settings.request_timeout_s,
         started_at=datetime.now(UTC),
+        on_call=on_call,
     )
     script = host.script
     channel = _Channel(ctx, host.writer, lambda: script.kill())
@@ -289,12 +295,15 @@ class _Channel:
             value = await dispatch(self.ctx, call.method, call.params)
         except CallFailed as exc:
             error = exc.error
+        took = time.monotonic() - started
+        if self.ctx.on_call is not None:
+            self.ctx.on_call(call.method, took)
         self.ctx.log.debug(
             "task %s: %s %s in %.3f s",
             self.ctx.task_id,
             call.method,
             "failed" if error else "ok",
-            time.monotonic() - started,
+            took,
         )
         if call.id is not None:
             await self.send(Reply(id=call.id, ok=error is None, value=value, error=error))

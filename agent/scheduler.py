@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 from agent import protocol as p
 from agent.ahead import Ahead
 from agent.link import Link, LinkDown
+from agent.metrics import DaemonMetrics
 from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
 from agent.runner import JobBackend, TaskOutcome, run_task
@@ -43,6 +45,10 @@ class Slot:
     """What the task's `error` says when it is cut short by this host (device lost)."""
     ahead: Ahead | None = None
     """The next task's script host and session, made while the device is idle."""
+    started_at: float = 0.0
+    """When its task was taken (monotonic): the task's duration is a metric."""
+    retiring: bool = False
+    """Removed from the configuration while busy: it goes once its task has ended."""
 
     def info(self) -> p.DeviceInfo:
         state = "busy" if self.task is not None else self.device.state()
@@ -66,14 +72,15 @@ class Scheduler:
     isolation: Isolation
     log: logging.Logger
     stopping: bool = False
+    metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _taking: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an assignment is being accepted: `stop` waits for it to be running."""
 
     @property
     def pause_reason(self) -> str | None:
-        """Why the host takes no new task now (`stopping`, `disk_full`, ...), or None."""
-        return "stopping" if self.stopping else self.outbox.pause_reason()
+        """Why the host takes no new task now (`draining`, `disk_full`, ...), or None."""
+        return "draining" if self.stopping else self.outbox.pause_reason()
 
     @property
     def accepting(self) -> bool:
@@ -106,6 +113,7 @@ class Scheduler:
             rid
             for rid, slot in self.slots.items()
             if slot.task is None
+            and not slot.retiring
             and slot.device.state() == "available"
             and not (slot.ahead is not None and slot.ahead.preparing)
         ]
@@ -137,6 +145,27 @@ class Scheduler:
             await self.link.send(p.Credits(free=self.free_devices()))
         except LinkDown:
             pass  # the next hello carries the devices
+
+    async def remove_device(self, remote_device_id: str) -> None:
+        """A device left the configuration: it goes now when idle, else once its task ends."""
+        slot = self.slots.get(remote_device_id)
+        if slot is None:
+            return
+        slot.retiring = True
+        if slot.task is None:
+            await self._retire(slot)
+        else:
+            self.log.info(
+                "device %s leaves once task %s ends", remote_device_id, slot.task.get_name()
+            )
+        await self.devices_changed()
+
+    async def _retire(self, slot: Slot) -> None:
+        del self.slots[slot.remote_device_id]
+        if slot.ahead is not None:
+            await slot.ahead.discard()
+        await slot.device.stop()
+        self.log.info("device %s removed", slot.remote_device_id)
 
     def device_lost(self, remote_device_id: str) -> None:
         """The device vanished: its running task (if any) ends failed with reason device_lost."""
@@ -174,7 +203,12 @@ class Scheduler:
                 self.log.error("cannot record task %s: %s", task.task_id, exc)
                 reason = "disk_full" if self.outbox.disk_short else "outbox_unavailable"
         if reason is not None or slot is None:
-            self.log.warning("rejected task %s: %s", task.task_id, reason)
+            self.log.warning(
+                "rejected task %s: %s",
+                task.task_id,
+                reason,
+                extra=_fields(task, task.remote_device_id),
+            )
             await self._send_quietly(p.Reject(task_id=task.task_id, reason=reason or "unknown"))
             # Fresh credits after every reject: the coordinator re-offers exactly what is free,
             # so no reject keeps a device out of work once the reason is gone.
@@ -182,6 +216,7 @@ class Scheduler:
             return
         slot.interruptible = False
         slot.cancel_reason = slot.cancel_error = None
+        slot.started_at = time.monotonic()
         slot.task = asyncio.create_task(self._run(slot, task), name=task.task_id)
         await self._send_quietly(p.Accept(task_id=task.task_id))
 
@@ -210,7 +245,12 @@ class Scheduler:
 
     async def _run(self, slot: Slot, task: p.Assignment) -> None:
         slot.interruptible = True
-        self.log.info("task %s started on %s", task.task_id, slot.remote_device_id)
+        self.log.info(
+            "task %s started on %s",
+            task.task_id,
+            slot.remote_device_id,
+            extra=_fields(task, slot.remote_device_id),
+        )
         cancelled = False
         ahead = self._ahead(slot)
         session: OpeningSession | None = None
@@ -228,7 +268,7 @@ class Scheduler:
                 error = "the daemon was stopped while the task ran"
             outcome = TaskOutcome(state=state, reason=reason, error=error)
         slot.interruptible = False
-        if self.stopping:
+        if self.stopping or slot.retiring:
             if session is not None:
                 await session.close()
         else:
@@ -247,7 +287,14 @@ class Scheduler:
         )
         host = await self._ahead(slot).host(task.task_id)
         return await run_task(
-            task, session, slot.script_device_info(), self.backend, self.isolation, self.log, host
+            task,
+            session,
+            slot.script_device_info(),
+            self.backend,
+            self.isolation,
+            self.log,
+            host,
+            self.metrics.action_done,
         )
 
     async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
@@ -257,7 +304,9 @@ class Scheduler:
             outcome.state,
             f" ({outcome.reason})" if outcome.reason else "",
             f": {outcome.error}" if outcome.error and outcome.state == "success" else "",
+            extra=_fields(task, slot.remote_device_id),
         )
+        self.metrics.task_ended(outcome.state, outcome.reason, time.monotonic() - slot.started_at)
         finished = p.Finished(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
@@ -274,6 +323,8 @@ class Scheduler:
         except OutboxError as exc:
             self.log.error("task %s: its end could not be recorded: %s", task.task_id, exc)
         slot.task = None
+        if slot.retiring and not self.stopping:
+            await self._retire(slot)
         # The slot is no longer busy: report its device's own state (which may have changed
         # under the task: lost, quarantined) with the fresh credits.
         await self.devices_changed()
@@ -285,10 +336,27 @@ class Scheduler:
         except LinkDown:
             self.log.info("could not send %s: link down", frame.__class__.__name__.lower())
 
+    def busy_count(self) -> int:
+        return sum(slot.task is not None for slot in self.slots.values())
+
+    async def begin_drain(self) -> None:
+        """Take no more tasks and tell the coordinator now (empty credits, a heartbeat saying
+        why), not at the next heartbeat: it must not assign to a host that is going away."""
+        self.stopping = True  # each ending task sends the credits: empty from now on
+        async with self._taking:
+            pass  # an assignment being accepted is running once this returns
+        await self._send_quietly(p.Credits(free=[]))
+        await self._send_quietly(self.heartbeat())
+
+    async def wait_idle(self) -> None:
+        """Return once no task runs (after `begin_drain`, none starts)."""
+        while tasks := [s.task for s in self.slots.values() if s.task is not None]:
+            await asyncio.wait(tasks)
+
     async def stop(self) -> None:
         """Take no more tasks; kill every running script and return once each one's end
         (failed, reason agent_stopped) is committed to the outbox."""
-        self.stopping = True  # each ending task sends the credits: empty from now on
+        self.stopping = True
         self.outbox.stop_retrying()
         async with self._taking:
             busy = [s for s in self.slots.values() if s.task is not None]
@@ -301,3 +369,8 @@ class Scheduler:
         await asyncio.gather(
             *(s.ahead.discard() for s in self.slots.values() if s.ahead is not None)
         )
+
+
+def _fields(task: p.Assignment, device: str) -> dict[str, object]:
+    """What a json log line of the task carries (agent/logsetup.py)."""
+    return {"task_id": task.task_id, "device": device, "attempt": task.attempt}

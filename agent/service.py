@@ -3,7 +3,8 @@
 `notifying` wraps the daemon's serving phase: READY=1 when entered (config read, state open,
 devices attached), a STATUS= line kept current ("connected, 3/4 devices busy", "reconnecting in
 8 s"), WATCHDOG=1 pings while the link's loop keeps its promises (agent/link.py
-`alive_until`), and STOPPING=1 when left. Nothing is sent without `$NOTIFY_SOCKET`.
+`alive_until`), also through the stop (a drain is long, not wedged); `stopping` says STOPPING=1
+when a stop begins. Nothing is sent without `$NOTIFY_SOCKET`.
 """
 
 from __future__ import annotations
@@ -63,4 +64,8 @@ async def notifying(
         pinger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pinger
-        notifier.send("STOPPING=1", "STATUS=stopping: ending tasks, delivering their ends")
+
+
+def stopping(notifier: Notifier) -> None:
+    """A stop begins; the status line then says `paused: draining` until the daemon exits."""
+    notifier.send("STOPPING=1", "STATUS=stopping: letting running tasks finish")

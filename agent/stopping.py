@@ -3,7 +3,8 @@
 Signals never cancel anything: cancelling the stop half way (while a script's end is being
 committed, or while Chromium closes) is how ends got lost and the daemon hung. The signal
 handler only records the request; the daemon runs its stop sequence to the end, and a later
-signal only shortens that sequence's waits (docs/outbox.md, "Stopping").
+signal only shortens that sequence's waits: the drain (running tasks are ended at once instead
+of being let finish) and the delivery (docs/outbox.md, "Stopping").
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ class StopRequest:
         self.requested = asyncio.Event()
         """Set by the first request: the daemon stops."""
         self.hurried = asyncio.Event()
-        """Set by any later request: the stop stops waiting for a coordinator that is away."""
+        """Set by any later request: the stop no longer lets running tasks finish, nor waits
+        for a coordinator that is away."""
 
     def request(self, why: str) -> None:
         """Called from a signal handler (on the loop): never raises, never blocks."""
         if not self.requested.is_set():
-            self._log.warning("stop requested (%s): ending every task and reporting it", why)
+            self._log.warning(
+                "stop requested (%s): taking no new task, letting running tasks finish", why
+            )
             self.requested.set()
         elif not self.hurried.is_set():
             self._log.warning(
-                "stop requested again (%s): no longer waiting for a coordinator that is away", why
+                "stop requested again (%s): ending running tasks now, no longer waiting for "
+                "a coordinator that is away",
+                why,
             )
             self.hurried.set()
         else:

@@ -22,12 +22,10 @@ import time
 from pathlib import Path
 
 from agent.sweep import TAG_PLACEHOLDER, tagged_processes
+from bench.phonefarm import phone_daemon, sim_phones
 from drivers.sim import free_port as free_phone_port
 from scripts.devstack import (
     Coordinator,
-    Daemon,
-    Proc,
-    android_config,
     devices_of,
     free_port,
     kill_adb_server,
@@ -85,18 +83,7 @@ def bare_interpreter_pss_kib() -> int:
 
 def idle_host(phones: list[int], workdir: Path, coordinator: Coordinator) -> tuple[int, list[int]]:
     """The daemon's VmRSS and its warm hosts' Pss (KiB), idle with `phones` attached."""
-    adb_port = free_port()
-    adb_env = {"HOME": str(workdir / "adb-home")}
-    (workdir / "adb-home").mkdir()
-    (workdir / "daemon").mkdir()
-    daemon = Daemon(
-        dir=workdir / "daemon",
-        coordinator=coordinator,
-        host_id=HOST,
-        browsers=[],
-        extra=android_config(adb_port, [f"127.0.0.1:{port}" for port in phones]),
-        env=adb_env,
-    )
+    daemon, adb_port, adb_env = phone_daemon(workdir, coordinator, HOST, phones)
     try:
         daemon.start()
         assert daemon.proc is not None and daemon.proc.popen is not None
@@ -123,13 +110,7 @@ def main() -> None:
         (root / "coordinator").mkdir()
         coordinator = Coordinator(data_dir=root / "coordinator", port=free_port())
         ports = [free_phone_port() for _ in range(args.phones)]
-        sims = [
-            Proc(
-                [sys.executable, "-m", "agent.cli.main", "sim", "--port", str(port)],
-                root / f"sim-{port}.log",
-            )
-            for port in ports
-        ]
+        sims = sim_phones(ports, root)
         coordinator.start()
         try:
             for sim in sims:

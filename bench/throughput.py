@@ -24,7 +24,6 @@ import asyncio
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,13 +37,12 @@ from agent.hoststart import start_host
 from agent.sandbox import probe
 from agent.script_settings import ScriptSettings
 from bench.cpuacct import CpuAccount
+from bench.phonefarm import phone_daemon, sim_phones
 from bench.proctree import browser_cpu_s
 from drivers.sim import free_port as free_phone_port
 from scripts.devstack import (
     Coordinator,
     Daemon,
-    Proc,
-    android_config,
     create_job,
     free_port,
     kill_adb_server,
@@ -171,28 +169,12 @@ def browsers(count: int, devices: int, workdir: Path) -> Figures:
 
 def phones(count: int, devices: int, workdir: Path) -> Figures:
     account = CpuAccount("bench-phones")
-    (workdir / "adb-home").mkdir()
     coordinator = Coordinator(data_dir=workdir / "coordinator", port=free_port())
     (workdir / "coordinator").mkdir()
-    (workdir / "daemon").mkdir()
     ports = [free_phone_port() for _ in range(devices)]
-    sims = [
-        Proc(
-            [sys.executable, "-m", "agent.cli.main", "sim", "--port", str(port)],
-            workdir / f"sim-{port}.log",
-        )
-        for port in ports
-    ]
-    adb_port = free_port()
-    adb_env = {"HOME": str(workdir / "adb-home")}
-    daemon = Daemon(
-        dir=workdir / "daemon",
-        coordinator=coordinator,
-        host_id=HOST,
-        browsers=[],
-        extra=android_config(adb_port, [f"127.0.0.1:{p}" for p in ports]),
-        env=adb_env,
-        argv_prefix=account.prefix(),
+    sims = sim_phones(ports, workdir)
+    daemon, adb_port, adb_env = phone_daemon(
+        workdir, coordinator, HOST, ports, argv_prefix=account.prefix()
     )
     coordinator.start()
     try:

@@ -1,4 +1,5 @@
-"""The coordinator's ASGI application: HTTP API under /api, the host websocket, /healthz."""
+"""The coordinator's ASGI application: HTTP API under /api, the host websocket, /healthz,
+/metrics."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from coordinator.context import Context
 from coordinator.db import Database
 from coordinator.dispatch import Dispatcher
 from coordinator.herald import Herald
+from coordinator.metrics import CoordinatorMetrics, add_metrics_route
 from coordinator.ratelimit import RateLimiter
 from coordinator.replicas import on_notice
 from coordinator.sessions import SessionRegistry
@@ -41,12 +43,15 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
+    metrics = CoordinatorMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(settings.files_dir.mkdir, parents=True, exist_ok=True)
         db = await Database.open(settings.database)
         sessions = SessionRegistry()
         dispatcher = Dispatcher(db, sessions)
+        dispatcher.on_assigned = metrics.dispatched
         limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         ctx = Context(settings, db, sessions, dispatcher, limiter, Deliverer(db, settings))
         if settings.database.sqlite_file is None:
@@ -79,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api)
     app.include_router(files.public_router)
     app.add_api_websocket_route(WS_PATH, host_endpoint)
+    add_metrics_route(app, metrics, settings.metrics_auth)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

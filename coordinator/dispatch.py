@@ -46,6 +46,7 @@ class _Pick:
     device_id: str
     task_id: str
     frame: str
+    created_at: float
 
 
 class Dispatcher:
@@ -54,6 +55,8 @@ class Dispatcher:
         self._sessions = sessions
         self.herald: Herald | None = None
         """Set on PostgreSQL (coordinator/herald.py)."""
+        self.on_assigned: Callable[[float], None] | None = None
+        """Told the seconds from creation to assignment of each task given out (a metric)."""
         self._wanted = asyncio.Event()
         self._requested = 0
         self._served = 0
@@ -98,6 +101,8 @@ class Dispatcher:
     async def _pass(self) -> bool:
         """One pass; whether it gave out or failed any task (then another may find more)."""
         offers: dict[str, HostSession] = {}
+        if self._sessions.closing:
+            return False  # stopping: what is pending waits for the next start or a replica
         for session in self._sessions.all():
             if session.accepting and not session.closed:
                 for device_id in session.credits:
@@ -120,7 +125,10 @@ class Dispatcher:
                 conn, [(p.task_id, p.session.host_id, p.device_id) for p in picks]
             )
         picks = [p for p in picks if p.task_id in assigned]
+        assigned_at = now()
         for pick in picks:
+            if self.on_assigned is not None:
+                self.on_assigned(max(0.0, assigned_at - pick.created_at))
             if pick.device_id in pick.session.credits:
                 pick.session.credits.remove(pick.device_id)
             pick.session.unaccepted.add(pick.task_id)
@@ -187,7 +195,7 @@ class _Frames:
             log.warning("task %s failed (%s): %s", task.id, ASSIGNMENT_TOO_LARGE, problem)
             self.failed = True
             return None
-        return _Pick(session, device_id, task.id, frame)
+        return _Pick(session, device_id, task.id, frame, task.created_at)
 
     async def _assign(self, task: TaskRow, device_id: str) -> tuple[str | None, str | None]:
         """The encoded frame, or None and why it cannot be sent."""

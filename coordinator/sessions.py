@@ -101,6 +101,12 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._by_host: dict[str, HostSession] = {}
+        self.closing = False
+        """The coordinator is stopping: no new session, no new assignment (coordinator/
+        drain.py)."""
+        self.emptied = asyncio.Event()
+        """Set while no session is installed."""
+        self.emptied.set()
 
     def get(self, host_id: str) -> HostSession | None:
         return self._by_host.get(host_id)
@@ -112,9 +118,12 @@ class SessionRegistry:
         """Make `session` its host's current one; returns the session it replaces, if any."""
         old = self._by_host.get(session.host_id)
         self._by_host[session.host_id] = session
+        self.emptied.clear()
         return old
 
     def remove(self, session: HostSession) -> None:
         """Forget `session` unless a newer session of the same host has replaced it."""
         if self._by_host.get(session.host_id) is session:
             del self._by_host[session.host_id]
+        if not self._by_host:
+            self.emptied.set()

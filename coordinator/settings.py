@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from coordinator.db_location import Location
 
@@ -34,6 +35,8 @@ class Settings:
     """Wait after a delivery's first failed attempt; it doubles after each later one..."""
     webhook_retry_max_s: float = 3600.0
     """... up to this."""
+    metrics_auth: Literal["apikey", "none"] = "apikey"
+    """Whether `GET /metrics` asks for an API key (coordinator/metrics.py)."""
 
     @property
     def files_dir(self) -> Path:

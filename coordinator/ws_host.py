@@ -61,6 +61,12 @@ async def host_endpoint(websocket: WebSocket) -> None:
             JSONResponse({"detail": f"host token refused: {why}"}, status_code=401)
         )
         return
+    if ctx.sessions.closing:
+        log.info("host %s connection refused: the coordinator is stopping", host_id)
+        await websocket.send_denial_response(
+            JSONResponse({"detail": "the coordinator is stopping"}, status_code=503)
+        )
+        return
     await websocket.accept()
     hello = await _receive_hello(ctx, websocket, host_id)
     if hello is None:

@@ -8,6 +8,7 @@ daemon opens a `DeviceSession`; every `agent.actions.*` call of the script becom
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -97,3 +98,8 @@ class Device(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    def recovery_steps(self) -> Mapping[str, int]:
+        """How often each recovery step was tried on this device (drivers without a recovery
+        ladder: none). The daemon exports them as a metric."""
+        return {}

@@ -1,4 +1,6 @@
-"""The scheduler under outbox pressure: past the high-water mark it takes no task, and says so."""
+"""The scheduler under outbox pressure (past the high-water mark it takes no task, and says so),
+and devices removed from the configuration (SIGHUP): an idle one goes at once, a busy one after
+its task."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from agent.sandbox import probe
 from agent.scheduler import Scheduler, Slot
 from agent.script_settings import ScriptSettings
 from drivers.base import Device, DeviceSession, SessionSettings
+from tests.schedharness import poll, running_harness
 
 log = logging.getLogger("test.scheduler")
 
@@ -88,3 +91,24 @@ async def test_over_the_high_water_mark_no_task_is_taken(tmp_path: Path) -> None
         assert scheduler.slots["dev-1"].task is None  # rejected: not accepting
     finally:
         await outbox.close()
+
+
+async def test_a_removed_device_goes_when_idle_and_a_busy_one_after_its_task(
+    tmp_path: Path,
+) -> None:
+    async with running_harness(tmp_path, "test.scheduler_remove") as h:
+        scheduler = h.scheduler
+        scheduler.slots["dev-2"] = Slot(remote_device_id="dev-2", device=IdleDevice())
+        await scheduler.remove_device("dev-2")
+        assert list(scheduler.slots) == ["dev-1"]
+        script = "async def main(agent):\n    await agent.actions.tap(1, 1)\n"
+        await scheduler.on_frame(h.assign("t1", script))
+        await poll(h.device.opening.is_set, "the task's session to be opening")
+        await scheduler.remove_device("dev-1")
+        assert list(scheduler.slots) == ["dev-1"], "a busy device stays until its task ends"
+        assert scheduler.free_devices() == []
+        h.device.release.set()
+        await poll(lambda: not scheduler.slots, "the device to go once its task ended")
+        assert h.device.closed == 1, "its last session is closed, none is opened ahead"
+        [end] = [f for f in await h.drain(1) if f["type"] == "finished"]
+        assert end["state"] == "success", end

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,8 @@ async def main(agent):
     with open("/proc/self/environ", "rb") as fh:
         environ = [e.decode() for e in fh.read().split(b"\\0") if e]
     return {
-        "files": sorted(os.listdir("/task")) + sorted(os.listdir("/tmp")),
+        "task_files": sorted(os.listdir("/task")),
+        "tmp_files": sorted(os.listdir("/tmp")),
         "env": "LEFT_BY_BEFORE" in os.environ,
         "module": hasattr(json, "left_by_before") or "left_by_before" in sys.modules,
         "others": others,
@@ -81,6 +83,21 @@ async def harness(tmp_path: Path) -> object:
         yield h
 
 
+async def after_a_first_task(h: Harness, caplog: pytest.LogCaptureFixture) -> Harness:
+    """The harness once a first (cold) task ran: the device's next host is started ahead."""
+    caplog.set_level(logging.DEBUG, logger=LOG_NAME)
+    await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
+    await h.drain(1)
+    return h
+
+
+def install_under_tmp() -> list[str]:
+    """What a fresh sandbox's private /tmp shows: nothing, but for the mount point of the
+    install when it lives under /tmp (a CI checkout), bound read-only on top of it."""
+    install = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]]
+    return sorted({p.parts[2] for p in install if p.parts[1] == "tmp"})
+
+
 def warm(caplog: pytest.LogCaptureFixture, task_id: str) -> bool:
     wanted = f"task {task_id}: runs in the script host started ahead"
     return any(record.getMessage() == wanted for record in caplog.records)
@@ -100,7 +117,8 @@ async def test_a_task_finds_nothing_of_the_task_before_it(
     assert warm(caplog, "t-2")
     assert second["state"] == "success", second
     seen = second["data"]
-    assert seen["files"] == ["script.py"]  # its own script in /task, and an empty /tmp
+    assert seen["task_files"] == ["script.py"]  # its own script, and nothing else
+    assert seen["tmp_files"] == install_under_tmp()
     assert (seen["env"], seen["module"]) == (False, False)
     assert seen["others"] == ["/usr/bin/bwrap"]  # its pid namespace's init, and nothing else
     assert seen["tag"] == "t-2"
@@ -111,10 +129,7 @@ async def test_a_task_finds_nothing_of_the_task_before_it(
 async def test_a_warm_hosts_processes_are_named_for_its_task(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=LOG_NAME)
-    h = harness
-    await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
-    await h.drain(1)
+    h = await after_a_first_task(harness, caplog)
     await h.scheduler.on_frame(h.assign("t-2", SPAWN_AND_WAIT))
     await poll(lambda: h.device.calls == ["tap"], "the script's first action")
     assert warm(caplog, "t-2")
@@ -144,10 +159,7 @@ def own_warm_hosts() -> list[int]:
 async def test_a_task_whose_warm_host_died_still_runs(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=LOG_NAME)
-    h = harness
-    await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
-    await h.drain(1)
+    h = await after_a_first_task(harness, caplog)
     await poll(lambda: len(own_warm_hosts()) == 1, "the next task's host to be started")
     for pid in own_warm_hosts():
         os.kill(pid, signal.SIGKILL)

@@ -58,30 +58,35 @@ def handle(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.INFO)
     log_isolation(isolation, logging.getLogger("device_agent"))
     try:
-        asyncio.run(_serve(config, token, isolation))
+        asyncio.run(_serve(config, args.config, token, isolation))
     except StateFileError as exc:
         logging.getLogger("device_agent").error("%s", exc)
+        return EXIT_CONFIG
+    except ConfigError as exc:  # found once running: the metrics port cannot be listened on
+        print(f"device-agent: config error: {args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
 
-async def _serve(config: AgentConfig, token: str, isolation: Isolation) -> None:
+async def _serve(config: AgentConfig, path: Path, token: str, isolation: Isolation) -> None:
     log = logging.getLogger("device_agent")
     stop = StopRequest(log)
+    hangup = asyncio.Event()
     notifier, watchdog_s = from_environment(log)
     notifier.send("STATUS=starting: opening the state file, attaching the devices")
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.request, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, hangup.set)
     try:
         # Imported here: the drivers (Playwright, adbutils) take a second to load, which a
         # configuration error need not wait for.
         from agent.daemon import run_daemon
 
-        await run_daemon(config, token, isolation, stop, notifier, watchdog_s)
+        await run_daemon(config, token, isolation, stop, notifier, watchdog_s, (path, hangup))
     finally:
         notifier.close()
-        for sig in STOP_SIGNALS:
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
             # Closing the loop would restore the default action: a signal between here and
             # the exit would turn a finished stop into exit status 143.

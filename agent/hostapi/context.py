@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -59,6 +60,8 @@ class TaskContext:
     """Set once a finish=True submission succeeded; it then decides the task's outcome."""
     device_lost: str | None = None
     """Set when the driver reported the device gone; the task then fails with device_lost."""
+    on_call: Callable[[str, float], None] | None = None
+    """Told each call's method and duration (the daemon's metrics)."""
     submit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Submissions go out one at a time, in the order the script made them."""
     _next_seq: int = 0

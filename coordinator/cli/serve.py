@@ -126,6 +126,13 @@ def add_parser(commands: Any) -> None:
         help="PEM certificate (chain) to serve HTTPS and wss:// with; needs --tls-key",
     )
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--metrics-auth",
+        choices=("apikey", "none"),
+        default=Settings.metrics_auth,
+        help="whether GET /metrics asks for an API key like /api (default apikey); `none` "
+        "serves the metrics to anyone who reaches the port",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
         "--log-format",
@@ -154,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     from coordinator.app import create_app
     from coordinator.db_version import prepare
+    from coordinator.drain import drain_hosts
     from coordinator.service import NotifyingServer
 
     # What the coordinator writes (database, stored files) is its user's alone.
@@ -182,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         webhook_timeout_s=args.webhook_timeout_s,
         webhook_retry_s=args.webhook_retry_s,
         webhook_retry_max_s=args.webhook_retry_max_s,
+        metrics_auth=args.metrics_auth,
     )
     app = create_app(settings)
     config = uvicorn.Config(
@@ -199,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
     )
     where = f"{args.host}:{args.port}"
     server = NotifyingServer(
-        config, lambda: f"serving on {where}, {len(app.state.ctx.sessions.all())} host(s) connected"
+        config,
+        lambda: f"serving on {where}, {len(app.state.ctx.sessions.all())} host(s) connected",
+        lambda: drain_hosts(app.state.ctx.sessions, SHUTDOWN_GRACE_S),
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again under the
     # handlers it found; these make that second delivery a no-op, so a stop exits with status 0.

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from agent.protocol import DeviceKind, DeviceState
@@ -61,11 +62,16 @@ class AndroidDevice(Device):
         self._backoff = Backoff(settings.quarantine_initial_s, settings.quarantine_max_s)
         self._quarantine_until = 0.0
         self._supervisor: asyncio.Task[None] | None = None
+        self._steps: Counter[str] = Counter()
+        """Recovery rungs tried, and quarantines, since start."""
 
     # ---- Device ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name=f"android-{self.slot}")
+
+    def recovery_steps(self) -> Mapping[str, int]:
+        return self._steps
 
     def state(self) -> DeviceState:
         if self.adb_state == "unauthorized":
@@ -210,6 +216,7 @@ class AndroidDevice(Device):
             if self.adb_state != "device":
                 return
             await self._set_health(rung, ready=self.ready and index == 0)
+            self._steps[rung] += 1
             try:
                 await self.run(
                     step, self.phone, self._host, deadline_s=self.settings.connect_timeout_s
@@ -228,6 +235,7 @@ class AndroidDevice(Device):
         # view of the phone in flux (its state still says offline while adb says so).
         pause = self._backoff.next()
         self.quarantined = True
+        self._steps["quarantine"] += 1
         self._quarantine_until = asyncio.get_running_loop().time() + pause
         log.error("android %s: quarantined for %g s: %s", self.slot, pause, self.last_error)
         await self._set_health("quarantined", ready=False)

@@ -1,9 +1,11 @@
 """Stopping the daemon: every running task is ended and reported before the daemon exits 0.
 
-The daemon gets SIGTERM (once, or two or three times at random gaps while it stops). The
-coordinator is asked right after the daemon's exit, with no waiting: the stop itself must have
-delivered each task's end (`failed`, reason `agent_stopped`), never left it for the next start
-(`agent_restarted`) or for the coordinator's timeout.
+The daemon gets SIGTERM (once, or two or three times at random gaps while it stops). Its
+scripts sleep past the drain (`agent.drain_timeout_s`, short here: tests/e2e/test_drain.py
+covers tasks that finish within it), so each is ended. The coordinator is asked right after
+the daemon's exit, with no waiting: the stop itself must have delivered each task's end
+(`failed`, reason `agent_stopped`), never left it for the next start (`agent_restarted`) or for
+the coordinator's timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ async def main(agent):
     await asyncio.sleep(600)
 """
 EXIT_DEADLINE_S = 90
+SHORT_DRAIN = {"DEVICE_AGENT__AGENT__DRAIN_TIMEOUT_S": "1"}
+"""A drain the long scripts outlast: it ends them as a stop did before the drain existed."""
 """Far above a stop's bounds (a script's kill grace, the delivery wait, Chromium's close)."""
 
 
@@ -74,7 +78,9 @@ def assert_reported_stopped(http: httpx.Client, task_ids: list[str]) -> None:
 def test_sigterm_reports_three_running_tasks_before_exit(
     coordinator: Coordinator, make_daemon: Any
 ) -> None:
-    daemon: Daemon = make_daemon(browsers=[{"name": f"browser-{i}"} for i in range(1, 4)])
+    daemon: Daemon = make_daemon(
+        browsers=[{"name": f"browser-{i}"} for i in range(1, 4)], env=SHORT_DRAIN
+    )
     daemon.start()
     with coordinator.http() as http:
         wait_devices(http, "host-1", 3)
@@ -87,6 +93,7 @@ def test_sigterm_reports_three_running_tasks_before_exit(
         assert_reported_stopped(http, task_ids)
     log = daemon.log()
     assert "stop requested (SIGTERM)" in log
+    assert "draining: 3 task(s) still running after 1 s" in log
     assert "stopping: ending 3 running task(s)" in log
     assert not daemon_errors(log), log
 
@@ -106,7 +113,7 @@ two (the second finds the stop already hurried), of either kind, in either order
 @pytest.mark.timeout(600)
 def test_repeated_signals_while_stopping(coordinator: Coordinator, make_daemon: Any) -> None:
     rng = random.Random(20240610)
-    daemon: Daemon = make_daemon()
+    daemon: Daemon = make_daemon(env=SHORT_DRAIN)
     with coordinator.http() as http:
         job = create_job(http, LONG_SCRIPT, timeout_s=300)
         for round_no, later_signals in enumerate(LATER_SIGNALS):
