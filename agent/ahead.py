@@ -15,6 +15,10 @@ Whatever failed or went stale meanwhile (a host that died or never got ready, a 
 browser went away) is made again for the task on the spot, as if nothing had been prepared: a
 failed preparation costs the task time, never the task. A host serves one task; a host or
 session that no task took is ended by `discard` (the daemon's stop).
+
+The session opened ahead has the device's default settings. A task with browser settings of its
+own (a user agent, a proxy, a profile, an address to attach to: `Assignment.browser`) cannot use
+it: it is closed and the task's own opened at once, with those settings.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from collections.abc import Callable
 
 from agent.hoststart import StartedHost, start_host
 from agent.opening import OpeningSession
+from agent.protocol import Assignment
 from agent.sandbox import Isolation
 from agent.sweep import tag_fits
-from drivers.base import Device, DeviceSession
+from drivers.base import Device, DeviceSession, SessionSettings
 
 NEXT_LABEL = "(next)"
 """What a session opened ahead is called in the log until a task takes it."""
@@ -95,11 +100,16 @@ class Ahead:
         await host.end(self._isolation.settings.kill_grace_s)
         return None
 
-    def session(self, task_id: str) -> OpeningSession:
-        """The task's session: the one opened ahead if it is usable, else a fresh one; the
-        script's first action waits for it."""
+    def session(self, task: Assignment) -> OpeningSession:
+        """The task's session: the one opened ahead if it is usable and the task asks for no
+        settings of its own, else a fresh one; the script's first action waits for it."""
         prepared, self._session = self._session, None
-        return OpeningSession(asyncio.create_task(self._take_session(prepared, task_id)))
+        settings = None
+        if task.browser is not None:
+            settings = SessionSettings(job_id=task.job_id, browser=task.browser)
+        return OpeningSession(
+            asyncio.create_task(self._take_session(prepared, task.task_id, settings, self._reset))
+        )
 
     async def discard(self) -> None:
         """End what no task took."""
@@ -123,8 +133,19 @@ class Ahead:
         return await self._device.open_session(NEXT_LABEL)
 
     async def _take_session(
-        self, prepared: asyncio.Task[DeviceSession | None] | None, task_id: str
+        self,
+        prepared: asyncio.Task[DeviceSession | None] | None,
+        task_id: str,
+        settings: SessionSettings | None,
+        reset: asyncio.Task[None] | None,
     ) -> DeviceSession:
+        if settings is not None:
+            if prepared is not None:
+                await self._drop(prepared)
+            if reset is not None:
+                # The device is reset (the last task's profile saved) before it is used again.
+                await asyncio.shield(reset)
+            return await self._device.open_session(task_id, settings)
         if prepared is not None:
             try:
                 session = await prepared
@@ -137,3 +158,10 @@ class Ahead:
             if session is not None:
                 await session.close()
         return await self._device.open_session(task_id)
+
+    async def _drop(self, prepared: asyncio.Task[DeviceSession | None]) -> None:
+        """Stop opening (or close) a session opened ahead that the task cannot use."""
+        prepared.cancel()
+        result = (await asyncio.gather(prepared, return_exceptions=True))[0]
+        if isinstance(result, DeviceSession):
+            await result.close()

@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from agent.logsetup import LogFormat
@@ -227,6 +228,14 @@ class AgentConfig(_Section):
     android: AndroidSettings = Field(default_factory=AndroidSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="after")
+    def _profiles_beside_state(self) -> AgentConfig:
+        # The profiles are the daemon's state: kept with it unless the operator says otherwise.
+        if self.browser.profiles_dir is None:
+            where = self.agent.state_file.parent / "browser-profiles"
+            self.browser = self.browser.model_copy(update={"profiles_dir": where})
+        return self
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:

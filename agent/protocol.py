@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent import boundedjson
 from agent.ids import Id
+from drivers.browser.options import BrowserOptions
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -104,6 +105,9 @@ class Assignment(BaseModel):
     output_schema: dict[str, Any] | None = None
     """The JSON Schema the job wants the task's success data to match (the coordinator checks
     it; the script may read it from `get_current_task()`)."""
+    browser: BrowserOptions | None = None
+    """The task's browser settings (the job's, overridden by the task's); only a browser device
+    can honour them, any other fails the task (reason unsupported_settings)."""
 
 
 # ---- host -> coordinator ----------------------------------------------------------------

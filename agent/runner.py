@@ -6,6 +6,9 @@ the script's calls over the host's private socketpair (agent/scriptrpc.py framin
 handlers), enforces the task's timeout, and turns what happened into a `TaskOutcome`.
 
 How the outcome is decided, first rule that applies:
+0. browser settings (`Assignment.browser`) on a device that is not a browser: failed,
+   `unsupported_settings`, and the script does not run (the coordinator refuses them at creation
+   only when it knows the device's kind: a task pinned to a phone);
 1. a final submission (`submit_task(..., finish=True)`) that the backend accepted wins: its
    status and data are the outcome, whatever the script does afterwards (returns, raises, crashes
    or runs past its timeout): the coordinator already holds the task as final. What went wrong
@@ -90,6 +93,16 @@ async def run_task(
     `failed`/`agent_error`, never raised.
     """
     try:
+        if assignment.browser is not None and device_info.get("kind") != "browser":
+            if host is not None:
+                await host.end(isolation.settings.kill_grace_s)
+            kind = device_info.get("kind")
+            return TaskOutcome(
+                state="failed",
+                reason="unsupported_settings",
+                error=f"the task has browser settings, which only a browser can honour "
+                f"(this device is {kind})",
+            )
         if host is None:
             host = await start_host(isolation, log, assignment.task_id)
         host.bind(assignment.task_id)

@@ -257,7 +257,7 @@ class Scheduler:
         try:
             if slot.cancel_reason is not None:
                 raise asyncio.CancelledError  # cancelled before it began: end it the same way
-            session = ahead.session(task.task_id)
+            session = ahead.session(task)
             outcome = await self._execute(slot, task, session)
         except asyncio.CancelledError:
             cancelled = True

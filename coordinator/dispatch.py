@@ -30,6 +30,7 @@ from coordinator.store_planned import any_open_planned, materialise, oldest_plan
 from coordinator.store_queue import busy_among, mark_all_assigned, queue_heads
 from coordinator.store_tasks import TaskRow
 from coordinator.task_end import end_run
+from drivers.browser.options import BrowserOptions
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,26 @@ class Dispatcher:
         return bool(picks) or frames.failed
 
 
+LATER_FIELDS = ("output_schema", "browser")
+"""Fields of `Assignment` that daemons from before them do not know."""
+
+
 def assign_frame(assignment: Assignment) -> str:
-    """The `assign` frame. Without `output_schema` when the job has none: a daemon from before
-    that field refuses fields it does not know, and so still takes every other task."""
-    if assignment.output_schema is None:
-        return Assign(task=assignment).model_dump_json(exclude={"task": {"output_schema"}})
+    """The `assign` frame. Without `output_schema` or `browser` when the task has none: a daemon
+    from before those fields refuses fields it does not know, and so still takes every other
+    task."""
+    unset = {name for name in LATER_FIELDS if getattr(assignment, name) is None}
+    if unset:
+        return Assign(task=assignment).model_dump_json(exclude={"task": unset})
     return encode(Assign(task=assignment))
+
+
+def browser_settings(task: TaskRow, job: JobRow) -> BrowserOptions | None:
+    """The task's browser settings over its job's; None when they ask for nothing."""
+    merged = job.browser if task.browser is None else task.browser.over(job.browser)
+    if merged is None or not merged.model_dump(exclude_none=True):
+        return None
+    return merged
 
 
 class _Frames:
@@ -205,6 +220,7 @@ class _Frames:
             parent_task_id=task.parent_task_id,
             automation_id=job.automation_id,
             output_schema=job.output_schema,
+            browser=browser_settings(task, job),
         )
         frame = assign_frame(assignment)
         size = len(frame.encode())

@@ -77,6 +77,9 @@ jobs = sa.Table(
     sa.Column("webhook_url", sa.Text),
     sa.Column("webhook_events", sa.Text),
     sa.Column("webhook_secret", sa.Text),
+    # Its tasks' browser settings (drivers/browser/options.py, JSON; the proxy password as it
+    # was given: docs/security.md).
+    sa.Column("browser", sa.Text),
 )
 
 job_shares = sa.Table(
@@ -149,6 +152,8 @@ tasks = sa.Table(
     # Overrides of the job's webhook (NULL: the job's).
     sa.Column("webhook_url", sa.Text),
     sa.Column("webhook_events", sa.Text),
+    # Its browser settings, over the job's field by field (NULL: the job's).
+    sa.Column("browser", sa.Text),
     # The dispatch queue, highest priority and then oldest first: the tasks pinned to one device
     # (equal on every column before priority, so walked in queue order; its (state) prefix also
     # finds the active tasks), and the unpinned ones apart (`pin_device_id IS NULL` does not

@@ -96,6 +96,17 @@ async def known_device_ids(conn: Conn, ids: set[str]) -> set[str]:
     return set(found)
 
 
+async def device_kinds(conn: Conn, ids: set[str]) -> dict[str, str]:
+    """The kind (browser, android, ...) of each id among `ids` that some host has reported."""
+    if not ids:
+        return {}
+    c = t.devices.c
+    rows = await conn.execute(
+        sa.select(c.remote_device_id, c.kind).where(c.remote_device_id.in_(ids))
+    )
+    return {row.remote_device_id: row.kind for row in rows}
+
+
 async def host_device_ids(conn: Conn, host_id: str) -> set[str]:
     found = await conn.scalars(
         sa.select(t.devices.c.remote_device_id).where(t.devices.c.host_id == host_id)

@@ -24,6 +24,7 @@ from coordinator.db import new_id, now
 from coordinator.db_conn import Conn, Hot
 from coordinator.dialect import insert
 from coordinator.retry_policy import RetryPolicy, job_policy
+from drivers.browser.options import BrowserOptions
 
 JobType = Literal["devices_automation", "manual"]
 DEFAULT_MAX_DEPTH = 5
@@ -61,6 +62,8 @@ class JobRow:
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
     """None: every final state (coordinator/store_webhooks.py)."""
+    browser: BrowserOptions | None = None
+    """Its tasks' browser settings (each task's own override them field by field)."""
     webhook_secret: str | None = None
     """The key of its deliveries' signatures; None only for a job stored before migration 0004
     (which gave each one)."""
@@ -124,6 +127,7 @@ async def create_job(
     output_schema: dict[str, Any] | None = None,
     webhook_url: str | None = None,
     webhook_events: Sequence[str] | None = None,
+    browser: BrowserOptions | None = None,
 ) -> JobRow:
     job_id = new_id()
     stamp = now()
@@ -148,6 +152,7 @@ async def create_job(
             webhook_url=webhook_url,
             webhook_events=None if webhook_events is None else json.dumps(list(webhook_events)),
             webhook_secret=secrets.token_hex(32),
+            browser=browser_text(browser),
         )
     )
     await _add_version(conn, job_id, sha, stamp)
@@ -167,6 +172,15 @@ async def set_job_script(conn: Conn, job_id: str, source: str) -> JobRow | None:
     )
     await _add_version(conn, job_id, sha, stamp)
     return await get_job(conn, job_id)
+
+
+def browser_text(options: BrowserOptions | None) -> str | None:
+    """Browser settings as stored: the fields given (a task's null clears its job's field)."""
+    return None if options is None else options.model_dump_json(exclude_unset=True)
+
+
+def browser_of(text: str | None) -> BrowserOptions | None:
+    return None if text is None else BrowserOptions.model_validate_json(text)
 
 
 def _json_text(value: Any) -> str | None:
@@ -202,6 +216,7 @@ _UPDATABLE = (
     "output_schema",
     "webhook_url",
     "webhook_events",
+    "browser",
 )
 
 
@@ -220,6 +235,8 @@ async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow
     for name in ("retry_on", "output_schema", "webhook_events"):
         if name in values:
             values[name] = _json_text(values[name])
+    if "browser" in values:
+        values["browser"] = browser_text(values["browser"])
     await conn.execute(
         sa.update(t.jobs).where(t.jobs.c.id == job_id).values(**values, updated_at=now())
     )
@@ -326,4 +343,5 @@ def job_from_row(row: Any, versions: list[str], shares: dict[str, Access]) -> Jo
         webhook_url=row.webhook_url,
         webhook_events=_json_or_none(row.webhook_events),
         webhook_secret=row.webhook_secret,
+        browser=browser_of(row.browser),
     )

@@ -18,8 +18,9 @@ from coordinator import schema as t
 from coordinator.db import new_id, now
 from coordinator.db_conn import Conn, Hot, one_of
 from coordinator.dialect import id_list, id_list_value, next_seqs
-from coordinator.store_jobs import JobRow
+from coordinator.store_jobs import JobRow, browser_of, browser_text
 from coordinator.store_webhooks import queue_finals
+from drivers.browser.options import BrowserOptions
 
 ACTIVE_STATES = ("assigned", "running")
 OPEN_STATES = ("pending", "blocked", *ACTIVE_STATES)
@@ -72,6 +73,8 @@ class TaskRow:
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
     """Overrides of the job's webhook (None: the job's)."""
+    browser: BrowserOptions | None = None
+    """Its browser settings, over the job's field by field (None: the job's)."""
 
     @property
     def is_final(self) -> bool:
@@ -101,6 +104,7 @@ class NewTask:
     """(number, script SHA-256) of the job's script version to run; None: its current one."""
     webhook_url: str | None = None
     webhook_events: Sequence[str] | None = None
+    browser: BrowserOptions | None = None
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -148,6 +152,7 @@ def task_from_row(row: sa.Row[Any]) -> TaskRow:
         script_version=row.script_version,
         webhook_url=row.webhook_url,
         webhook_events=_json_or_none(row.webhook_events),
+        browser=browser_of(row.browser),
     )
 
 
@@ -178,6 +183,7 @@ async def create_tasks(conn: Conn, job: JobRow, specs: list[NewTask]) -> list[Ta
                 "webhook_events": _json_text(
                     None if spec.webhook_events is None else list(spec.webhook_events)
                 ),
+                "browser": browser_text(spec.browser),
                 "input": json.dumps(spec.input),
                 "pin_device_id": spec.pin_device_id,
                 "state": spec.state,

@@ -11,7 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from agent.protocol import DeviceKind, DeviceState
+from drivers.browser.options import BrowserOptions
 
 
 class ActionError(Exception):
@@ -29,6 +32,16 @@ class UnsupportedAction(ActionError):
 
 class DeviceLost(ActionError):
     """The device vanished while a task used it; the task ends failed with reason device_lost."""
+
+
+class SessionSettings(BaseModel):
+    """What a task asks of its session beyond the device's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    """Whose persistent browser profiles the session may use."""
+    browser: BrowserOptions
 
 
 class DeviceSession(ABC):
@@ -71,7 +84,10 @@ class Device(ABC):
     async def start(self) -> None: ...
 
     @abstractmethod
-    async def open_session(self, task_id: str) -> DeviceSession: ...
+    async def open_session(
+        self, task_id: str, settings: SessionSettings | None = None
+    ) -> DeviceSession:
+        """A session for the task; `settings` it cannot honour are an ActionError saying so."""
 
     @abstractmethod
     def state(self) -> DeviceState: ...

@@ -24,7 +24,7 @@ from agent.outbox import Outbox, OutboxSettings
 from agent.sandbox import Isolation, probe
 from agent.scheduler import Scheduler, Slot
 from agent.script_settings import ScriptSettings
-from drivers.base import Device, DeviceSession
+from drivers.base import Device, DeviceSession, SessionSettings
 
 DEADLINE_S = 60.0
 
@@ -50,14 +50,19 @@ class HeldDevice(Device):
         self.release = asyncio.Event()
         self.opening = asyncio.Event()
         self.opened = 0
+        self.settings: list[SessionSettings | None] = []
+        """What each session was opened with."""
         self.closed = 0
         self.calls: list[str] = []
 
     async def start(self) -> None:
         return None
 
-    async def open_session(self, task_id: str) -> DeviceSession:
+    async def open_session(
+        self, task_id: str, settings: SessionSettings | None = None
+    ) -> DeviceSession:
         self.opened += 1
+        self.settings.append(settings)
         self.opening.set()
         await self.release.wait()
         return HeldSession(self)
@@ -90,7 +95,7 @@ class Harness:
     def slot(self) -> Slot:
         return self.scheduler.slots["dev-1"]
 
-    def assign(self, task_id: str, source: str) -> p.Assign:
+    def assign(self, task_id: str, source: str, **fields: Any) -> p.Assign:
         return p.Assign(
             task=p.Assignment(
                 task_id=task_id,
@@ -99,6 +104,7 @@ class Harness:
                 script_sha256="0" * 64,
                 script_source=textwrap.dedent(source),
                 timeout_s=120,
+                **fields,
             )
         )
 

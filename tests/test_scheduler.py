@@ -16,7 +16,7 @@ from agent.outbox import Outbox, OutboxSettings
 from agent.sandbox import probe
 from agent.scheduler import Scheduler, Slot
 from agent.script_settings import ScriptSettings
-from drivers.base import Device, DeviceSession
+from drivers.base import Device, DeviceSession, SessionSettings
 from tests.schedharness import poll, running_harness
 
 log = logging.getLogger("test.scheduler")
@@ -31,7 +31,9 @@ class IdleDevice(Device):
     async def start(self) -> None:
         return None
 
-    async def open_session(self, task_id: str) -> DeviceSession:
+    async def open_session(
+        self, task_id: str, settings: SessionSettings | None = None
+    ) -> DeviceSession:
         raise AssertionError("no task may start in this test")
 
     def state(self) -> p.DeviceState:

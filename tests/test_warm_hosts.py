@@ -20,6 +20,8 @@ from agent.hoststart import HostStartError, start_host
 from agent.sandbox import probe
 from agent.script_settings import ScriptSettings
 from agent.sweep import TAG_PLACEHOLDER, tagged_processes
+from drivers.base import SessionSettings
+from drivers.browser.options import BrowserOptions
 from tests.schedharness import Harness, poll, running_harness
 from tests.taskprocs import task_processes
 
@@ -183,3 +185,24 @@ async def test_a_host_that_never_gets_ready_is_refused_and_leaves_nothing(
         await start_host(isolation, logging.getLogger(LOG_NAME))
     assert list(work.iterdir()) == []
     assert own_warm_hosts() == []
+
+
+async def test_browser_settings_on_a_device_that_is_no_browser_fail_the_task_clearly(
+    harness: Harness,
+) -> None:
+    """The device is given the settings with the session it opens, and the script never runs:
+    the task fails with a reason that says why; the next task runs as usual."""
+    h = harness
+    browser = BrowserOptions(locale="fr-CA")
+    script = "async def main(agent):\n    await agent.actions.tap(1, 1)\n"
+    await h.scheduler.on_frame(h.assign("t-1", script, browser=browser))
+    (end,) = await h.drain(1)
+    assert (end["state"], end["reason"]) == ("failed", "unsupported_settings"), end
+    assert end["error"] == (
+        "the task has browser settings, which only a browser can honour (this device is sim)"
+    )
+    assert h.device.calls == []
+    await h.scheduler.on_frame(h.assign("t-2", "async def main(agent):\n    return {'ran': 1}\n"))
+    (plain,) = await h.drain(1)
+    assert (plain["state"], plain["data"]) == ("success", {"ran": 1}), plain
+    assert h.device.settings == [SessionSettings(job_id="job-1", browser=browser), None]

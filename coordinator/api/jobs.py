@@ -28,7 +28,7 @@ from coordinator.fan_out import tasks_held, too_many
 from coordinator.limits import input_too_large, script_too_large
 from coordinator.retry_policy import RetryPolicy
 from coordinator.store_dependencies import add_dependencies
-from coordinator.store_devices import known_device_ids
+from coordinator.store_devices import device_kinds
 from coordinator.store_jobs import (
     create_job,
     lock_job,
@@ -40,7 +40,7 @@ from coordinator.store_jobs import (
 from coordinator.store_tasks import create_tasks
 
 router = api_router(prefix="/jobs", tags=["jobs"])
-_CLEARABLE = ("automation_id", "output_schema", "webhook_url", "webhook_events")
+_CLEARABLE = ("automation_id", "output_schema", "webhook_url", "webhook_events", "browser")
 """Fields a PATCH may set to null."""
 
 
@@ -75,6 +75,7 @@ async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> JobCr
             output_schema=body.output_schema,
             webhook_url=body.webhook_url,
             webhook_events=body.webhook_events,
+            browser=body.browser,
         )
     assert job.webhook_secret is not None, "every job is made with one"
     return JobCreated(**job_view(job).model_dump(), webhook_secret=job.webhook_secret)
@@ -89,6 +90,8 @@ async def patch_job(job_id: str, body: JobUpdate, ctx: ContextDep, caller: Calle
             raise HTTPException(status_code=422, detail=f"{field} cannot be null")
     if "backoff" in changes:
         changes["retry_backoff"] = changes.pop("backoff")
+    if "browser" in changes:
+        changes["browser"] = body.browser  # the model: it stores the fields that were given
     async with ctx.db.transaction() as conn:
         await job_for(conn, job_id, caller, "edit")
         job = await update_job(conn, job_id, changes)
@@ -159,12 +162,14 @@ async def post_tasks(
         problem = too_many(job, await tasks_held(conn, job_id), len(body.tasks))
         if problem is not None:
             raise HTTPException(status_code=409, detail=problem)
-        unknown = sorted(pins - await known_device_ids(conn, pins))
+        kinds = await device_kinds(conn, pins)
+        unknown = sorted(pins - kinds.keys())
         if unknown:
             raise HTTPException(
                 status_code=422,
                 detail=f"unknown remote_device_id: {', '.join(unknown)} (no host has reported it)",
             )
+        task_specs.check_browser(job, body.tasks, kinds)
         specs, dependencies = await task_specs.build(conn, job, body.tasks, caller)
         rows = await create_tasks(conn, job, specs)
         await add_dependencies(conn, dependencies)

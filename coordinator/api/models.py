@@ -17,6 +17,7 @@ from coordinator.output_schema import checked
 from coordinator.retry_policy import DEFAULT_RETRY_ON, RETRYABLE_REASONS
 from coordinator.store_jobs import DEFAULT_MAX_DEPTH, DEFAULT_MAX_TASKS, Access, JobType
 from coordinator.store_webhooks import DeliveryState, WebhookEvent
+from drivers.browser.options import BrowserOptions
 
 Stored = Annotated[str, AfterValidator(no_nul)]
 """A string stored or looked up as it is: no NUL (U+0000), which PostgreSQL's text cannot hold
@@ -130,11 +131,15 @@ class JobCreate(_Body):
     output_schema: OutputSchema | None = None
     webhook_url: WebhookUrl | None = None
     webhook_events: WebhookEvents | None = None
+    browser: BrowserOptions | None = Field(
+        default=None,
+        description="Its tasks' browser settings (docs/jobs.md); browser devices only.",
+    )
 
 
 class JobUpdate(_Body):
     """Fields to change; those left out stay as they are (null clears automation_id,
-    output_schema, webhook_url, and webhook_events back to every final state)."""
+    output_schema, webhook_url, browser, and webhook_events back to every final state)."""
 
     name: Stored | None = Field(default=None, min_length=1, max_length=200)
     parameters: dict[str, Any] | None = None
@@ -151,6 +156,9 @@ class JobUpdate(_Body):
     output_schema: OutputSchema | None = None
     webhook_url: WebhookUrl | None = None
     webhook_events: WebhookEvents | None = None
+    browser: BrowserOptions | None = Field(
+        default=None, description="Replaces the job's browser settings whole."
+    )
 
 
 class ShareUpdate(_Body):
@@ -185,6 +193,9 @@ class Job(BaseModel):
     output_schema: dict[str, Any] | None
     webhook_url: str | None
     webhook_events: list[str] = Field(description="The events its webhook is sent.")
+    browser: dict[str, Any] | None = Field(
+        description="Its tasks' browser settings as given; a proxy password shows as ***."
+    )
 
 
 class JobCreated(Job):
@@ -297,6 +308,11 @@ class TaskCreate(_Body):
     )
     webhook_url: WebhookUrl | None = Field(default=None, description="Overrides the job's.")
     webhook_events: WebhookEvents | None = Field(default=None, description="Overrides the job's.")
+    browser: BrowserOptions | None = Field(
+        default=None,
+        description="Browser settings over the job's, field by field (null in a field: not "
+        "the job's); a task pinned to a device that is not a browser cannot have any.",
+    )
 
 
 class TasksCreate(_Body):
@@ -338,6 +354,10 @@ class Task(BaseModel):
     )
     webhook_url: str | None = Field(description="Its own webhook; null: the job's.")
     webhook_events: list[str] | None = Field(description="Its own events; null: the job's.")
+    browser: dict[str, Any] | None = Field(
+        description="Its own browser settings as given (over the job's); a proxy password "
+        "shows as ***."
+    )
     parent_task_id: str | None = Field(description="The task whose script added this sub-task.")
     automation_variables: dict[str, Any] | None = Field(
         description="What the script stored with set_automation_variables."

@@ -1,5 +1,6 @@
 """Turning a `POST /api/jobs/{id}/tasks` body into tasks to store: deadlines, priorities, retry
-overrides, script versions and dependencies checked, each task's starting state decided.
+overrides, script versions, browser settings and dependencies checked, each task's starting state
+decided.
 
 `depends_on` names existing tasks (of jobs the caller may read) or, by `ref`, tasks of the same
 request. Only those can form a cycle, so a cycle is looked for among them alone and refused.
@@ -37,6 +38,26 @@ def _deadline(i: int, deadline: datetime | None) -> float | None:
     if stamp <= now():
         raise _refuse(f"tasks[{i}].deadline", f"{deadline.isoformat()} is in the past")
     return stamp
+
+
+def check_browser(job: JobRow, tasks: list[TaskCreate], kinds: dict[str, str]) -> None:
+    """Refuse browser settings (the task's own or its job's) on a task pinned to a device that
+    is not a browser. An unpinned task's device is known only when it is given one: a daemon
+    fails it then (reason unsupported_settings) if that device is not a browser."""
+    for i, task in enumerate(tasks):
+        kind = kinds.get(task.remote_device_id or "", "browser")
+        if kind == "browser":
+            continue
+        if task.browser is not None:
+            field, whose = f"tasks[{i}].browser", "browser settings"
+        elif job.browser is not None:
+            field, whose = f"tasks[{i}].remote_device_id", f"job {job.id}'s browser settings"
+        else:
+            continue
+        raise _refuse(
+            field,
+            f"device {task.remote_device_id} is not a browser ({kind}): it cannot honour {whose}",
+        )
 
 
 def _retry(task: TaskCreate) -> dict[str, Any]:
@@ -170,6 +191,7 @@ async def build(
             version=versions[i],
             webhook_url=task.webhook_url,
             webhook_events=task.webhook_events,
+            browser=task.browser,
         )
         for i, task in enumerate(tasks)
     ]

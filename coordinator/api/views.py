@@ -53,6 +53,7 @@ def job_view(job: JobRow) -> Job:
         output_schema=job.output_schema,
         webhook_url=job.webhook_url,
         webhook_events=list(FINAL_EVENTS if job.webhook_events is None else job.webhook_events),
+        browser=None if job.browser is None else job.browser.shown(),
     )
 
 
@@ -104,6 +105,7 @@ def _task_model(task: TaskRow, files: list[FileRef]) -> Task:
         script_version=task.script_version,
         webhook_url=task.webhook_url,
         webhook_events=task.webhook_events,
+        browser=None if task.browser is None else task.browser.shown(),
         parent_task_id=task.parent_task_id,
         automation_variables=task.automation_variables,
         origin="dump" if task.origin == "dump" else "run",

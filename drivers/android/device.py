@@ -24,7 +24,7 @@ from drivers.android.phone import Phone
 from drivers.android.recovery import RUNGS, Backoff, connect
 from drivers.android.session import AndroidSession, describe
 from drivers.android.worker import CallTimeout, DeviceWorker
-from drivers.base import Device, DeviceLost, DeviceSession
+from drivers.base import ActionError, Device, DeviceLost, DeviceSession, SessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,11 @@ class AndroidDevice(Device):
             "last_error": self.last_error,
         }
 
-    async def open_session(self, task_id: str) -> DeviceSession:
+    async def open_session(
+        self, task_id: str, settings: SessionSettings | None = None
+    ) -> DeviceSession:
+        if settings is not None:
+            raise ActionError("open_session", "an android device cannot honour browser settings")
         state = self.state()
         if state != "available":
             raise DeviceLost("open_session", f"phone {self.slot} is {state}")

@@ -249,7 +249,7 @@ async def multi_tap(s: BrowserSession, p: MultiTapParams) -> None:
 
 @action("scroll", ScrollParams)
 async def scroll(s: BrowserSession, p: ScrollParams) -> None:
-    width, height = s.slot.viewport_width, s.slot.viewport_height
+    width, height = s.viewport.width, s.viewport.height
     dx = {"left": -width, "right": width}.get(p.direction, 0) * p.scale
     dy = {"up": -height, "down": height}.get(p.direction, 0) * p.scale
     mouse = s.page().mouse

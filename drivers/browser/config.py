@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -26,6 +28,11 @@ class BrowserSettings(BaseModel):
         default=30,
         gt=0,
         description="Longest wait for a page load (browse, go_back, go_home), in seconds.",
+    )
+    profiles_dir: Path | None = Field(
+        default=None,
+        description="Where jobs' persistent browser profiles are kept (mode 0700); default: "
+        "browser-profiles beside agent.state_file.",
     )
 
 

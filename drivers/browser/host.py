@@ -3,7 +3,8 @@
 Each task gets its own browser context (see session.py), so tasks never share cookies or storage
 while paying for a single browser process. If Chromium crashes or is killed, the next
 `browser()` call (made when a session opens) launches a new one. If a launch fails, a background
-loop keeps retrying so that devices reported offline come back by themselves.
+loop keeps retrying so that devices reported offline come back by themselves. A task that asks
+to attach to another Chromium (`browser_address`) gets its own CDP connection from `connect`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from drivers.browser.config import BrowserSettings
+from drivers.browser.profiles import Profiles
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class ChromiumHost:
         """Chromium's version once it has been launched."""
         self.launch_error: str | None = None
         """Why the last launch failed; None once a launch has succeeded."""
+        self.profiles = Profiles(settings.profiles_dir)
 
     @property
     def running(self) -> bool:
@@ -90,10 +93,30 @@ class ChromiumHost:
             log.info("launched Chromium %s", self.version)
             return self._browser
 
-    async def _launch(self) -> Browser:
+    async def connect(self, address: str) -> Browser:
+        """A new CDP connection to the Chromium at `address`; its owner closes it."""
+        async with self._lock:
+            if self._stopped:
+                raise BrowserUnavailable("the browser host is stopped")
+            playwright = await self._driver()
+        timeout = self._settings.launch_timeout_s
+        try:
+            return await asyncio.wait_for(
+                playwright.chromium.connect_over_cdp(address, timeout=timeout * 1000),
+                timeout=timeout + 5,
+            )
+        except (PlaywrightError, OSError, TimeoutError) as exc:
+            why = short_message(exc) or f"timed out after {timeout:g} s"
+            raise BrowserUnavailable(f"cannot attach to {address}: {why}") from exc
+
+    async def _driver(self) -> Playwright:
         if self._playwright is None:
             self._playwright = await async_playwright().start()
-        browser = await self._playwright.chromium.launch(
+        return self._playwright
+
+    async def _launch(self) -> Browser:
+        playwright = await self._driver()
+        browser = await playwright.chromium.launch(
             executable_path=self._settings.executable,
             headless=self._settings.headless,
             args=LAUNCH_ARGS,

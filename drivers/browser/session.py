@@ -4,6 +4,11 @@ dispatch of the script's actions to drivers/browser/actions.py.
 Every action runs under a time budget (its params model says how long), one at a time, and its
 failures come back as `ActionError` with a message for the script; a browser or tab that died
 under the task comes back as `DeviceLost`.
+
+A task's browser settings (drivers/browser/options.py) shape its context. With a profile, the
+context starts from the profile's saved state and its state is saved again at close, while the
+session holds the profile (drivers/browser/profiles.py). A session attached over CDP owns its
+connection to that browser and closes it (which leaves that browser running).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 
 from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
+from drivers.browser import profiles
 from drivers.browser.actions import ACTIONS, ANDROID_ONLY, BadRequest, budget_of
 from drivers.browser.config import BrowserSettings, BrowserSlot
 from drivers.browser.host import short_message
+from drivers.browser.options import BrowserOptions, Viewport
 from drivers.images import ImageError
 
 log = logging.getLogger(__name__)
@@ -37,11 +44,25 @@ class BrowserSession(DeviceSession):
     """A task's browser context; `call` runs one action of the script at a time."""
 
     def __init__(
-        self, slot: BrowserSlot, settings: BrowserSettings, browser: Browser, task_id: str
+        self,
+        slot: BrowserSlot,
+        settings: BrowserSettings,
+        browser: Browser,
+        task_id: str,
+        options: BrowserOptions | None = None,
+        attached: bool = False,
     ) -> None:
         self.slot = slot
         self.settings = settings
         self.task_id = task_id
+        self.options = options or BrowserOptions()
+        self.viewport = self.options.viewport or Viewport(
+            width=slot.viewport_width, height=slot.viewport_height
+        )
+        self._attached = attached
+        """Whether `browser` is this session's own CDP connection (closed with it)."""
+        self._profile: Path | None = None
+        self._profile_lock: asyncio.Lock | None = None
         self.clipboard = ""
         """The session's clipboard for copy_text / paste / reverse_copy: a headless browser has
         no system clipboard the daemon could share with the page reliably."""
@@ -52,20 +73,32 @@ class BrowserSession(DeviceSession):
         self._closed = False
         self._lock = asyncio.Lock()
 
+    async def hold_profile(self, path: Path, lock: asyncio.Lock) -> None:
+        """Use the profile at `path` (waiting while another task uses it) until close."""
+        await lock.acquire()
+        self._profile, self._profile_lock = path, lock
+
     async def open(self) -> None:
-        """Make the task's context and load the slot's start page."""
-        await self.new_context()
+        """Make the task's context (from its profile, if any) and load the slot's start page."""
+        await self.new_context(restore=True)
         await self.goto(self.slot.start_url)
 
     # ---- used by the actions ---------------------------------------------------------------
 
-    async def new_context(self) -> None:
-        """Replace the context (and with it every cookie, storage and tab) by a fresh one."""
+    async def new_context(self, restore: bool = False) -> None:
+        """Replace the context (and with it every cookie, storage and tab) by a fresh one;
+        `restore`: one with the profile's saved cookies and storage."""
         await self._close_context()
+        options = self.options.context_options()
+        if restore and self._profile is not None:
+            saved = await asyncio.to_thread(profiles.load, self._profile)
+            if saved is not None:
+                options["storage_state"] = saved
         creating = asyncio.ensure_future(
             self._browser.new_context(
-                viewport={"width": self.slot.viewport_width, "height": self.slot.viewport_height},
+                viewport={"width": self.viewport.width, "height": self.viewport.height},
                 device_scale_factor=self.slot.device_scale_factor,
+                **options,
             )
         )
         try:
@@ -97,8 +130,8 @@ class BrowserSession(DeviceSession):
     def to_css(self, x: float, y: float) -> tuple[float, float]:
         """Device pixels on the screen to the page's CSS pixels; refuses points off the screen."""
         scale = self.slot.device_scale_factor
-        width = round(self.slot.viewport_width * scale)
-        height = round(self.slot.viewport_height * scale)
+        width = round(self.viewport.width * scale)
+        height = round(self.viewport.height * scale)
         if not (0 <= x < width and 0 <= y < height):
             raise BadRequest(f"point ({x:g}, {y:g}) is outside the {width}x{height} screen")
         return x / scale, y / scale
@@ -145,9 +178,19 @@ class BrowserSession(DeviceSession):
             return
         self._closed = True
         try:
+            await self._save_profile()
             await self._close_context()
         except Exception:
             log.exception("task %s: closing the browser context failed", self.task_id)
+        finally:
+            if self._profile_lock is not None:
+                self._profile_lock.release()
+        if self._attached:
+            try:
+                budget = self.settings.action_timeout_s
+                await asyncio.wait_for(self._browser.close(), timeout=budget)
+            except (PlaywrightError, TimeoutError) as exc:
+                log.warning("task %s: detaching from the browser failed: %s", self.task_id, exc)
         if self._files is not None:
             await asyncio.to_thread(shutil.rmtree, self._files, ignore_errors=True)
 
@@ -178,6 +221,20 @@ class BrowserSession(DeviceSession):
                 self._context = await creating
         except (PlaywrightError, TimeoutError) as exc:
             log.warning("task %s: a cancelled context was not made: %s", self.task_id, exc)
+
+    async def _save_profile(self) -> None:
+        """Keep the context's cookies and storage in its profile; a context that cannot tell
+        (its browser died) leaves the profile as it was."""
+        if self._profile is None or self._context is None:
+            return
+        try:
+            state = await asyncio.wait_for(
+                self._context.storage_state(), timeout=self.settings.action_timeout_s
+            )
+        except (PlaywrightError, TimeoutError) as exc:
+            log.warning("task %s: the profile was not saved: %s", self.task_id, short_message(exc))
+            return
+        await asyncio.to_thread(profiles.save, self._profile, dict(state))
 
     async def _close_context(self) -> None:
         context, self._context = self._context, None

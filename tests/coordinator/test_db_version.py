@@ -183,6 +183,10 @@ async def test_a_database_of_the_coordinator_before_migrations_is_upgraded_keepi
         [(secret,)] = db.execute("SELECT webhook_secret FROM jobs").fetchall()
         assert len(secret) == 64
         assert set(db.execute("SELECT script_version FROM tasks")) == {(1,)}
+        # Revision 0005: no browser settings.
+        assert set(db.execute("SELECT browser FROM jobs UNION SELECT browser FROM tasks")) == {
+            (None,)
+        }
         # FIFO as before: created_at, then insertion order.
         assert [r[0] for r in db.execute("SELECT id FROM tasks ORDER BY seq")] == [
             "t-a",

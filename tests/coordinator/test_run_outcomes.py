@@ -499,6 +499,90 @@ def test_an_assign_without_a_schema_is_the_frame_daemons_from_before_it_take() -
         script_source="x",
         timeout_s=1,
     )
-    assert "output_schema" not in json.loads(assign_frame(plain))["task"]
+    assert {"output_schema", "browser"}.isdisjoint(json.loads(assign_frame(plain))["task"])
     schema = plain.model_copy(update={"output_schema": TITLED})
     assert json.loads(assign_frame(schema))["task"]["output_schema"] == TITLED
+
+
+PROXY_PASSWORD = "pr0xy-s3cret"
+JOB_BROWSER = {
+    "user_agent": "Job/1",
+    "locale": "en-GB",
+    "proxy": {"server": "http://proxy.example:3128", "username": "u", "password": PROXY_PASSWORD},
+}
+
+
+async def test_browser_settings_are_stored_assigned_over_the_jobs_and_never_shown(
+    farm: Farm,
+) -> None:
+    host_id, browser, phone = farm.unique("h"), farm.unique("b"), farm.unique("p")
+    devices = [farm.device(browser, kind="browser"), farm.device(phone, kind="android")]
+    async with (
+        farm.client() as client,
+        farm.host(farm.token(host_id), host_id, devices) as host,
+    ):
+        job = await farm.make_job(client, browser=JOB_BROWSER)
+        assert job["browser"]["proxy"]["password"] == "***"
+        own = {"user_agent": "Task/1", "locale": None, "profile": "shop"}
+        [task] = await farm.make_tasks(client, job["id"], {"browser": own})
+        assert task["browser"] == own
+        answers = [
+            (await client.get(f"/api/jobs/{job['id']}")).text,
+            (await client.get(f"/api/tasks/{task['id']}")).text,
+            (await client.get(f"/api/tasks?job_id={job['id']}")).text,
+            (await client.get("/api/jobs")).text,
+        ]
+        assert all("***" in a or task["id"] in a for a in answers)
+        assert not [a for a in answers if PROXY_PASSWORD in a]
+
+        # The host gets the task's settings over the job's, password and all.
+        run = await _take(host, browser)
+        assert run.browser is not None
+        assert run.browser.user_agent == "Task/1" and run.browser.locale is None
+        assert run.browser.profile == "shop"
+        assert run.browser.proxy is not None and run.browser.proxy.password is not None
+        assert run.browser.proxy.password.get_secret_value() == PROXY_PASSWORD
+        await _end(host, run, "success")
+
+        # A phone cannot honour them: refused at creation when the pin says so.
+        for body, field in (
+            ({"remote_device_id": phone, "browser": {"locale": "fr"}}, "tasks[1].browser"),
+            ({"remote_device_id": phone}, "tasks[1].remote_device_id"),
+        ):
+            response = await client.post(f"/api/jobs/{job['id']}/tasks", json={"tasks": [{}, body]})
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"].startswith(
+                f"{field}: device {phone} is not a browser (android)"
+            )
+        cleared = await client.patch(f"/api/jobs/{job['id']}", json={"browser": None})
+        assert cleared.status_code == 200 and cleared.json()["browser"] is None
+        [plain] = await farm.make_tasks(client, job["id"], {"remote_device_id": phone})
+        run = await _take(host, phone)
+        assert run.task_id == plain["id"] and run.browser is None
+        await _end(host, run, "success")
+
+
+async def test_bad_browser_settings_are_a_422_naming_the_field(farm: Farm) -> None:
+    async with farm.client() as client:
+        job = await farm.make_job(client)
+        cases = [
+            ({"proxy": {"server": "http://proxy:port"}}, ["proxy", "server"]),
+            ({"timezone_id": "Nowhere/Else"}, ["timezone_id"]),
+            ({"locale": "??"}, ["locale"]),
+            ({"geolocation": {"latitude": 100, "longitude": 0}}, ["geolocation", "latitude"]),
+            ({"colour": "blue"}, ["colour"]),
+        ]
+        for browser, where in cases:
+            made = await client.post(
+                "/api/jobs", json={"name": "j", "script": "x", "browser": browser}
+            )
+            patched = await client.patch(f"/api/jobs/{job['id']}", json={"browser": browser})
+            added = await client.post(
+                f"/api/jobs/{job['id']}/tasks", json={"tasks": [{"browser": browser}]}
+            )
+            for response, prefix in ((made, []), (patched, []), (added, ["tasks", 0])):
+                assert response.status_code == 422, (browser, response.text)
+                locs = [e["loc"] for e in response.json()["detail"]]
+                assert ["body", *prefix, "browser", *where] in locs, (browser, locs)
+        listed = await client.get(f"/api/tasks?job_id={job['id']}")
+        assert listed.json()["items"] == []
