@@ -123,7 +123,7 @@ async def test_a_task_finds_nothing_of_the_task_before_it(
     assert seen["others"] == ["/usr/bin/bwrap"]  # its pid namespace's init, and nothing else
     assert seen["tag"] == "t-2"
     assert seen["environ_tag"] == ["DEVICE_AGENT_TASK_ID=t-2"]
-    assert task_processes("t-1") == []
+    await poll(lambda: task_processes("t-1") == [], "the first task's processes to be gone")
 
 
 async def test_a_warm_hosts_processes_are_named_for_its_task(
