@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from agent import boundedjson
 
@@ -56,6 +56,7 @@ def _for(annotation: Any) -> st.SearchStrategy[Any]:
     simple: dict[Any, st.SearchStrategy[Any]] = {
         type(None): st.none(),
         str: st.text(max_size=12),
+        SecretStr: st.text(max_size=12),  # sent as plain text in a frame
         bool: st.booleans(),
         int: st.integers(-5, 10**6),
         float: st.floats(-1.0, 1e6, allow_nan=False),
