@@ -104,15 +104,15 @@ def assert_no_script_left(task_ids: set[str]) -> None:
     wait_until(lambda: not tagged_processes(task_ids), "no script process left", 30)
 
 
-KILLED_RUN_TASKS = 36
-KILLS_AFTER = (6, 13, 20)
+KILLED_RUN_TASKS = 28
+KILLS_AFTER = (5, 10, 15)
 """The coordinator is killed three times, each after that many tasks finished: each kill lands
 with tasks finished before it, tasks running on all four devices, and tasks still queued behind
-them (four rounds of four after the last kill)."""
+them (three rounds of four after the last kill)."""
 
 
 @pytest.mark.timeout(600)
-def test_coordinator_killed_and_restarted_while_36_tasks_run(
+def test_coordinator_killed_and_restarted_while_28_tasks_run(
     coordinator: Coordinator, make_daemon: Any
 ) -> None:
     daemon: Daemon = make_daemon(browsers=FOUR_BROWSERS, env=FAST_LINK)
