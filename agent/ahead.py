@@ -87,8 +87,7 @@ class Ahead:
         try:
             host = await asyncio.shield(starting)
         except asyncio.CancelledError:
-            if not starting.done():
-                self._host = starting  # still nobody's: the next task may take it
+            self._host = starting  # still nobody's: the next task (or discard) takes it
             raise
         except Exception as exc:
             self._log.warning("task %s: the script host started ahead failed: %s", task_id, exc)
