@@ -6,11 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# PostgreSQL for tests/pg.py's throwaway clusters; systemd for `systemd-analyze`, which scores
+# and verifies the units offline (tests/test_units.py): a fresh container may have neither.
+test_packages=()
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null; then
-  echo "test: installing postgresql with apt-get (tests/pg.py makes throwaway clusters)"
+  test_packages+=(postgresql)
+fi
+command -v systemd-analyze >/dev/null || test_packages+=(systemd)
+if [ ${#test_packages[@]} -gt 0 ]; then
+  echo "test: installing ${test_packages[*]} with apt-get"
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${test_packages[@]}" >/dev/null
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
