@@ -39,8 +39,10 @@ pg_log=$(mktemp)
 trap 'rm -f "$pg_log"' EXIT
 nice -n 10 bash scripts/pgtest.sh "${PG_CI_TESTS[@]}" >"$pg_log" 2>&1 &
 pg_run=$!
+# The SQLite run takes two pytest-xdist workers: most tests wait on processes, not the CPU
+# (tests/conftest.py says how the files are grouped).
 sqlite_status=0
-.venv/bin/python -m pytest -q -p no:cacheprovider \
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 \
   --ignore=tests/coordinator/test_replicas.py --ignore=tests/e2e/test_replicas.py "$@" ||
   sqlite_status=$?
 pg_status=0
