@@ -179,7 +179,10 @@ def read(picture: Image.Image, lang: str, offset: tuple[int, int] = (0, 0)) -> T
     words: list[Word] = []
     iterator: Any = api.GetIterator()
     for word in iterate_level(iterator, RIL.WORD):
-        text = (word.GetUTF8Text(RIL.WORD) or "").strip()
+        try:
+            text = word.GetUTF8Text(RIL.WORD).strip()
+        except RuntimeError:  # tesserocr's way of saying "no word here" (a blank image)
+            continue
         box = word.BoundingBox(RIL.WORD)
         if not text or box is None:
             continue
