@@ -358,8 +358,11 @@ class RecognizeParams(RecognizeRequest, Params):
 
 @action("recognize_text", RecognizeParams)
 async def recognize_text(s: BrowserSession, p: RecognizeParams) -> dict[str, Any]:
-    png = await s.page().screenshot(type="png", timeout=s.settings.action_timeout_s * 1000)
-    return await recognize(png, p)
+    # A JPEG at quality 100 reads as well as a PNG and is faster to make and to decode.
+    image = await s.page().screenshot(
+        type="jpeg", quality=100, timeout=s.settings.action_timeout_s * 1000
+    )
+    return await recognize(image, p)
 
 
 async def snapshot(s: BrowserSession) -> Snapshot:
