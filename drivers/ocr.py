@@ -19,6 +19,7 @@ import io
 import os
 import re
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -36,6 +37,9 @@ a few seconds on one slow core)."""
 QUEUE_GRACE_S = 30.0
 """How long a request may wait for a free worker on top of TIMEOUT_S (others' screens first)."""
 WORKERS = max(1, min(2, os.cpu_count() or 1))
+ENGINES_PER_WORKER = 3
+"""Loaded languages (or combinations) a worker keeps, tens of MB each: scripts asking for many
+different ones cannot grow the daemon without bound."""
 TESSDATA_DIRS = (
     Path("/usr/share/tesseract-ocr/5/tessdata"),
     Path("/usr/share/tesseract-ocr/4.00/tessdata"),
@@ -71,9 +75,10 @@ class RecognizeRequest(BaseModel):
     @field_validator("lang")
     @classmethod
     def _known_lang(cls, lang: str) -> str:
-        if not _LANG.fullmatch(lang):
+        names = lang.split("+")
+        if not _LANG.fullmatch(lang) or len(set(names)) != len(names):
             raise ValueError("must be Tesseract language names joined by '+', e.g. 'eng'")
-        missing = [name for name in lang.split("+") if name not in languages()]
+        missing = [name for name in names if name not in languages()]
         if missing:
             installed = ", ".join(sorted(languages())) or "none"
             raise ValueError(
@@ -133,10 +138,11 @@ def languages() -> frozenset[str]:
 
 
 class _Engines(threading.local):
-    """One worker thread's Tesseract instances, by language (they are not thread-safe)."""
+    """One worker thread's Tesseract instances, by language (they are not thread-safe), the
+    least recently used first."""
 
     def __init__(self) -> None:
-        self.by_lang: dict[str, PyTessBaseAPI] = {}
+        self.by_lang: OrderedDict[str, PyTessBaseAPI] = OrderedDict()
 
 
 _engines = _Engines()
@@ -145,13 +151,19 @@ _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="ocr")
 
 def engine(lang: str) -> PyTessBaseAPI:
     """This thread's Tesseract for `lang`, initialised on first use."""
-    api = _engines.by_lang.get(lang)
-    if api is None:
-        where = tessdata_dir()
-        if where is None:
-            raise OcrError("no Tesseract data on this host (apt-get install tesseract-ocr-eng)")
-        api = PyTessBaseAPI(path=f"{where}/", lang=lang, psm=PAGE_SEG_MODE)
-        _engines.by_lang[lang] = api
+    cached = _engines.by_lang
+    api = cached.get(lang)
+    if api is not None:
+        cached.move_to_end(lang)
+        return api
+    where = tessdata_dir()
+    if where is None:
+        raise OcrError("no Tesseract data on this host (apt-get install tesseract-ocr-eng)")
+    api = PyTessBaseAPI(path=f"{where}/", lang=lang, psm=PAGE_SEG_MODE)
+    cached[lang] = api
+    if len(cached) > ENGINES_PER_WORKER:
+        _, oldest = cached.popitem(last=False)
+        oldest.End()
     return api
 
 

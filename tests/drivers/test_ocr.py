@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
 
+from drivers import ocr
 from drivers.images import ImageError
 from drivers.ocr import RecognizeRequest, TextResult, languages, recognize
 
@@ -43,3 +44,13 @@ async def test_refusals_name_what_is_wrong() -> None:
         RecognizeRequest(lang="eng+zzz")
     with pytest.raises(ValidationError, match="must be Tesseract language names"):
         RecognizeRequest(lang="eng; rm")
+    with pytest.raises(ValidationError, match="must be Tesseract language names"):
+        RecognizeRequest(lang="eng+eng")
+
+
+def test_a_worker_keeps_few_loaded_languages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ocr, "ENGINES_PER_WORKER", 1)
+    first = ocr.engine("osd")
+    assert ocr.engine("osd") is first
+    ocr.engine("eng")
+    assert list(ocr._engines.by_lang) == ["eng"]  # osd's was ended, not kept
