@@ -136,6 +136,9 @@ async def _run(
     script_file.write_text(assignment.script_source, encoding="utf-8")
     if isolation.bwrap is not None and isolation.as_root:
         os.chown(script_file, isolation.uid, isolation.gid)
+    # What the device side saves for the script (a browser's save_file) goes where it can open it.
+    scripts_own = isolation.bwrap is not None and isolation.as_root
+    session.keep_files_in(host.task_dir, (isolation.uid, isolation.gid) if scripts_own else None)
     ctx = TaskContext(
         assignment=assignment,
         session=session,

@@ -81,6 +81,8 @@ ACTION_NAMES: tuple[str, ...] = (
     "shell",
     "evaluate",
     "set_input_files",
+    "recognize_text",
+    "airplane",
 )
 """Every `agent.actions.*` method; each is the RPC method `actions.<name>` and one driver action."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -54,6 +55,14 @@ class DeviceSession(ABC):
     def bind(self, task_id: str) -> None:
         """A session opened ahead is taken by this task."""
         self.task_id = task_id
+
+    def keep_files_in(  # noqa: B027 (an optional hook: most devices need nothing)
+        self, folder: Path, owner: tuple[int, int] | None = None
+    ) -> None:
+        """Files the device side makes for the script (a browser's `save_file`) go in `folder`,
+        the task's work dir, which the script sees as its current directory; `owner` (uid, gid)
+        is given to each when the script runs under another account. Devices that keep such
+        files elsewhere (a phone's /sdcard) ignore it."""
 
     def usable(self) -> bool:
         """Whether a session opened ahead can still serve a task (its device did not go away

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what device-agent needs on a Debian/Ubuntu host, idempotently: Debian's Chromium,
-# bubblewrap and slirp4netns (the script sandbox) and Python venv support, then a virtualenv
+# bubblewrap and slirp4netns (the script sandbox), Tesseract's English data (recognize_text;
+# the library itself comes with the tesserocr wheel) and Python venv support, then a virtualenv
 # in .venv with the project and its dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 || missing+=(tesseract-ocr-eng)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt-get"

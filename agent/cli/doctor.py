@@ -50,7 +50,7 @@ def handle(args: argparse.Namespace) -> int:
     # Imported here: these checks load Playwright, adbutils and httpx, which the other
     # subcommands (and a bare `--help`) need not wait for.
     from agent.doctor.coordinator import run_coordinator_checks
-    from agent.doctor.devices import adb_checks, chromium_check
+    from agent.doctor.devices import adb_checks, chromium_check, ocr_check
 
     # Each check reports what it found; the drivers' own log lines would only repeat it.
     logging.basicConfig(level=logging.CRITICAL)
@@ -64,6 +64,7 @@ def handle(args: argparse.Namespace) -> int:
     checks += run_coordinator_checks(config.coordinator)
     checks += adb_checks(config)
     checks.append(chromium_check(config))
+    checks.append(ocr_check())
     sandbox, facts = sandbox_check(config.scripts)
     checks += [sandbox, disk_check(config), state_check(config)]
     for check in checks:

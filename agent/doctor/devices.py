@@ -11,6 +11,7 @@ from agent.config import AgentConfig
 from agent.doctor import Check, fail, ok, warn
 from drivers.android.adb import ADB_ERRORS, AdbHost
 from drivers.browser.host import BrowserUnavailable, ChromiumHost
+from drivers.ocr import languages, tessdata_dir
 
 LAUNCH_TIMEOUT_S = 20.0
 """A launch that takes longer than this is reported failed (the daemon waits launch_timeout_s)."""
@@ -103,3 +104,17 @@ def chromium_check(config: AgentConfig) -> Check:
     except BrowserUnavailable as exc:
         return fail("chromium", str(exc), fix)
     return ok("chromium", f"{executable} launches (Chromium {version})")
+
+
+def ocr_check() -> Check:
+    """recognize_text's language data (the library comes with the tesserocr wheel); a host
+    without it runs every other action, so its absence is a warning."""
+    where = tessdata_dir()
+    if where is None or "eng" not in languages():
+        found = f"only {', '.join(sorted(languages()))} at {where}" if where else "none found"
+        return warn(
+            "ocr",
+            f"no English Tesseract data ({found}): recognize_text fails",
+            "apt-get install tesseract-ocr tesseract-ocr-eng, or set TESSDATA_PREFIX",
+        )
+    return ok("ocr", f"Tesseract data for {', '.join(sorted(languages()))} in {where}")

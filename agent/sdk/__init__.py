@@ -32,6 +32,8 @@ from agent.sdk.results import (
     ScreenshotResult,
     SubmitResult,
     SubTasksResult,
+    TextBlock,
+    TextResult,
 )
 
 __all__ = [
@@ -55,5 +57,7 @@ __all__ = [
     "ScreenshotResult",
     "SubTasksResult",
     "SubmitResult",
+    "TextBlock",
+    "TextResult",
     "Utils",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agent.sdk.results import ScreenshotResult
+from agent.sdk.results import ScreenshotResult, TextResult
 from agent.sdk.transport import Namespace, Transport
 
 Node = dict[str, Any]
@@ -161,6 +161,16 @@ class Actions(Namespace):
         )
         return ScreenshotResult.model_validate(raw)
 
+    async def recognize_text(
+        self, crop: tuple[int, int, int, int] | None = None, lang: str = "eng"
+    ) -> TextResult:
+        """The text on the screen, read by Tesseract OCR: `.text`, and `.blocks`, one per word
+        with its box (x, y, width, height in screen pixels) and confidence (0-100). `crop`
+        (x1, y1, x2, y2) reads only that region (boxes stay in screen pixels); `lang` is
+        Tesseract's language name(s), e.g. "eng" or "eng+deu", installed on the host."""
+        raw = await self._act("recognize_text", crop=crop, lang=lang)
+        return TextResult.model_validate(raw)
+
     async def screen_content(self) -> Node | None:
         """The screen as a tree of nodes (the root node)."""
         root: Node | None = await self._act("screen_content")
@@ -194,10 +204,21 @@ class Actions(Namespace):
 
     # ---- files ----
 
-    async def save_file(self, name: str, data: str, base64: bool = False) -> Any:
-        """Save a file on the device (Android: /sdcard/Download; browser: the task's folder);
-        `data` is text, or base64 of the bytes when `base64`."""
-        return await self._act("save_file", name=name, data=data, base64=base64)
+    async def save_file(self, name: str, data: str, base64: bool = False) -> str:
+        """Save a file on the device; `data` is text, or base64 of the bytes when `base64`.
+        Android: pushed to /sdcard/Download, returns that path on the phone. Browser: kept in
+        the task's own work dir (the script's current directory), returns the name to open it
+        with (`open(name)`) or to give to `set_input_files`."""
+        where: str = await self._act("save_file", name=name, data=data, base64=base64)
+        return where
+
+    # ---- network (Android) ----
+
+    async def airplane(self, on: bool) -> bool:
+        """Switch airplane mode on or off (Android); the new state. The phone is switched back
+        off after the task if the script left it on."""
+        state: bool = await self._act("airplane", on=on)
+        return state
 
     # camelCase names of the original API
     doubleTap = double_tap
@@ -220,3 +241,4 @@ class Actions(Namespace):
     waitForNodeGone = wait_for_node_gone
     nodeAction = node_action
     saveFile = save_file
+    recognizeText = recognize_text

@@ -96,6 +96,43 @@ class CheckpointResult(Result):
     """The latest checkpoint saved for this task (kept across its retries), or None."""
 
 
+class _ByKey(BaseModel):
+    """A result read by attribute or by key, like the dict the original API gives."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+class TextBlock(_ByKey):
+    """One word `recognize_text` read: its text, its box in screen pixels (tap its middle to
+    press it) and Tesseract's confidence in it (0 to 100). `block.x` and `block["x"]` both work."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    text: str
+    x: int
+    y: int
+    width: int
+    height: int
+    confidence: float
+
+
+class TextResult(_ByKey):
+    """What `agent.actions.recognize_text` returns: `.text` (line by line), `.blocks` (every
+    word), `.confidence` (their mean), `.width`/`.height` (of the region read). Key access
+    (`result["text"]`) works too, and `.model_dump()` gives the plain dict."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    text: str
+    blocks: list[TextBlock]
+    confidence: float
+    width: int
+    height: int
+
+
 RESULT_MODELS: tuple[type[BaseModel], ...] = (
     Result,
     SubmitResult,
@@ -107,5 +144,7 @@ RESULT_MODELS: tuple[type[BaseModel], ...] = (
     SubTasksResult,
     AutomationVariablesResult,
     CheckpointResult,
+    TextBlock,
+    TextResult,
 )
 """Every result model, so that a script host started ahead of need can build them early."""

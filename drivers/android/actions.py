@@ -41,6 +41,7 @@ from drivers.browser.actions import (
 )
 from drivers.images import ScreenshotRequest, ScreenshotResult, fit_size, render_screenshot
 from drivers.nodes import Node
+from drivers.ocr import RecognizeRequest
 from drivers.registry import ActionTable
 
 BROWSER_ONLY = frozenset({"evaluate", "set_input_files"})
@@ -70,6 +71,8 @@ class Context:
     settings: AndroidSettings
     launched: set[str] = field(default_factory=set)
     """Packages this task started; reset force-stops them after the task."""
+    airplane_set: bool = False
+    """Whether this task switched airplane mode; reset switches it off after the task."""
 
 
 class Params(BaseModel):
@@ -489,6 +492,14 @@ def screenshot(c: Context, p: ScreenshotRequest) -> dict[str, object]:
     return render_screenshot(image, p).as_result()
 
 
+@action("recognize_text", RecognizeRequest)
+def capture_for_text(c: Context, p: RecognizeRequest) -> bytes:
+    """The device half of recognize_text: the screen at full size and best quality (the
+    session reads its text in the OCR pool, off the phone's thread)."""
+    image = c.phone.jpeg(100)
+    return image if image is not None else c.phone.screencap()
+
+
 def snapshot(c: Context) -> Snapshot:
     xml = c.phone.rpc("dumpWindowHierarchy", False, 50)
     if not isinstance(xml, str):
@@ -569,6 +580,30 @@ def save_file(c: Context, p: SaveFileParams) -> str:
     path = f"{DOWNLOAD_DIR}/{p.name}"
     c.phone.push(content, path)
     return path
+
+
+class AirplaneParams(Params):
+    on: bool = Field(description="True switches airplane mode on, False off.")
+
+
+def airplane_mode(c: Context) -> bool:
+    """Whether airplane mode is on, as the phone's settings say."""
+    return c.phone.shell(["settings", "get", "global", "airplane_mode_on"]).output.strip() == "1"
+
+
+@action("airplane", AirplaneParams)
+def airplane(c: Context, p: AirplaneParams) -> bool:
+    """`cmd connectivity airplane-mode` (Android 10 and later, no root needed, and it tells the
+    radios, unlike writing the setting alone); the new state as the phone reports it."""
+    c.airplane_set = True
+    switch = "enable" if p.on else "disable"
+    result = c.phone.shell(["cmd", "connectivity", "airplane-mode", switch])
+    if result.exit_code != 0:
+        raise BadRequest(f"the phone refused airplane mode: {result.output or result.exit_code}")
+    state = airplane_mode(c)
+    if state != p.on:
+        raise BadRequest(f"airplane mode is still {'on' if state else 'off'} after switching it")
+    return state
 
 
 class ShellParams(Params):

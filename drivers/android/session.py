@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from drivers.android.actions import (
     ACTIONS,
     BROWSER_ONLY,
+    AirplaneParams,
     BadRequest,
     Context,
+    airplane,
     extra_time_s,
     press,
 )
@@ -27,6 +29,7 @@ from drivers.android.hierarchy import HierarchyError
 from drivers.android.keys import keycode
 from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
 from drivers.images import ImageError
+from drivers.ocr import OcrError, RecognizeRequest, recognize
 
 if TYPE_CHECKING:
     from drivers.android.device import AndroidDevice
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 
 READS = frozenset(
     {"screenshot", "screen_content", "find", "wait_for_node", "wait_for_node_gone",
-     "reverse_copy", "list_apps", "copy_text"}
+     "reverse_copy", "list_apps", "copy_text", "recognize_text"}
 )  # fmt: skip
 """Actions done twice are done once: retried once when the phone failed under them (a
 uiautomator2 server that died mid-request is restarted by the retry's first call). Gestures,
@@ -53,10 +56,14 @@ def describe(exc: BaseException) -> str:
 
 
 def reset(c: Context) -> None:
-    """Between tasks: force-stop what the task launched, then go home (as configured)."""
+    """Between tasks: force-stop what the task launched, switch off airplane mode if the task
+    touched it (the next task, and the daemon's health checks, need the network), then go home
+    (as configured)."""
     if c.settings.reset_stop_apps:
         for package in sorted(c.launched):
             c.phone.shell(["am", "force-stop", package])
+    if c.airplane_set:
+        airplane(c, AirplaneParams(on=False))
     if c.settings.reset_go_home:
         press(c, keycode("HOME"))
 
@@ -82,8 +89,12 @@ class AndroidSession(DeviceSession):
                 raise DeviceLost(action, f"the phone {self.device.slot} is gone")
             for attempt in (1, 2):
                 try:
-                    return await self.device.run(entry.run, self.context, parsed, deadline_s=budget)
-                except (BadRequest, ImageError, HierarchyError) as exc:
+                    done = await self.device.run(entry.run, self.context, parsed, deadline_s=budget)
+                    if isinstance(parsed, RecognizeRequest):
+                        # The capture is the phone's part; reading it is CPU work of its own.
+                        return await recognize(done, parsed)
+                    return done
+                except (BadRequest, ImageError, HierarchyError, OcrError) as exc:
                     raise ActionError(action, str(exc)) from exc
                 except Exception as exc:
                     if attempt == 1 and action in READS and await self.device.attached():

@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import binascii
 import json
+import mimetypes
 from base64 import b64decode
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import FilePayload
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.filenames import MAX_NAME_BYTES, safe_file_name
+from drivers.browser import taskfiles
 from drivers.browser.config import BrowserSettings
 from drivers.browser.dom import (
     MAX_DEPTH,
@@ -33,6 +36,7 @@ from drivers.browser.dom import (
 )
 from drivers.images import ScreenshotRequest, render_screenshot
 from drivers.nodes import Node
+from drivers.ocr import QUEUE_GRACE_S, TIMEOUT_S, RecognizeRequest, recognize
 from drivers.registry import ActionTable
 
 if TYPE_CHECKING:
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
 
 ANDROID_ONLY = frozenset(
     {"launch_app", "stop_app", "list_apps", "launch_intent", "shell", "recents", "dpad",
-     "hide_keyboard"}
+     "hide_keyboard", "airplane"}
 )  # fmt: skip
 """Actions of the script API that only Android devices can do (UnsupportedAction here)."""
 
@@ -347,6 +351,20 @@ async def screenshot(s: BrowserSession, p: ScreenshotRequest) -> dict[str, objec
     return result.as_result()
 
 
+class RecognizeParams(RecognizeRequest, Params):
+    def budget_s(self, settings: BrowserSettings) -> float:
+        return settings.action_timeout_s + TIMEOUT_S + QUEUE_GRACE_S
+
+
+@action("recognize_text", RecognizeParams)
+async def recognize_text(s: BrowserSession, p: RecognizeParams) -> dict[str, Any]:
+    # A JPEG at quality 100 reads as well as a PNG and is faster to make and to decode.
+    image = await s.page().screenshot(
+        type="jpeg", quality=100, timeout=s.settings.action_timeout_s * 1000
+    )
+    return await recognize(image, p)
+
+
 async def snapshot(s: BrowserSession) -> Snapshot:
     args = [s.slot.device_scale_factor, MAX_NODES, MAX_DEPTH, MAX_TEXT, list(SKIPPED_TAGS)]
     for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
@@ -496,6 +514,8 @@ async def evaluate(s: BrowserSession, p: EvaluateParams) -> Any:
 
 @action("save_file", SaveFileParams)
 async def save_file(s: BrowserSession, p: SaveFileParams) -> str:
+    """Into the task's folder, the script's current directory: the name it returns is what the
+    script opens (`open(name)`) and what set_input_files takes."""
     if p.base64:
         try:
             content = b64decode(p.data, validate=True)
@@ -503,15 +523,15 @@ async def save_file(s: BrowserSession, p: SaveFileParams) -> str:
             raise BadRequest(f"data is not valid base64: {exc}") from exc
     else:
         content = p.data.encode()
-    path = s.files_dir() / p.name
-    await asyncio.to_thread(path.write_bytes, content)
-    return str(path)
+    await asyncio.to_thread(taskfiles.write, s.files_dir() / p.name, content, s.files_owner)
+    return p.name
 
 
 @action("set_input_files", SetInputFilesParams)
 async def set_input_files(s: BrowserSession, p: SetInputFilesParams) -> None:
-    paths = [s.files_dir() / name for name in p.files]
-    missing = [str(path.name) for path in paths if not path.is_file()]
-    if missing:
-        raise BadRequest(f"no such saved file(s): {', '.join(missing)}; save them with save_file")
-    await s.page().set_input_files(p.selector, paths, timeout=s.settings.action_timeout_s * 1000)
+    payloads: list[FilePayload] = []
+    for name in p.files:
+        content = await asyncio.to_thread(taskfiles.read, s.files_dir() / name)
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        payloads.append({"name": name, "mimeType": mime, "buffer": content})
+    await s.page().set_input_files(p.selector, payloads, timeout=s.settings.action_timeout_s * 1000)

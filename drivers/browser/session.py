@@ -29,7 +29,9 @@ from drivers.browser.actions import ACTIONS, ANDROID_ONLY, BadRequest, budget_of
 from drivers.browser.config import BrowserSettings, BrowserSlot
 from drivers.browser.host import short_message
 from drivers.browser.options import BrowserOptions, Viewport
+from drivers.browser.taskfiles import TaskFileError
 from drivers.images import ImageError
+from drivers.ocr import OcrError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class BrowserSession(DeviceSession):
         self._browser = browser
         self._context: BrowserContext | None = None
         self._files: Path | None = None
+        self._files_owner: tuple[int, int] | None = None
+        self._own_files = False
+        """Whether `_files` is the session's own temporary folder (removed at close)."""
         self._crashed = False
         self._closed = False
         self._lock = asyncio.Lock()
@@ -141,12 +146,24 @@ class BrowserSession(DeviceSession):
             raise BadRequest("no element has the keyboard focus; tap a text field first")
 
     def files_dir(self) -> Path:
-        """The task's folder for save_file; removed when the session closes."""
+        """The task's folder for save_file: its work dir when the daemon gave it one
+        (`keep_files_in`), else a temporary folder removed when the session closes."""
         if self._files is None:
             self._files = Path(tempfile.mkdtemp(prefix=f"device-agent-{self.slot.name}-"))
+            self._own_files = True
         return self._files
 
+    @property
+    def files_owner(self) -> tuple[int, int] | None:
+        """(uid, gid) that files saved for the script must belong to, if not the daemon's."""
+        return self._files_owner
+
     # ---- DeviceSession -----------------------------------------------------------------------
+
+    def keep_files_in(self, folder: Path, owner: tuple[int, int] | None = None) -> None:
+        if self._own_files and self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
+        self._files, self._files_owner, self._own_files = folder, owner, False
 
     async def call(self, action: str, params: dict[str, Any]) -> Any:
         if action in ANDROID_ONLY:
@@ -164,7 +181,7 @@ class BrowserSession(DeviceSession):
             except TimeoutError as exc:
                 self._check_alive(action)
                 raise ActionError(action, f"timed out after {budget:g} s") from exc
-            except (BadRequest, ImageError) as exc:
+            except (BadRequest, ImageError, OcrError, TaskFileError) as exc:
                 raise ActionError(action, str(exc)) from exc
             except PlaywrightError as exc:
                 self._check_alive(action)
@@ -191,7 +208,7 @@ class BrowserSession(DeviceSession):
                 await asyncio.wait_for(self._browser.close(), timeout=budget)
             except (PlaywrightError, TimeoutError) as exc:
                 log.warning("task %s: detaching from the browser failed: %s", self.task_id, exc)
-        if self._files is not None:
+        if self._files is not None and self._own_files:
             await asyncio.to_thread(shutil.rmtree, self._files, ignore_errors=True)
 
     # ---- internals ---------------------------------------------------------------------------

@@ -321,18 +321,26 @@ class BrowserApp(App):
     label = "Browser"
     main_activity = ".BrowserActivity"
     color = (25, 118, 210)
+    OFFLINE = "No internet: ERR_INTERNET_DISCONNECTED"
+
+    def __init__(self) -> None:
+        self.online = True
+        """Whether the phone has a network (the screen keeps it; airplane mode clears it)."""
+        super().__init__()
 
     def reset(self) -> None:
         super().reset()
         self.url = ""
+        self.loaded = False
 
     def open_url(self, url: str) -> None:
         self.url = url
+        self.loaded = self.online
         self.fields["url_bar"] = url
         self.focus = None
 
     def build(self, width: int, height: int) -> View:
-        page = f"Page: {self.url}" if self.url else "New tab"
+        page = (f"Page: {self.url}" if self.loaded else self.OFFLINE) if self.url else "New tab"
         return View(
             FRAME,
             (0, 0, width, height),

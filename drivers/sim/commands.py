@@ -17,6 +17,7 @@ from drivers.sim.apps import App
 from drivers.sim.fs import FSError
 from drivers.sim.screen import parse_keycode
 from drivers.sim.shell import Builtin, Context
+from drivers.sim.state import AIRPLANE_SETTING
 from drivers.sim.u2server import AlreadyRunning
 from drivers.sim.views import hierarchy_xml
 
@@ -550,7 +551,13 @@ async def settings(ctx: Context) -> int:
         await ctx.print(store.get(f"{args[1]}/{args[2]}", "null") + "\n")
         return 0
     if len(args) == 4 and args[0] == "put":
-        store[f"{args[1]}/{args[2]}"] = args[3]
+        key = f"{args[1]}/{args[2]}"
+        if key == AIRPLANE_SETTING:
+            # The sim applies the setting at once (a phone also needs the AIRPLANE_MODE
+            # broadcast for its radios to follow; `cmd connectivity` does both).
+            ctx.state.set_airplane(args[3] == "1")
+        else:
+            store[key] = args[3]
         return 0
     if len(args) == 2 and args[0] == "list":
         prefix = args[1] + "/"
@@ -563,6 +570,20 @@ async def settings(ctx: Context) -> int:
         )
         return 0
     return await ctx.fail("usage: settings get|put|list NAMESPACE [KEY [VALUE]]")
+
+
+async def cmd(ctx: Context) -> int:
+    """`cmd connectivity airplane-mode [enable|disable]`, the only service call the sim knows."""
+    args = ctx.args[1:]
+    if args[:1] != ["connectivity"]:
+        return await ctx.fail(f"Can't find service: {args[0] if args else ''}", status=20)
+    if args[1:] == ["airplane-mode"]:
+        await ctx.print("enabled\n" if ctx.state.airplane else "disabled\n")
+        return 0
+    if args[1:2] == ["airplane-mode"] and args[2:] in (["enable"], ["disable"]):
+        ctx.state.set_airplane(args[2] == "enable")
+        return 0
+    return await ctx.fail("usage: cmd connectivity airplane-mode [enable|disable]", status=255)
 
 
 async def ime(ctx: Context) -> int:
@@ -649,5 +670,6 @@ COMMANDS: dict[str, Builtin] = {
     "pidof": pidof,
     "settings": settings,
     "ime": ime,
+    "cmd": cmd,
     "app_process": app_process,
 }

@@ -139,6 +139,13 @@ class Screen:
     def go_home(self) -> None:
         self.stack.clear()
 
+    def set_online(self, online: bool) -> None:
+        """Whether the phone has a network (airplane mode takes it away): pages opened
+        without one show the browser's offline error."""
+        browser = self.apps[BrowserApp.package]
+        assert isinstance(browser, BrowserApp)
+        browser.online = online
+
     def back(self) -> None:
         if self.stack and not self.current.back():
             self.stack.pop()

@@ -11,6 +11,7 @@ from drivers.sim.u2rpc import U2Methods
 from drivers.sim.u2server import U2Server
 
 SDK = 33
+AIRPLANE_SETTING = "global/airplane_mode_on"
 
 
 def default_props(model: str, serialno: str) -> dict[str, str]:
@@ -45,3 +46,13 @@ class PhoneState:
         self.settings.setdefault(
             "secure/default_input_method", "com.android.inputmethod.latin/.LatinIME"
         )
+        self.settings.setdefault(AIRPLANE_SETTING, "0")
+
+    @property
+    def airplane(self) -> bool:
+        return self.settings.get(AIRPLANE_SETTING) == "1"
+
+    def set_airplane(self, on: bool) -> None:
+        """Airplane mode: the setting, and the network the phone's apps see."""
+        self.settings[AIRPLANE_SETTING] = "1" if on else "0"
+        self.screen.set_online(not on)

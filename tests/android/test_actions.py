@@ -265,12 +265,66 @@ def test_garbage_screenshots_are_errors_not_black_images(
     assert s.call("screenshot", max_width=100, max_height=100, quality=80)["screenshot"]
 
 
+def test_recognize_text_reads_the_login_screen_and_a_crop(s: Session) -> None:
+    s.call("launch_app", package=LOGIN, clear_existing=True)
+    screen = s.call("recognize_text")
+    assert (screen["width"], screen["height"]) == (720, 1280)
+    assert "Example Login" in screen["text"]
+    words = {block["text"]: block for block in screen["blocks"]}
+    assert {"Example", "Username", "Password"} <= set(words)
+    user = words["Username"]
+    (field,) = s.call("find", view_id="username")
+    bounds = field["bounds"]
+    assert bounds["left"] <= user["x"] < user["x"] + user["width"] <= bounds["right"]
+    assert bounds["top"] <= user["y"] < user["y"] + user["height"] <= bounds["bottom"]
+    assert 0 < user["confidence"] <= 100
+
+    (button,) = s.call("find", view_id="login")
+    b = button["bounds"]
+    crop = [b["left"], b["top"], b["right"], b["bottom"]]
+    region = s.call("recognize_text", crop=crop)
+    assert region["text"] == "Login"
+    (word,) = region["blocks"]
+    assert b["left"] <= word["x"] and word["y"] + word["height"] <= b["bottom"]  # screen pixels
+
+    with pytest.raises(ActionError, match=r"recognize_text: crop .* is outside the 720x1280"):
+        s.call("recognize_text", crop=[0, 0, 800, 100])
+    with pytest.raises(ActionError, match=r"recognize_text: crop .* must have x1 < x2"):
+        s.call("recognize_text", crop=[10, 10, 10, 100])
+    with pytest.raises(ActionError, match=r"bad params: lang: .*no Tesseract data for klingon"):
+        s.call("recognize_text", lang="klingon")
+    with pytest.raises(ActionError, match=r"bad params: crop"):
+        s.call("recognize_text", crop="all")
+    assert s.call("find", view_id="login")  # the phone is as usable as before
+
+
+def test_airplane_mode_cuts_the_network(s: Session, phone: SimHandle) -> None:
+    def setting() -> str:
+        answer = s.call("shell", command="settings get global airplane_mode_on")
+        return str(answer["output"])
+
+    assert setting() == "0"
+    assert s.call("airplane", on=True) is True
+    assert setting() == "1"
+    assert s.call("shell", command="cmd connectivity airplane-mode")["output"] == "enabled"
+    s.call("browse", url="https://example.org/")
+    assert s.call("find", text="No internet: ERR_INTERNET_DISCONNECTED")
+    assert s.call("airplane", on=False) is False
+    assert setting() == "0"
+    s.call("browse", url="https://example.org/")
+    assert s.call("find", text="Page: https://example.org/")
+    with pytest.raises(ActionError, match=r"airplane: bad params: on"):
+        s.call("airplane", on="maybe")
+
+
 def test_reset_after_the_task(
     module_driver: DriverHarness, module_session: Session, phone: SimHandle
 ) -> None:
     module_session.call("launch_app", package=LIST)
+    module_session.call("airplane", on=True)
     module_session.close()
     assert current(phone) == "com.android.launcher3"
+    assert not on_phone(phone, lambda p: p.state.airplane)  # the next task has a network
     assert LIST not in on_phone(phone, lambda p: dict(p.state.screen.running))
     with pytest.raises(ActionError, match="the session is closed"):
         module_session.call("tap", x=1, y=1)

@@ -49,7 +49,12 @@ SECOND_PAGE = """<!doctype html><html><head><title>Second</title></head>
 # Far more elements than screen_content keeps.
 HUGE_PAGE = "<!doctype html><html><body>" + "<div>x</div>" * 20_000 + "</body></html>"
 
-PAGES = {"/": MAIN_PAGE, "/second": SECOND_PAGE, "/huge": HUGE_PAGE}
+TEXT_PAGE = """<!doctype html><html><body style="margin: 0; font: 40px sans-serif">
+<h1 id="heading" style="position: absolute; left: 60px; top: 40px; margin: 0">Invoice 4711</h1>
+<p id="total" style="position: absolute; left: 60px; top: 400px; margin: 0">Total due 93 EUR</p>
+</body></html>"""
+
+PAGES = {"/": MAIN_PAGE, "/second": SECOND_PAGE, "/huge": HUGE_PAGE, "/text": TEXT_PAGE}
 
 
 @pytest.fixture(scope="session")

@@ -365,14 +365,20 @@ async def test_evaluate(session: BrowserSession) -> None:
         await session.call("evaluate", {"js": "NaN"})
 
 
-async def test_save_file_and_set_input_files(session: BrowserSession) -> None:
-    path = Path(await session.call("save_file", {"name": "note.txt", "data": "hello"}))
-    assert await asyncio.to_thread(path.read_text) == "hello"
+async def test_save_file_and_set_input_files(
+    device: BrowserDevice, site: str, tmp_path: Path
+) -> None:
+    session = await device.open_session("task-files")
+    work = tmp_path / "work"
+    work.mkdir()
+    session.keep_files_in(work)
+    await session.call("browse", {"url": site})
+    assert await session.call("save_file", {"name": "note.txt", "data": "hello"}) == "note.txt"
+    assert await asyncio.to_thread((work / "note.txt").read_text) == "hello"
     raw = b"\x00\x01binary"
     data = b64encode(raw).decode()
-    binary = Path(await session.call("save_file", {"name": "b.bin", "data": data, "base64": True}))
-    assert await asyncio.to_thread(binary.read_bytes) == raw
-    assert binary.parent == path.parent
+    assert await session.call("save_file", {"name": "b.bin", "data": data, "base64": True})
+    assert await asyncio.to_thread((work / "b.bin").read_bytes) == raw
 
     await session.call("set_input_files", {"selector": "#file", "files": ["note.txt"]})
     chosen = await session.call("evaluate", {"js": "document.getElementById('file').files[0].name"})
@@ -386,9 +392,49 @@ async def test_save_file_and_set_input_files(session: BrowserSession) -> None:
         await session.call("save_file", {"name": "x", "data": "%%%", "base64": True})
     with pytest.raises(ActionError, match="set_input_files: no such saved file"):
         await session.call("set_input_files", {"selector": "#file", "files": ["absent.txt"]})
+    # The folder is the script's: a name it planted as a symlink is neither followed nor read.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host only")
+    (work / "link.txt").symlink_to(secret)
+    with pytest.raises(ActionError, match=r"save_file: link\.txt is not a regular file"):
+        await session.call("save_file", {"name": "link.txt", "data": "overwritten"})
+    with pytest.raises(ActionError, match=r"set_input_files: link\.txt is not"):
+        await session.call("set_input_files", {"selector": "#file", "files": ["link.txt"]})
+    assert secret.read_text() == "host only"
 
     await session.close()
-    assert not await asyncio.to_thread(path.parent.exists)
+    assert (work / "note.txt").is_file()  # the work dir is the daemon's to remove, with the task
+
+
+async def test_recognize_text_reads_the_page_and_a_crop(session: BrowserSession, site: str) -> None:
+    await session.call("browse", {"url": site + "text"})
+    page = await session.call("recognize_text", {})
+    assert (page["width"], page["height"]) == (1280, 720)
+    assert "Invoice 4711" in page["text"] and "Total due 93 EUR" in page["text"]
+    words = {block["text"]: block for block in page["blocks"]}
+    heading = await node_by_id(session, "heading")
+    assert heading["bounds"]["left"] <= words["Invoice"]["x"] < heading["bounds"]["right"]
+    assert heading["bounds"]["top"] <= words["Invoice"]["y"] < heading["bounds"]["bottom"]
+    assert all(0 <= block["confidence"] <= 100 for block in page["blocks"])
+
+    total = (await node_by_id(session, "total"))["bounds"]
+    crop = [total["left"], total["top"], total["right"], total["bottom"]]
+    region = await session.call("recognize_text", {"crop": crop})
+    assert region["text"] == "Total due 93 EUR"
+    assert min(block["y"] for block in region["blocks"]) >= total["top"]  # screen pixels
+
+    with pytest.raises(ActionError, match=r"recognize_text: crop .* is outside the 1280x720"):
+        await session.call("recognize_text", {"crop": [0, 0, 5000, 10]})
+    with pytest.raises(ActionError, match=r"recognize_text: bad params: lang: .*no Tesseract data"):
+        await session.call("recognize_text", {"lang": "xyz"})
+    with pytest.raises(ActionError, match=r"recognize_text: bad params: lang: .*must be Tesseract"):
+        await session.call("recognize_text", {"lang": "../eng"})
+    with pytest.raises(UnsupportedAction, match="'airplane' is not available on browser"):
+        await session.call("airplane", {"on": True})
+    await session.call("browse", {"url": "about:blank"})  # the device is as usable as before
+    assert await session.call("recognize_text", {}) == {
+        "text": "", "blocks": [], "confidence": 0.0, "width": 1280, "height": 720
+    }  # fmt: skip
 
 
 # ---- errors --------------------------------------------------------------------------------

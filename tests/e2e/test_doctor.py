@@ -68,6 +68,7 @@ def test_doctor_on_a_broken_host_and_a_good_one(
     )
     assert line(lines, "ok   adb: not used")
     assert "launches (Chromium " in line(lines, "ok   chromium:")
+    assert "Tesseract data for eng" in line(lines, "ok   ocr:")
     assert line(lines, "ok   sandbox:")
     assert line(lines, "ok   disk:")
     assert "does not exist yet" in line(lines, "ok   state file:")

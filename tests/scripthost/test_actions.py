@@ -7,6 +7,9 @@ import inspect
 from agent.hostapi import HANDLERS
 from agent.scriptrpc import ACTION_NAMES
 from agent.sdk import Actions
+from drivers.browser.config import BrowserSettings, BrowserSlot
+from drivers.browser.device import BrowserDevice
+from drivers.browser.host import ChromiumHost
 from tests.scripthost.conftest import SCREENSHOT, Runner
 
 
@@ -97,3 +100,70 @@ async def test_concurrent_actions_from_an_async_script(runner: Runner) -> None:
     )
     assert outcome.state == "success", outcome.error
     assert sorted(p["x"] for _, p in runner.session.calls) == list(range(20))
+
+
+async def test_recognize_text_save_file_and_airplane_on_a_real_browser(runner: Runner) -> None:
+    """Through the sandboxed script host to a real Chromium: OCR results read by attribute and
+    by key, a saved file opened by the name save_file gave, a clear refusal of airplane, and
+    the device still usable after each bad call."""
+    chromium = ChromiumHost(BrowserSettings())
+    await chromium.start()
+    device = BrowserDevice(BrowserSlot(name="browser-1"), chromium, BrowserSettings())
+    await device.start()
+    session = await device.open_session("task-1")
+    runner.session = session  # type: ignore[assignment]
+    try:
+        outcome = await runner.run(
+            """
+            from agent.sdk import ActionFailed
+
+            AT = 'style="position:absolute;left:40px;margin:0;top:'
+            PAGE = ('data:text/html,<body style="margin:0;font:40px sans-serif">'
+                    f'<p {AT}40px">Order 5521 shipped</p><p {AT}400px">Track parcel</p>'
+                    '<input id="f" type="file" style="position:absolute;top:1000px">'
+                    '</body>')
+
+            async def main(agent):
+                await agent.actions.browse(PAGE)
+                read = await agent.actions.recognizeText()
+                first = read.blocks[0]
+                lower = await agent.actions.recognize_text(crop=(0, 380, 1280, 460))
+                errors = []
+                for bad in ({"crop": (0, 0, 9999, 10)}, {"lang": "nope"}):
+                    try:
+                        await agent.actions.recognize_text(**bad)
+                    except ActionFailed as exc:
+                        errors.append(str(exc))
+                try:
+                    await agent.actions.airplane(True)
+                except ActionFailed as exc:
+                    errors.append(str(exc))
+                name = await agent.actions.save_file("order.txt", read.text)
+                with open(name) as saved:
+                    kept = saved.read()
+                await agent.actions.set_input_files("#f", [name])
+                chosen = await agent.actions.evaluate("document.getElementById('f').files[0].name")
+                return {
+                    "text": read.text, "same": read["text"] == read.text,
+                    "first": [first.text, first["x"], first.y, first.confidence > 0],
+                    "lower": lower.text, "errors": errors, "name": name,
+                    "kept": kept, "chosen": chosen,
+                }
+            """
+        )
+    finally:
+        await session.close()
+        await device.stop()
+        await chromium.stop()
+    assert outcome.state == "success", outcome.error
+    data = outcome.data or {}
+    assert data["text"] == "Order 5521 shipped\nTrack parcel"
+    assert data["same"] is True
+    assert data["first"][0] == "Order" and 30 <= data["first"][1] <= 50 and data["first"][3]
+    assert data["lower"] == "Track parcel"
+    crop_error, lang_error, airplane_error = data["errors"]
+    assert crop_error.startswith("recognize_text: crop [0, 0, 9999, 10] is outside the 1280x720")
+    assert "lang" in lang_error and "no Tesseract data for nope" in lang_error
+    assert airplane_error == "airplane: action 'airplane' is not available on browser devices"
+    assert data["name"] == "order.txt" and data["kept"] == data["text"]
+    assert data["chosen"] == "order.txt"

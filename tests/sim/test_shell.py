@@ -84,3 +84,23 @@ async def test_app_commands_drive_the_screen() -> None:
     status, _, err = await run("am start -n com.example.login/.Nope")
     assert status == 1 and "does not exist" in err
     assert (await run("monkey -p no.such.app 1"))[0] == 252
+
+
+async def test_airplane_mode_by_cmd_or_by_setting() -> None:
+    run = Run()
+
+    def shown() -> list[str]:
+        return [view.text for view in run.state.screen.tree().walk() if view.text]
+
+    assert await run("cmd connectivity airplane-mode") == (0, "disabled\n", "")
+    assert (await run("cmd connectivity airplane-mode enable"))[0] == 0
+    assert await run("settings get global airplane_mode_on") == (0, "1\n", "")
+    assert (await run("am start -a android.intent.action.VIEW -d https://example.com"))[0] == 0
+    assert "No internet: ERR_INTERNET_DISCONNECTED" in shown()
+    assert (await run("settings put global airplane_mode_on 0"))[0] == 0
+    assert await run("cmd connectivity airplane-mode") == (0, "disabled\n", "")
+    assert (await run("am start -a android.intent.action.VIEW -d https://example.com"))[0] == 0
+    assert "Page: https://example.com" in shown()
+    status, _, err = await run("cmd connectivity airplane-mode sideways")
+    assert status == 255 and "usage: cmd connectivity airplane-mode" in err
+    assert (await run("cmd wifi status"))[0] == 20
