@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.filenames import script_file_name
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
 from coordinator.db_conn import Conn
@@ -219,6 +220,7 @@ class _Frames:
             attempt=task.attempt,
             parent_task_id=task.parent_task_id,
             automation_id=job.automation_id,
+            script_name=script_file_name(job.name),
             output_schema=job.output_schema,
             browser=browser_settings(task, job),
         )

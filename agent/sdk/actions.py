@@ -19,7 +19,7 @@ from agent.sdk.transport import Namespace, Transport
 Node = dict[str, Any]
 
 
-class Actions(Namespace):
+class Actions(Namespace, path="agent.actions"):
     __slots__ = ("_transport",)
 
     def __init__(self, transport: Transport) -> None:

@@ -11,7 +11,7 @@ from agent.sdk.errors import StopAutomation
 from agent.sdk.transport import Namespace, Transport
 
 
-class Info(Namespace):
+class Info(Namespace, path="agent.info"):
     __slots__ = ("_transport",)
 
     def __init__(self, transport: Transport) -> None:

@@ -77,7 +77,7 @@ async def _ask(
     return result.model_validate(await transport.call(method, checked.model_dump()))
 
 
-class Job(Namespace):
+class Job(Namespace, path="agent.utils.job"):
     __slots__ = ("_max_file_bytes", "_transport")
 
     def __init__(self, transport: Transport, max_file_bytes: int) -> None:
@@ -244,7 +244,7 @@ class Job(Namespace):
     getSubTasks = get_sub_tasks
 
 
-class Utils(Namespace):
+class Utils(Namespace, path="agent.utils"):
     __slots__ = ("_max_file_bytes", "_transport", "job")
 
     def __init__(self, transport: Transport, max_file_bytes: int) -> None:

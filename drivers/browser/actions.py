@@ -474,6 +474,11 @@ class SaveFileParams(Params):
         return plain_file_name(name)
 
 
+INPUT_KIND_JS = """e => e instanceof HTMLInputElement
+  ? `input type=${e.type}` : e.tagName.toLowerCase()"""
+"""What an element is, for set_input_files: `input type=file`, `input type=text`, `div`, ..."""
+
+
 class SetInputFilesParams(Params):
     selector: str = Field(min_length=1, description="CSS selector of an <input type=file>.")
     files: list[str] = Field(description="Names of files saved earlier with save_file.")
@@ -514,4 +519,15 @@ async def set_input_files(s: BrowserSession, p: SetInputFilesParams) -> None:
     missing = [str(path.name) for path in paths if not path.is_file()]
     if missing:
         raise BadRequest(f"no such saved file(s): {', '.join(missing)}; save them with save_file")
-    await s.page().set_input_files(p.selector, paths, timeout=s.settings.action_timeout_s * 1000)
+    page = s.page()
+    timeout_ms = s.settings.action_timeout_s * 1000
+    element = await page.wait_for_selector(p.selector, state="attached", timeout=timeout_ms)
+    assert element is not None, "state=attached waits for an element or raises"
+    kind = await element.evaluate(INPUT_KIND_JS)
+    if kind != "input type=file":
+        # Playwright would retry a wrong kind of element until its timeout, saying only that.
+        raise BadRequest(
+            f"{p.selector!r} is <{kind}>, not an <input type=file>: files can only be set on a "
+            "file input"
+        )
+    await element.set_input_files(paths, timeout=timeout_ms)

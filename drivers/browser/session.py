@@ -22,6 +22,7 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
 from drivers.browser import profiles
@@ -29,6 +30,7 @@ from drivers.browser.actions import ACTIONS, ANDROID_ONLY, BadRequest, budget_of
 from drivers.browser.config import BrowserSettings, BrowserSlot
 from drivers.browser.host import short_message
 from drivers.browser.options import BrowserOptions, Viewport
+from drivers.browser.timeouts import describe_timeout
 from drivers.images import ImageError
 
 log = logging.getLogger(__name__)
@@ -163,9 +165,16 @@ class BrowserSession(DeviceSession):
                     return await entry.run(self, parsed)
             except TimeoutError as exc:
                 self._check_alive(action)
-                raise ActionError(action, f"timed out after {budget:g} s") from exc
+                raise ActionError(
+                    action,
+                    f"did not finish within {budget:g} s: the page did not answer (it may be "
+                    "busy running a script, showing a dialog, or the host overloaded)",
+                ) from exc
             except (BadRequest, ImageError) as exc:
                 raise ActionError(action, str(exc)) from exc
+            except PlaywrightTimeout as exc:
+                self._check_alive(action)
+                raise ActionError(action, describe_timeout(exc)) from exc
             except PlaywrightError as exc:
                 self._check_alive(action)
                 raise ActionError(action, short_message(exc)) from exc
