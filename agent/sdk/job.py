@@ -127,7 +127,9 @@ class Job(Namespace, path="agent.utils.job"):
         return SubmitResult.model_validate(result)
 
     async def get_current_task(self) -> CurrentTaskResult:
-        """The task this script runs for: `parent_task_id`, `job_proof` (its input), `timeout`."""
+        """The task this script runs for: `parent_task_id` (its own id, which its sub-tasks
+        carry as their parent), `spawned_by` (the task that added it, or None), `job_proof` (its
+        input), `timeout`."""
         return CurrentTaskResult.model_validate(
             await self._transport.call("job.get_current_task", {})
         )

@@ -488,6 +488,11 @@ class SetInputFilesParams(Params):
     def _plain_names(cls, files: list[str]) -> list[str]:
         return [plain_file_name(name) for name in files]
 
+    def budget_s(self, settings: BrowserSettings) -> float:
+        # Finding the input and setting its files each have Playwright's action timeout, which
+        # must run out before this budget so that its message (what was awaited) is the one.
+        return 2 * settings.action_timeout_s
+
 
 @action("evaluate", EvaluateParams)
 async def evaluate(s: BrowserSession, p: EvaluateParams) -> Any:

@@ -167,8 +167,8 @@ class BrowserSession(DeviceSession):
                 self._check_alive(action)
                 raise ActionError(
                     action,
-                    f"did not finish within {budget:g} s: the page did not answer (it may be "
-                    "busy running a script, showing a dialog, or the host overloaded)",
+                    f"timed out after {budget:g} s: the page did not answer (it may be running "
+                    "a script that never ends, or showing a dialog)",
                 ) from exc
             except (BadRequest, ImageError) as exc:
                 raise ActionError(action, str(exc)) from exc

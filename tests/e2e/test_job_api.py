@@ -256,7 +256,7 @@ async def main(agent):
     v = agent.arguments.job_variables
     if v.get("role") == "child":
         cur = await job.get_current_task()
-        return {"child": v["n"], "parent": cur.parent_task_id}
+        return {"child": v["n"], "parent": cur.spawned_by}
     if v.get("role") == "hold":
         return {"held": True}
     me = (await agent.info.get_device_info())["id"]
