@@ -693,3 +693,15 @@ def test_errors_name_the_authors_file_and_line_and_results_nest(stack: Stack) ->
     assert sub["status"] == "confirmed" and sub["parent"] == root["id"]
     child_id = sub["proof"]["task_id"]
     assert sub["proof"] == {"task_id": child_id, "parent": child_id, "spawned_by": root["id"]}
+
+
+def test_script_run_names_the_authors_file_in_errors(tmp_path: Path) -> None:
+    script = tmp_path / "my_flow.py"
+    script.write_text("async def main(agent):\n    await agent.actions.tapp(1, 2)\n")
+    done = script_run(str(script), "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "error: AttributeError: 'Actions' object has no attribute 'tapp'. Did you mean: 'tap'?"
+        in done.stdout
+    )
+    assert 'File "my_flow.py", line 2, in main' in done.stdout, done.stdout
