@@ -85,13 +85,13 @@ def _warm_up() -> None:
 async def _run_main(main: Callable[..., Any], agent: Agent, script_name: str) -> Outcome:
     """How main ended; an SDK coroutine it never awaited makes it a `script_error` naming it."""
     outcome = await _ended(main, agent, script_name)
-    forgotten = unawaited.never_awaited()
-    if not forgotten or outcome[0] == "bad_return_value":
+    forgotten = "\n".join(unawaited.never_awaited())
+    if not forgotten:
         return outcome
-    error = "\n".join(forgotten)
-    if outcome[0] == "script_error":
-        error = f"{outcome[2]}\n{error}"
-    return ("script_error", None, error)
+    kind, _, error = outcome
+    if kind in ("script_error", "bad_return_value"):
+        return (kind, None, f"{error}\n{forgotten}")
+    return ("script_error", None, forgotten)
 
 
 async def _ended(main: Callable[..., Any], agent: Agent, script_name: str) -> Outcome:
