@@ -62,9 +62,10 @@ def file_name(name: str, extension: str) -> str:
     return f"{safe_file_name(name)}.{ext}" if ext else safe_file_name(name)
 
 
-def script_file_name(job_name: str) -> str:
-    """The file name a job's script is shown under (tracebacks, errors): the job's name as a safe
-    base name ending in `.py`. `device-agent script run FILE` names its job after FILE, so its
-    errors name the author's own file."""
-    name = safe_file_name(job_name)
-    return name if name.endswith(SCRIPT_SUFFIX) else name + SCRIPT_SUFFIX
+def script_file_name(job_name: str) -> str | None:
+    """The file name a job's script is shown under (tracebacks, errors): the job's name when it
+    is a plain file name ending in `.py` (`device-agent script run FILE` names its job after
+    FILE), else None (the script is then `script.py`)."""
+    if job_name.endswith(SCRIPT_SUFFIX) and safe_file_name(job_name) == job_name:
+        return job_name
+    return None

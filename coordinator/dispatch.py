@@ -145,12 +145,13 @@ class Dispatcher:
         return bool(picks) or frames.failed
 
 
-LATER_FIELDS = ("output_schema", "browser")
+LATER_FIELDS = ("output_schema", "browser", "script_name")
 """Fields of `Assignment` that daemons from before them do not know."""
 
 
 def assign_frame(assignment: Assignment) -> str:
-    """The `assign` frame. Without `output_schema` or `browser` when the task has none: a daemon
+    """The `assign` frame. Without `output_schema`, `browser` or `script_name` when the task has
+    none: a daemon
     from before those fields refuses fields it does not know, and so still takes every other
     task."""
     unset = {name for name in LATER_FIELDS if getattr(assignment, name) is None}
