@@ -167,7 +167,7 @@ class Actions(Namespace, path="agent.actions"):
 
     async def find(self, **selector: Any) -> list[Node]:
         """The visible nodes matching every given field, e.g. `find(text="OK")`."""
-        return [Node.of(n) for n in await self._act("find", **selector)]
+        return _nodes(await self._act("find", **selector))
 
     async def wait_for_node(
         self, selector: dict[str, Any], timeout_ms: int = 30000, interval_ms: int = 500
@@ -176,7 +176,7 @@ class Actions(Namespace, path="agent.actions"):
         nodes = await self._act(
             "wait_for_node", selector=selector, timeout_ms=timeout_ms, interval_ms=interval_ms
         )
-        return [Node.of(n) for n in nodes]
+        return _nodes(nodes)
 
     async def wait_for_node_gone(
         self, selector: dict[str, Any], timeout_ms: int = 30000, interval_ms: int = 500
@@ -218,3 +218,9 @@ class Actions(Namespace, path="agent.actions"):
     waitForNodeGone = wait_for_node_gone
     nodeAction = node_action
     saveFile = save_file
+
+
+def _nodes(value: Any) -> list[Node]:
+    """A driver's list of nodes as records (anything else as it is)."""
+    nodes: list[Node] = [Node.of(n) for n in value] if isinstance(value, list) else value
+    return nodes
