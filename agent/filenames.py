@@ -17,6 +17,7 @@ MAX_NAME_BYTES = 120
 file name stays well under the usual 255-byte limit of file systems."""
 MAX_EXTENSION_BYTES = 20
 FALLBACK_NAME = "file"
+SCRIPT_SUFFIX = ".py"
 
 _FOLDER_SEPARATORS = re.compile(r"[/\\]")
 _DOT_RUNS = re.compile(r"\.{2,}")
@@ -59,3 +60,12 @@ def file_name(name: str, extension: str) -> str:
     """The safe `name.extension` (just the name when the extension is empty)."""
     ext = safe_extension(extension)
     return f"{safe_file_name(name)}.{ext}" if ext else safe_file_name(name)
+
+
+def script_file_name(job_name: str) -> str | None:
+    """The file name a job's script is shown under (tracebacks, errors): the job's name when it
+    is a plain file name ending in `.py` (`device-agent script run FILE` names its job after
+    FILE), else None (the script is then `script.py`)."""
+    if job_name.endswith(SCRIPT_SUFFIX) and safe_file_name(job_name) == job_name:
+        return job_name
+    return None

@@ -102,6 +102,9 @@ class Assignment(BaseModel):
     attempt: int = Field(default=1, ge=1)
     parent_task_id: str | None = None
     automation_id: str | None = None
+    script_name: str | None = Field(default=None, min_length=1, max_length=200)
+    """The name the script's tracebacks and errors give its file, when its job is named after
+    one (agent.filenames.script_file_name); None: `script.py`."""
     output_schema: dict[str, Any] | None = None
     """The JSON Schema the job wants the task's success data to match (the coordinator checks
     it; the script may read it from `get_current_task()`)."""

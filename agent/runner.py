@@ -158,6 +158,7 @@ async def _run(
             Init(
                 task_id=assignment.task_id,
                 script=SCRIPT_NAME,
+                script_name=assignment.script_name or SCRIPT_NAME,
                 job_variables=assignment.input,
                 automation_parameters=assignment.parameters,
                 max_file_bytes=settings.max_file_bytes,

@@ -105,6 +105,7 @@ class Init(_Message):
     type: Literal["init"] = "init"
     task_id: Id
     script: str = Field(description="file name of the script, relative to the child's cwd")
+    script_name: str = Field(description="the name its tracebacks give the script's file")
     job_variables: dict[str, Any]
     automation_parameters: dict[str, Any]
     max_file_bytes: int = Field(gt=0)
@@ -193,6 +194,9 @@ class FileParam(_Message):
     @field_validator("base64Data")
     @classmethod
     def _check_base64(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            # The seed's `screenshot.screenshot || ""` would otherwise store a 0-byte file.
+            raise PydanticCustomError("empty_file", "is empty: a file needs at least one byte")
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.filenames import script_file_name
 from agent.protocol import MAX_FRAME_BYTES, Assign, Assignment, encode
 from coordinator.db import Database, now
 from coordinator.db_conn import Conn
@@ -144,12 +145,13 @@ class Dispatcher:
         return bool(picks) or frames.failed
 
 
-LATER_FIELDS = ("output_schema", "browser")
+LATER_FIELDS = ("output_schema", "browser", "script_name")
 """Fields of `Assignment` that daemons from before them do not know."""
 
 
 def assign_frame(assignment: Assignment) -> str:
-    """The `assign` frame. Without `output_schema` or `browser` when the task has none: a daemon
+    """The `assign` frame. Without `output_schema`, `browser` or `script_name` when the task has
+    none: a daemon
     from before those fields refuses fields it does not know, and so still takes every other
     task."""
     unset = {name for name in LATER_FIELDS if getattr(assignment, name) is None}
@@ -219,6 +221,7 @@ class _Frames:
             attempt=task.attempt,
             parent_task_id=task.parent_task_id,
             automation_id=job.automation_id,
+            script_name=script_file_name(job.name),
             output_schema=job.output_schema,
             browser=browser_settings(task, job),
         )

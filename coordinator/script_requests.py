@@ -33,8 +33,10 @@ def method(name: str) -> Callable[[Method], Method]:
 
 @method("get_current_task")
 async def get_current_task(call: Call) -> dict[str, Any]:
+    # parent_task_id is the task's own id (the id its sub-tasks carry), as the seed reads it.
     return {
-        "parent_task_id": call.task.parent_task_id,
+        "parent_task_id": call.task.id,
+        "spawned_by": call.task.parent_task_id,
         "job_proof": call.task.input,
         "timeout": call.task.timeout_s,
     }

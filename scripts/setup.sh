@@ -25,7 +25,11 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "setup: Python 3.11 or newer is required (found $(python3 --version))" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Editable in compat mode: a plain path entry (a .pth naming the project's folder) instead of
+# setuptools' default import hook, which mypy and editors cannot follow, so that `agent.sdk`
+# type-checks from any folder (docs/script-api.md).
+.venv/bin/python -m pip install -q --disable-pip-version-check \
+  --config-settings editable_mode=compat -e '.[dev]'
 # Script hosts run sandboxed on a read-only view of the project and cannot write bytecode: an
 # editable install would compile `agent` from source at every script host's start.
 .venv/bin/python -m compileall -q agent drivers >/dev/null

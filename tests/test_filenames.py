@@ -13,6 +13,7 @@ from agent.filenames import (
     file_name,
     safe_extension,
     safe_file_name,
+    script_file_name,
 )
 
 HOSTILE = [
@@ -61,3 +62,9 @@ def test_examples_keep_what_is_safe() -> None:
     assert len(safe_extension("j" * 50)) == MAX_EXTENSION_BYTES
     assert file_name("report.", ".csv") == "report.csv"
     assert file_name("notes", "") == "notes"
+
+
+def test_a_job_named_after_its_script_file_gives_the_scripts_name() -> None:
+    assert script_file_name("login_flow.py") == "login_flow.py"
+    for name in ("demo", "login_flow.py.txt", "../x.py", "a/b.py", "tab\t.py"):
+        assert script_file_name(name) is None, name

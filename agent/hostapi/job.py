@@ -94,7 +94,9 @@ async def get_current_task(ctx: TaskContext, params: dict[str, Any]) -> dict[str
     a = ctx.assignment
     return {
         "success": True,
-        "parent_task_id": a.parent_task_id,
+        # The seed's reading: the id this task's sub-tasks carry as their parent, so never null.
+        "parent_task_id": a.task_id,
+        "spawned_by": a.parent_task_id,
         "job_proof": a.input,
         "timeout": a.timeout_s,
         "attempt": a.attempt,

@@ -25,6 +25,7 @@ from agent.scripthost.client import RpcClient
 from agent.scripthost.loader import LoadError, describe_exception, load_main
 from agent.scripthost.tag import retag
 from agent.scriptrpc import ReportKind, build_models
+from agent.sdk import unawaited
 from agent.sdk.agent import Agent
 from agent.sdk.blocking import Blocking
 from agent.sdk.errors import StopAutomation
@@ -55,14 +56,15 @@ async def _serve(fd: int) -> NoReturn:
     if os.environ.get(TASK_ENV) == TAG_PLACEHOLDER:
         retag(init.task_id)
     client.start()
-    path = Path(init.script)
+    # From here on, SDK coroutines are remembered with the line of the script that made them.
+    unawaited.watch(init.script_name)
     try:
-        main = load_main(path)
+        main = load_main(Path(init.script), init.script_name)
     except LoadError as exc:
         outcome: Outcome = ("script_load_error", None, str(exc))
     else:
         agent = Agent(client, init.job_variables, init.automation_parameters, init.max_file_bytes)
-        outcome = await _run_main(main, agent, path.name)
+        outcome = await _run_main(main, agent, init.script_name)
     kind, data, error = outcome
     try:
         await client.report(kind, data, error)
@@ -81,6 +83,18 @@ def _warm_up() -> None:
 
 
 async def _run_main(main: Callable[..., Any], agent: Agent, script_name: str) -> Outcome:
+    """How main ended; an SDK coroutine it never awaited makes it a `script_error` naming it."""
+    outcome = await _ended(main, agent, script_name)
+    forgotten = "\n".join(unawaited.never_awaited())
+    if not forgotten:
+        return outcome
+    kind, _, error = outcome
+    if kind in ("script_error", "bad_return_value"):
+        return (kind, None, f"{error}\n{forgotten}")
+    return ("script_error", None, forgotten)
+
+
+async def _ended(main: Callable[..., Any], agent: Agent, script_name: str) -> Outcome:
     try:
         if inspect.iscoroutinefunction(main):
             value = await main(agent)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import linecache
 import sys
 import traceback
@@ -19,9 +21,9 @@ class LoadError(Exception):
     """The script cannot be run; the message says where and why."""
 
 
-def load_main(path: Path) -> Callable[..., Any]:
-    """Execute the script as module `script`; its `main`, checked to take one argument."""
-    name = path.name
+def load_main(path: Path, name: str) -> Callable[..., Any]:
+    """Execute the script at `path` as module `script`, its file named `name` in tracebacks and
+    errors (the author's file name); its `main`, checked to take one argument."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -70,7 +72,30 @@ def describe_exception(exc: BaseException, script_name: str) -> str:
 
 def _headline(exc: BaseException) -> str:
     message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text + _suggestion(exc, message)
+
+
+def _suggestion(exc: BaseException, message: str) -> str:
+    """Python's `. Did you mean: 'tap'?` for a misspelt name or attribute, else "".
+
+    Python computes it (from the exception's `name` and `obj`, or the names its frame sees) only
+    as it prints an exception: before 3.12 in C, with no Python interface. So the exception is
+    printed, as the interpreter would, into a buffer, and what follows its message is kept.
+    """
+    if not isinstance(exc, NameError | AttributeError | ImportError) or not message:
+        return ""
+    if getattr(exc, "name", None) is None:
+        return ""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            sys.__excepthook__(type(exc), exc, exc.__traceback__)
+    except Exception:
+        return ""
+    _, found, after = printed.getvalue().rpartition(message)
+    hint = after.partition("\n")[0]
+    return hint if found and hint.startswith(". Did you ") else ""
 
 
 def _script_frames(exc: BaseException, script_name: str) -> list[traceback.FrameSummary]:

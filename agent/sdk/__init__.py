@@ -21,6 +21,16 @@ from agent.sdk.errors import ActionFailed, AgentError
 from agent.sdk.files import File
 from agent.sdk.info import Arguments, Control, Info, Log
 from agent.sdk.job import Job, Utils
+from agent.sdk.records import (
+    AutomationInfo,
+    Bounds,
+    DeviceInfo,
+    InsertedId,
+    Node,
+    Record,
+    SubTask,
+    SubTaskAssignment,
+)
 from agent.sdk.results import (
     AddSubTasksResult,
     AnotherJobTaskResult,
@@ -45,16 +55,24 @@ __all__ = [
     "AnotherJobTaskResult",
     "AnotherTaskResult",
     "Arguments",
+    "AutomationInfo",
     "AutomationVariablesResult",
+    "Bounds",
     "CheckpointResult",
     "Control",
     "CurrentTaskResult",
+    "DeviceInfo",
     "File",
     "Info",
+    "InsertedId",
     "Job",
     "Log",
+    "Node",
+    "Record",
     "Result",
     "ScreenshotResult",
+    "SubTask",
+    "SubTaskAssignment",
     "SubTasksResult",
     "SubmitResult",
     "TextBlock",

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agent.sdk.records import Node
 from agent.sdk.results import ScreenshotResult, TextResult
 from agent.sdk.transport import Namespace, Transport
 
-Node = dict[str, Any]
 
-
-class Actions(Namespace):
+class Actions(Namespace, path="agent.actions"):
     __slots__ = ("_transport",)
 
     def __init__(self, transport: Transport) -> None:
@@ -173,22 +172,21 @@ class Actions(Namespace):
 
     async def screen_content(self) -> Node | None:
         """The screen as a tree of nodes (the root node)."""
-        root: Node | None = await self._act("screen_content")
+        root: Node | None = Node.of(await self._act("screen_content"))
         return root
 
     async def find(self, **selector: Any) -> list[Node]:
         """The visible nodes matching every given field, e.g. `find(text="OK")`."""
-        nodes: list[Node] = await self._act("find", **selector)
-        return nodes
+        return _nodes(await self._act("find", **selector))
 
     async def wait_for_node(
         self, selector: dict[str, Any], timeout_ms: int = 30000, interval_ms: int = 500
     ) -> list[Node]:
         """Wait until a node matches `selector`; the matching nodes. Fails after `timeout_ms`."""
-        nodes: list[Node] = await self._act(
+        nodes = await self._act(
             "wait_for_node", selector=selector, timeout_ms=timeout_ms, interval_ms=interval_ms
         )
-        return nodes
+        return _nodes(nodes)
 
     async def wait_for_node_gone(
         self, selector: dict[str, Any], timeout_ms: int = 30000, interval_ms: int = 500
@@ -198,7 +196,7 @@ class Actions(Namespace):
             "wait_for_node_gone", selector=selector, timeout_ms=timeout_ms, interval_ms=interval_ms
         )
 
-    async def node_action(self, node: Node, action: str, data: Any = None) -> Any:
+    async def node_action(self, node: Node | dict[str, Any], action: str, data: Any = None) -> Any:
         """Do `action` (click, long_click, set_text, ...) on a node found earlier."""
         return await self._act("node_action", node=node, action=action, data=data)
 
@@ -242,3 +240,9 @@ class Actions(Namespace):
     nodeAction = node_action
     saveFile = save_file
     recognizeText = recognize_text
+
+
+def _nodes(value: Any) -> list[Node]:
+    """A driver's list of nodes as records (anything else as it is)."""
+    nodes: list[Node] = [Node.of(n) for n in value] if isinstance(value, list) else value
+    return nodes

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from agent.sdk.transport import Namespace
+from agent.sdk.unawaited import is_coroutine_method
 
 
 class Blocking:
@@ -28,7 +28,7 @@ class Blocking:
         value = getattr(self._target, name)
         if isinstance(value, Namespace):
             return Blocking(value, self._loop)
-        if inspect.iscoroutinefunction(value):
+        if is_coroutine_method(value):
             return _blocking(value, self._loop)
         return value
 

@@ -16,7 +16,10 @@ from agent.scriptrpc import FileParam
 class File(FileParam):
     @classmethod
     def from_bytes(cls, name: str, extension: str, data: bytes) -> File:
-        """A file named `name.extension` holding `data` (extension with or without its dot)."""
+        """A file named `name.extension` holding `data` (extension with or without its dot);
+        ValueError if `data` is empty."""
+        if not data:
+            raise ValueError(f"files.from_bytes: data for {name!r} is empty: a file needs bytes")
         return cls(name=name, extension=extension, base64Data=base64.b64encode(data).decode())
 
     @classmethod

@@ -8,23 +8,25 @@ from collections.abc import Generator
 from typing import Any, NoReturn
 
 from agent.sdk.errors import StopAutomation
+from agent.sdk.records import AutomationInfo, DeviceInfo
 from agent.sdk.transport import Namespace, Transport
 
 
-class Info(Namespace):
+class Info(Namespace, path="agent.info"):
     __slots__ = ("_transport",)
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
-    async def get_device_info(self) -> dict[str, Any]:
+    async def get_device_info(self) -> DeviceInfo:
         """`{id, kind (android|browser|sim), brand, model, sdk_version, width, height, ...}`."""
-        info: dict[str, Any] = await self._transport.call("info.get_device_info", {})
+        info: DeviceInfo = DeviceInfo.of(await self._transport.call("info.get_device_info", {}))
         return info
 
-    async def get_automation_info(self) -> dict[str, Any]:
+    async def get_automation_info(self) -> AutomationInfo:
         """`{task_id, job_id, automation_id, attempt, timeout, started_at}`."""
-        info: dict[str, Any] = await self._transport.call("info.get_automation_info", {})
+        raw = await self._transport.call("info.get_automation_info", {})
+        info: AutomationInfo = AutomationInfo.of(raw)
         return info
 
     getDeviceInfo = get_device_info

@@ -77,7 +77,7 @@ async def _ask(
     return result.model_validate(await transport.call(method, checked.model_dump()))
 
 
-class Job(Namespace):
+class Job(Namespace, path="agent.utils.job"):
     __slots__ = ("_max_file_bytes", "_transport")
 
     def __init__(self, transport: Transport, max_file_bytes: int) -> None:
@@ -127,7 +127,9 @@ class Job(Namespace):
         return SubmitResult.model_validate(result)
 
     async def get_current_task(self) -> CurrentTaskResult:
-        """The task this script runs for: `parent_task_id`, `job_proof` (its input), `timeout`."""
+        """The task this script runs for: `parent_task_id` (its own id, which its sub-tasks
+        carry as their parent), `spawned_by` (the task that added it, or None), `job_proof` (its
+        input), `timeout`."""
         return CurrentTaskResult.model_validate(
             await self._transport.call("job.get_current_task", {})
         )
@@ -244,7 +246,7 @@ class Job(Namespace):
     getSubTasks = get_sub_tasks
 
 
-class Utils(Namespace):
+class Utils(Namespace, path="agent.utils"):
     __slots__ = ("_max_file_bytes", "_transport", "job")
 
     def __init__(self, transport: Transport, max_file_bytes: int) -> None:

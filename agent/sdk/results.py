@@ -1,4 +1,5 @@
-"""Result objects of the script API: attribute access, `.model_dump()` gives the plain dict."""
+"""Result objects of the script API: attribute and key access (`r.success`, `r["success"]`),
+`.model_dump()` gives the plain dict. Their nested parts are records (agent/sdk/records.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,28 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from agent.sdk.records import InsertedId, SubTask, SubTaskAssignment
 
-class Result(BaseModel):
+
+class Keyed(BaseModel):
+    """Key access to a model's fields (and the extra keys it kept), as to the seed's objects."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields or key in (self.__pydantic_extra__ or {}):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in type(self).model_fields or key in (self.__pydantic_extra__ or {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+class Result(Keyed):
     """A job API result: never raised; `success` False comes with `error`.
 
     Fields the daemon adds beyond the documented ones are kept (attribute access works too).
@@ -30,7 +51,11 @@ class SubmitResult(Result):
 
 
 class CurrentTaskResult(Result):
-    parent_task_id: str | None = None
+    parent_task_id: str = ""
+    """This task's own id, as the seed reads it: the id its sub-tasks carry as their
+    `parent_task_id` (`get_sub_tasks`), for a root task too."""
+    spawned_by: str | None = None
+    """The task whose script added this one as a sub-task, or None for a task added otherwise."""
     job_proof: dict[str, Any] | None = None
     """The task's input (the same object as `agent.arguments.job_variables`)."""
     timeout: float | None = None
@@ -41,7 +66,7 @@ class CurrentTaskResult(Result):
     """The JSON Schema the job wants the success data to match (docs/jobs.md), or None."""
 
 
-class ScreenshotResult(BaseModel):
+class ScreenshotResult(Keyed):
     """What `agent.actions.screenshot` returns (the seed's camelCase field names)."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
@@ -76,14 +101,14 @@ class AnotherTaskResult(Result):
 
 
 class AddSubTasksResult(Result):
-    inserted_ids: list[dict[str, Any]] = []
+    inserted_ids: list[InsertedId] = []
     """`[{planned_task_id, input}]`, one per item of `job_variables`."""
-    assignment_results: list[dict[str, Any]] | None = None
+    assignment_results: list[SubTaskAssignment] | None = None
     """`[{planned_task_id, assigned}]` when `run_immediately`."""
 
 
 class SubTasksResult(Result):
-    tasks: dict[str, dict[str, Any]] = {}
+    tasks: dict[str, SubTask] = {}
     """planned_task_id -> `{parent_task_id, comment, job_proof, timeout, status}`."""
 
 

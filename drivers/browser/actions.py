@@ -492,6 +492,11 @@ class SaveFileParams(Params):
         return plain_file_name(name)
 
 
+INPUT_KIND_JS = """e => e instanceof HTMLInputElement
+  ? `input type=${e.type}` : e.tagName.toLowerCase()"""
+"""What an element is, for set_input_files: `input type=file`, `input type=text`, `div`, ..."""
+
+
 class SetInputFilesParams(Params):
     selector: str = Field(min_length=1, description="CSS selector of an <input type=file>.")
     files: list[str] = Field(description="Names of files saved earlier with save_file.")
@@ -500,6 +505,11 @@ class SetInputFilesParams(Params):
     @classmethod
     def _plain_names(cls, files: list[str]) -> list[str]:
         return [plain_file_name(name) for name in files]
+
+    def budget_s(self, settings: BrowserSettings) -> float:
+        # Finding the input and setting its files each have Playwright's action timeout, which
+        # must run out before this budget so that its message (what was awaited) is the one.
+        return 2 * settings.action_timeout_s
 
 
 @action("evaluate", EvaluateParams)
@@ -534,4 +544,15 @@ async def set_input_files(s: BrowserSession, p: SetInputFilesParams) -> None:
         content = await asyncio.to_thread(taskfiles.read, s.files_dir() / name)
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         payloads.append({"name": name, "mimeType": mime, "buffer": content})
-    await s.page().set_input_files(p.selector, payloads, timeout=s.settings.action_timeout_s * 1000)
+    page = s.page()
+    timeout_ms = s.settings.action_timeout_s * 1000
+    element = await page.wait_for_selector(p.selector, state="attached", timeout=timeout_ms)
+    assert element is not None, "state=attached waits for an element or raises"
+    kind = await element.evaluate(INPUT_KIND_JS)
+    if kind != "input type=file":
+        # Playwright would retry a wrong kind of element until its timeout, saying only that.
+        raise BadRequest(
+            f"{p.selector!r} is <{kind}>, not an <input type=file>: files can only be set on a "
+            "file input"
+        )
+    await element.set_input_files(payloads, timeout=timeout_ms)

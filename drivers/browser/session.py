@@ -22,6 +22,7 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from drivers.base import ActionError, DeviceLost, DeviceSession, UnsupportedAction
 from drivers.browser import profiles
@@ -30,6 +31,7 @@ from drivers.browser.config import BrowserSettings, BrowserSlot
 from drivers.browser.host import short_message
 from drivers.browser.options import BrowserOptions, Viewport
 from drivers.browser.taskfiles import TaskFileError
+from drivers.browser.timeouts import describe_timeout
 from drivers.images import ImageError
 from drivers.ocr import OcrError
 
@@ -180,9 +182,16 @@ class BrowserSession(DeviceSession):
                     return await entry.run(self, parsed)
             except TimeoutError as exc:
                 self._check_alive(action)
-                raise ActionError(action, f"timed out after {budget:g} s") from exc
+                raise ActionError(
+                    action,
+                    f"timed out after {budget:g} s: the page did not answer (it may be running "
+                    "a script that never ends, or showing a dialog)",
+                ) from exc
             except (BadRequest, ImageError, OcrError, TaskFileError) as exc:
                 raise ActionError(action, str(exc)) from exc
+            except PlaywrightTimeout as exc:
+                self._check_alive(action)
+                raise ActionError(action, describe_timeout(exc)) from exc
             except PlaywrightError as exc:
                 self._check_alive(action)
                 raise ActionError(action, short_message(exc)) from exc

@@ -422,7 +422,12 @@ async def test_get_current_task_request(farm: Farm) -> None:
         assert reply == Reply(
             id="r1",
             ok=True,
-            result={"parent_task_id": None, "job_proof": {"url": "u"}, "timeout": 42.0},
+            result={
+                "parent_task_id": task_id,
+                "spawned_by": None,
+                "job_proof": {"url": "u"},
+                "timeout": 42.0,
+            },
         )
         await host.send(Request(id="r2", task_id="other", method="get_current_task"))
         refused = await host.next(Reply)

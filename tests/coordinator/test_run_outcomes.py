@@ -499,7 +499,8 @@ def test_an_assign_without_a_schema_is_the_frame_daemons_from_before_it_take() -
         script_source="x",
         timeout_s=1,
     )
-    assert {"output_schema", "browser"}.isdisjoint(json.loads(assign_frame(plain))["task"])
+    later = {"output_schema", "browser", "script_name"}
+    assert later.isdisjoint(json.loads(assign_frame(plain))["task"])
     schema = plain.model_copy(update={"output_schema": TITLED})
     assert json.loads(assign_frame(schema))["task"]["output_schema"] == TITLED
 

@@ -663,3 +663,28 @@ async def test_cancelled_opening_leaves_no_context(host: ChromiumHost) -> None:
 
 async def poll_contexts(contexts: Callable[[], Awaitable[int]], before: int) -> bool:
     return await contexts() <= before
+
+
+async def test_timeouts_say_what_was_awaited_and_a_non_file_input_is_refused(
+    host: ChromiumHost, site: str
+) -> None:
+    quick = BrowserSettings(action_timeout_s=2)
+    device = BrowserDevice(BrowserSlot(name="browser-3"), host, quick)
+    session = await device.open_session("task-wait")
+    try:
+        await session.call("browse", {"url": site})
+        await session.call("save_file", {"name": "note.txt", "data": "hello"})
+        with pytest.raises(ActionError) as wrong_kind:
+            await session.call("set_input_files", {"selector": "#name", "files": ["note.txt"]})
+        assert str(wrong_kind.value) == (
+            "set_input_files: '#name' is <input type=text>, not an <input type=file>: "
+            "files can only be set on a file input"
+        )
+        with pytest.raises(ActionError) as missing:
+            await session.call("set_input_files", {"selector": "#nope", "files": ["note.txt"]})
+        assert str(missing.value).startswith(
+            'set_input_files: timed out after 2000 ms waiting for locator("#nope")'
+        )
+        assert "nothing on the page matches it; check the selector" in str(missing.value)
+    finally:
+        await session.close()

@@ -256,7 +256,7 @@ async def main(agent):
     v = agent.arguments.job_variables
     if v.get("role") == "child":
         cur = await job.get_current_task()
-        return {"child": v["n"], "parent": cur.parent_task_id}
+        return {"child": v["n"], "parent": cur.spawned_by}
     if v.get("role") == "hold":
         return {"held": True}
     me = (await agent.info.get_device_info())["id"]
@@ -573,3 +573,135 @@ def test_script_run_never_writes_outside_its_output_folder(tmp_path: Path) -> No
     assert (out / "escape.txt").read_bytes() == b"one"
     assert not (tmp_path / "escape.txt").exists()
     assert not (tmp_path / "outside.txt").exists()
+
+
+# ---- errors that point at the author's line; records; parent_task_id and spawned_by ----------
+
+AUTHOR_SCRIPT = """
+from agent.sdk import ActionFailed
+
+async def main(agent):
+    job = agent.utils.job
+    case = agent.arguments.job_variables["case"]
+    if case == "typo":
+        await agent.actions.tap(1, 2)
+        await agent.actions.tapp(1, 2)
+    if case == "name":
+        return helper()
+    if case == "unawaited":
+        job.submit_task("success", {"sent": True}, True)
+        return {"returned": True}
+    cur = await job.get_current_task()
+    info = await agent.info.get_automation_info()
+    me = {"task_id": info.task_id, "parent": cur.parent_task_id, "spawned_by": cur.spawned_by}
+    if case == "child":
+        return me
+    out = {"me": me, "kind": (await agent.info.get_device_info()).kind}
+    try:
+        await job.submit_task("success", {}, True, [
+            {"name": "shot", "extension": "jpg", "base64Data": ""}])
+    except ValueError as exc:
+        out["empty"] = str(exc)
+    try:
+        agent.files.from_bytes("empty", "txt", b"")
+    except ValueError as exc:
+        out["from_bytes"] = str(exc)
+    await agent.actions.browse("data:text/html,<input id=t type=text>")
+    await agent.actions.save_file("a.txt", "hello")
+    try:
+        await agent.actions.set_input_files("#t", ["a.txt"])
+    except ActionFailed as exc:
+        out["set_input_files"] = str(exc)
+    shot = await agent.actions.screenshot(200, 200, 50)
+    out["shot"] = [shot.compressedWidth, shot["compressedWidth"]]
+    root = await agent.actions.screen_content()
+    out["node"] = [root.class_name, root["class_name"], root.children[0].bounds.left >= 0]
+    sub = await job.add_sub_tasks([{"case": "child"}])
+    planned = sub.inserted_ids[0].planned_task_id
+    out["planned"] = [planned, sub.inserted_ids[0]["planned_task_id"], sub["success"]]
+    while True:
+        t = (await job.get_sub_tasks([planned])).tasks[planned]
+        if t.status in ("confirmed", "failed", "declined", "deleted"):
+            break
+        await agent.utils.sleep_random(50, 100)
+    out["sub"] = {"status": t.status, "parent": t.parent_task_id, "proof": t["job_proof"]}
+    return out
+
+def helper():
+    result = 1
+    return reslt
+"""
+
+
+def line_of(source: str, text: str) -> int:
+    """The 1-based line of `source` holding `text`."""
+    (n,) = [i for i, line in enumerate(source.splitlines(), start=1) if text in line]
+    return n
+
+
+def test_errors_name_the_authors_file_and_line_and_results_nest(stack: Stack) -> None:
+    source = textwrap.dedent(AUTHOR_SCRIPT)
+    with stack.http() as http:
+        author = job(http, AUTHOR_SCRIPT, name="author_script.py", allow_sub_tasks=True)
+        cases = ("typo", "name", "unawaited", "root")
+        tasks = add_tasks(http, author, *({"input": {"case": c}} for c in cases))
+        typo, name, unawaited, root = (wait_terminal(http, t["id"]) for t in tasks)
+
+    assert (typo["state"], typo["failure_reason"]) == ("failed", "script_error")
+    headline, *frames = typo["error"].splitlines()
+    assert (
+        headline == "AttributeError: 'Actions' object has no attribute 'tapp'. Did you mean: 'tap'?"
+    )
+    assert frames[:3] == [
+        "Traceback (script frames, most recent call last):",
+        f'  File "author_script.py", line {line_of(source, "actions.tapp")}, in main',
+        "    await agent.actions.tapp(1, 2)",
+    ]
+    headline, *frames = name["error"].splitlines()
+    assert headline == "NameError: name 'reslt' is not defined. Did you mean: 'result'?"
+    assert [f.strip() for f in frames if f.strip().startswith("File")] == [
+        f'File "author_script.py", line {line_of(source, "return helper()")}, in main',
+        f'File "author_script.py", line {line_of(source, "return reslt")}, in helper',
+    ]
+    assert "agent/" not in typo["error"] + name["error"]  # none of our frames
+    assert (unawaited["state"], unawaited["failure_reason"]) == ("failed", "script_error")
+    forgot = line_of(source, 'job.submit_task("success", {"sent": True}, True)')
+    assert unawaited["error"] == (
+        f"agent.utils.job.submit_task(...) was never awaited (line {forgot})"
+    )
+    assert unawaited["result"] is None
+    assert "never awaited" not in stack.daemon.log()  # no RuntimeWarning: the task says it
+
+    assert root["state"] == "success", root
+    out = root["result"]
+    assert out["empty"] == (
+        "submit_task: files.0.base64Data: is empty: a file needs at least one byte"
+    )
+    assert out["from_bytes"] == "files.from_bytes: data for 'empty' is empty: a file needs bytes"
+    assert out["set_input_files"] == (
+        "set_input_files: '#t' is <input type=text>, not an <input type=file>: "
+        "files can only be set on a file input"
+    )
+    assert out["kind"] == "browser"
+    assert out["shot"][0] == out["shot"][1] > 0
+    assert out["node"][0] == out["node"][1] and out["node"][2] is True
+    planned = out["planned"]
+    assert planned[0] == planned[1] and planned[2] is True
+    # parent_task_id is the task's own id (what its sub-tasks carry); spawned_by the adder's.
+    assert out["me"] == {"task_id": root["id"], "parent": root["id"], "spawned_by": None}
+    sub = out["sub"]
+    assert sub["status"] == "confirmed" and sub["parent"] == root["id"]
+    child_id = sub["proof"]["task_id"]
+    assert sub["proof"] == {"task_id": child_id, "parent": child_id, "spawned_by": root["id"]}
+
+
+def test_script_run_names_the_authors_file_in_errors(tmp_path: Path) -> None:
+    script = tmp_path / "my_flow.py"
+    script.write_text("async def main(agent):\n    await agent.actions.tapp(1, 2)\n")
+    done = script_run(str(script), "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "error: AttributeError: 'Actions' object has no attribute 'tapp'. Did you mean: 'tap'?"
+        in done.stdout
+    )
+    assert 'File "my_flow.py", line 2, in main' in done.stdout, done.stdout

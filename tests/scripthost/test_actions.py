@@ -7,6 +7,7 @@ import inspect
 from agent.hostapi import HANDLERS
 from agent.scriptrpc import ACTION_NAMES
 from agent.sdk import Actions
+from agent.sdk.unawaited import is_coroutine_method
 from drivers.browser.config import BrowserSettings, BrowserSlot
 from drivers.browser.device import BrowserDevice
 from drivers.browser.host import ChromiumHost
@@ -16,7 +17,7 @@ from tests.scripthost.conftest import SCREENSHOT, Runner
 def test_every_action_has_an_sdk_method_a_handler_and_a_camel_case_alias() -> None:
     methods = {
         name
-        for name, fn in inspect.getmembers(Actions, inspect.iscoroutinefunction)
+        for name, fn in inspect.getmembers(Actions, is_coroutine_method)
         if not name.startswith("_") and name == fn.__name__
     }
     assert methods == set(ACTION_NAMES)

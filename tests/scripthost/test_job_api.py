@@ -208,7 +208,8 @@ async def test_get_current_task_info_and_arguments(runner: Runner) -> None:
     assert outcome.data["task"] == {
         "success": True,
         "error": None,
-        "parent_task_id": "parent-1",
+        "parent_task_id": "task-1",
+        "spawned_by": "parent-1",
         "job_proof": {"url": "https://example.org"},
         "timeout": 42.0,
         "attempt": 2,

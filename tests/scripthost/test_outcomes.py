@@ -194,3 +194,28 @@ async def test_a_refused_final_submission_does_not_decide_the_outcome(runner: Ru
     )
     assert outcome.state == "success"
     assert outcome.data == {"success": False, "error": "task is not running"}
+
+
+async def test_hints_and_coroutines_never_awaited_in_sync_and_async_mains(runner: Runner) -> None:
+    sync = await runner.run("def main(agent):\n    agent.actions.tapp(1, 2)\n")
+    assert (sync.error or "").startswith(
+        "AttributeError: 'Actions' object has no attribute 'tapp'. Did you mean: 'tap'?\n"
+    )
+    assert 'File "script.py", line 2, in main' in (sync.error or "")
+    forgot = await runner.run(
+        """
+        async def main(agent):
+            later = agent.utils.job.submitTask("success", {}, True)
+            await agent.actions.tap(1, 2)
+            agent.actions.screenshot(10, 10, 50)
+            raise KeyError("k")
+        """
+    )
+    assert (forgot.state, forgot.reason) == ("failed", "script_error")
+    error = (forgot.error or "").splitlines()
+    assert error[0] == "KeyError: 'k'"
+    assert error[-2:] == [
+        "agent.utils.job.submit_task(...) was never awaited (line 3)",
+        "agent.actions.screenshot(...) was never awaited (line 5)",
+    ]
+    assert runner.backend.submits == []
