@@ -88,29 +88,35 @@ class LocalDevices:
     names: list[str]
 
 
-@contextlib.asynccontextmanager
-async def local_devices(
-    choice: DeviceChoice, count: int, root: Path
-) -> AsyncIterator[LocalDevices]:
-    """The devices of the run, up for as long as the block runs. LocalDeviceError before
-    anything is started when the choice cannot be used."""
+def check_devices(choice: DeviceChoice, count: int) -> None:
+    """LocalDeviceError when the choice cannot be used; blocks (asks the adb server)."""
     if not 1 <= count <= MAX_DEVICES:
         raise LocalDeviceError(f"--devices {count}: give 1 to {MAX_DEVICES}")
-    if choice.kind == "browser":
-        names = [f"local-browser-{i + 1}" for i in range(count)] if count > 1 else ["local-browser"]
-        slots = [BrowserSlot(name=name) for name in names]
-        yield LocalDevices(DevicesSettings(browser=slots), AndroidSettings(), names)
-    elif choice.kind == "android":
+    if choice.kind == "android":
         if count != 1:
             raise LocalDeviceError(
                 f"--devices {count}: --device {choice.label} is one phone; "
                 "use --sim for several simulated ones"
             )
         assert choice.serial is not None
-        port = _adb_port()
-        await asyncio.to_thread(_check_attached, port, choice.serial)
+        _check_attached(_adb_port(), choice.serial)
+
+
+@contextlib.asynccontextmanager
+async def local_devices(
+    choice: DeviceChoice, count: int, root: Path
+) -> AsyncIterator[LocalDevices]:
+    """The devices of the run, up for as long as the block runs. LocalDeviceError before
+    anything is started when the choice cannot be used."""
+    await asyncio.to_thread(check_devices, choice, count)
+    if choice.kind == "browser":
+        names = [f"local-browser-{i + 1}" for i in range(count)] if count > 1 else ["local-browser"]
+        slots = [BrowserSlot(name=name) for name in names]
+        yield LocalDevices(DevicesSettings(browser=slots), AndroidSettings(), names)
+    elif choice.kind == "android":
+        assert choice.serial is not None
         android = AndroidSettings(
-            enabled=True, adb_port=port, serials=[choice.serial], **ANDROID_TIMINGS
+            enabled=True, adb_port=_adb_port(), serials=[choice.serial], **ANDROID_TIMINGS
         )
         yield LocalDevices(DevicesSettings(), android, [choice.serial])
     else:

@@ -21,7 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.localdevices import BROWSER, MAX_DEVICES, SIM, DeviceChoice, parse_device
+from agent.localdevices import (
+    BROWSER,
+    MAX_DEVICES,
+    SIM,
+    DeviceChoice,
+    LocalDeviceError,
+    check_devices,
+    parse_device,
+)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -120,14 +128,19 @@ def _configure_logging(level: str) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    # Imported here: the in-process coordinator and daemon take a second to load, which every
-    # other subcommand would pay.
-    from agent.localrun import LocalRunError, run_local
-    from agent.runprint import RunPrinter
-
     if not args.file.is_file():
         print(f"device-agent: script run: {args.file}: no such file", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        check_devices(args.device, args.devices)
+    except LocalDeviceError as exc:
+        print(f"device-agent: script run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # Imported here: the in-process coordinator and daemon take a second to load, which every
+    # other subcommand (and a refused device) would pay.
+    from agent.localrun import LocalRunError, run_local
+    from agent.runprint import RunPrinter
+
     _configure_logging(args.log_level)
     try:
         run = asyncio.run(
