@@ -27,7 +27,7 @@ import logging
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from agent.runprint import (
     TaskState,
     short_id,
 )
-from agent.sandbox import log_isolation, probe, refuse_unsandboxed
+from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
 from agent.state import StateStore
 from agent.stopping import StopRequest
@@ -135,6 +135,25 @@ async def run_local(
 async def _with_stack(
     job: _Job, local: LocalDevices, root: Path, output_dir: Path, printer: RunPrinter
 ) -> LocalRun:
+    scripts = ScriptSettings(work_root=root / "work")
+    # The sandbox probe (a trial sandboxed interpreter) runs while the coordinator starts.
+    probing = asyncio.ensure_future(asyncio.to_thread(probe, scripts))
+    try:
+        return await _with_coordinator(job, local, root, output_dir, printer, scripts, probing)
+    finally:
+        with contextlib.suppress(Exception):
+            await probing
+
+
+async def _with_coordinator(
+    job: _Job,
+    local: LocalDevices,
+    root: Path,
+    output_dir: Path,
+    printer: RunPrinter,
+    scripts: ScriptSettings,
+    probing: asyncio.Future[Isolation],
+) -> LocalRun:
     state_file = root / "state.db"
     names = await _device_names(state_file, local)
     async with _coordinator(root / "coordinator") as (ctx, port):
@@ -151,11 +170,11 @@ async def _with_stack(
                 backoff_max_s=2.0,
                 request_timeout_s=30.0,
             ),
-            scripts=ScriptSettings(work_root=root / "work"),
+            scripts=scripts,
             devices=local.devices,
             android=local.android,
         )
-        isolation = await asyncio.to_thread(probe, config.scripts)
+        isolation = await probing
         refusal = refuse_unsandboxed(isolation)
         if refusal is not None:
             raise LocalRunError(refusal)
@@ -204,6 +223,15 @@ async def _device_names(state_file: Path, local: LocalDevices) -> dict[str, str]
         await state.close()
 
 
+class _Server(uvicorn.Server):
+    """Leaves SIGINT to the command: Ctrl-C ends the whole run in order, not the coordinator
+    under a run still going."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def _coordinator(data_dir: Path) -> AsyncIterator[tuple[Context, int]]:
     from drivers.sim import free_port
@@ -225,7 +253,7 @@ async def _coordinator(data_dir: Path) -> AsyncIterator[tuple[Context, int]]:
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     serving = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(START_TIMEOUT_S):

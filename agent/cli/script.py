@@ -159,5 +159,6 @@ def handle(args: argparse.Namespace) -> int:
         print(f"device-agent: script run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        print("device-agent: script run: interrupted; what it started is stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0 if run.succeeded else 1
