@@ -282,14 +282,18 @@ class Daemon:
         return self.proc.stop() if self.proc is not None else None
 
 
-def script_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`device-agent script run ARGS...` in `cwd`, bounded; its output captured as text."""
+def script_run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`device-agent script run ARGS...` in `cwd` (with `env` over this environment), bounded;
+    its output captured as text."""
     return subprocess.run(
         [*_cli("agent.cli.main", "script", "run"), *args],
         capture_output=True,
         text=True,
         timeout=110,
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         check=False,
     )
 

@@ -82,7 +82,8 @@ class AndroidFleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _on_list(self, devices: dict[str, str]) -> None:
-        self._latest = devices
+        only = self.settings.serials
+        self._latest = devices if only is None else {s: devices[s] for s in only if s in devices}
         self._changed.set()
 
     async def _apply_changes(self) -> None:

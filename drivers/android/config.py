@@ -22,6 +22,10 @@ class AndroidSettings(BaseModel):
         default_factory=list,
         description="host:port addresses to `adb connect` (phones over TCP, the simulated phone).",
     )
+    serials: list[str] | None = Field(
+        default=None,
+        description="Attach only these serials; unset: every phone the adb server lists.",
+    )
     call_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="Longest one device call (tap, dump...) may take."
     )

@@ -122,7 +122,7 @@ class ChromiumHost:
             args=LAUNCH_ARGS,
             timeout=self._settings.launch_timeout_s * 1000,
         )
-        browser.on("disconnected", lambda _: log.warning("Chromium disconnected"))
+        browser.on("disconnected", self._disconnected)
         return browser
 
     def _schedule_retry(self) -> None:
@@ -135,6 +135,10 @@ class ChromiumHost:
             await asyncio.sleep(RETRY_INTERVAL_S)
             with contextlib.suppress(BrowserUnavailable):
                 await self.browser()
+
+    def _disconnected(self, _: Browser) -> None:
+        if not self._stopped:  # closing it on a stop is no news
+            log.warning("Chromium disconnected")
 
     async def stop(self) -> None:
         """Close Chromium and the Playwright driver; never raises."""

@@ -2,8 +2,9 @@
 
 Run two tasks of one job: input `{"role": "A"}` prepares data and waits; input `{"role": "B"}`
 takes A's data. The seed's camelCase names are kept; `console.log` is `print`, `JSON.parse` is
-`json.loads`. Only the loop that keeps A alive until it was taken is not in the seed (A's
-`waiting` flag is cleared when another task takes it).
+`json.loads`. Two loops are not in the seed: A stays alive until it was taken (its `waiting` flag
+is cleared when another task takes it), and B asks up to `tries` times (input, default 50), a
+moment apart: started together, B may ask before A waits.
 """
 
 import json
@@ -20,8 +21,13 @@ async def main(agent):
             await agent.utils.sleepRandom(50, 150)
         return {"handed": True}
 
-    # Task B: Access Task A's data
-    taskA = await agent.utils.job.useAnotherTask()
+    # Task B: Access Task A's data (asking a few times: B may start before A waits)
+    taskA = None
+    for _ in range(agent.arguments.job_variables.get("tries", 50)):
+        taskA = await agent.utils.job.useAnotherTask()
+        if taskA:
+            break
+        await agent.utils.sleepRandom(100, 200)
     if taskA:
         taskAData = json.loads(taskA.job_proof)
         print("Got data from Task A:", taskAData["preparedData"])

@@ -387,7 +387,7 @@ def test_script_run_contains_a_script_the_same_way(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads((tmp_path / "out" / "result.json").read_text())["task"]["result"]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())["tasks"][0]["result"]
     assert result["uid"] != 0
     # Not the host's /tmp, where the local coordinator keeps its data; only this checkout's
     # read-only bind when the checkout itself is under /tmp.

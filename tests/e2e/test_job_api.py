@@ -7,7 +7,6 @@ the running jobs; the key `other` owns the targets it shares (or not) with `test
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from scripts.devstack import (
     add_tasks,
     create_job,
     free_port,
-    script_run,
     wait_devices,
     wait_terminal,
     wait_until,
@@ -529,52 +527,6 @@ def test_data_dump_example(stack: Stack, site: str) -> None:
     assert picture[:2] == b"\xff\xd8"  # JPEG
 
 
-def test_script_run_command_runs_an_example_locally(tmp_path: Path, site: str) -> None:
-    out = tmp_path / "out"
-    done = script_run(
-        str(EXAMPLES / "data_dump.py"),
-        "--input",
-        json.dumps({"url": site}),
-        "--output",
-        str(out),
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "final state: success" in done.stdout
-    assert '"dumped": true' in done.stdout
-    assert "data dump to job" in done.stdout and "snapshot" in done.stdout
-    snapshots = list(out.glob("dump-*-snapshot.jpg"))
-    assert len(snapshots) == 1 and snapshots[0].read_bytes()[:2] == b"\xff\xd8"
-    summary = json.loads((out / "result.json").read_text())
-    assert summary["task"]["state"] == "success" and len(summary["dumps"]) == 1
-
-
-def test_script_run_never_writes_outside_its_output_folder(tmp_path: Path) -> None:
-    script = tmp_path / "escape.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            async def main(agent):
-                files = [
-                    agent.files.from_bytes("../escape", "txt", b"one"),
-                    agent.files.from_bytes("linked", "txt", b"two"),
-                ]
-                await agent.utils.job.submit_task("success", {}, True, files)
-            """
-        )
-    )
-    out = tmp_path / "out"
-    out.mkdir()
-    # A link left in the output folder must not carry a file out of it either.
-    (out / "linked.txt").symlink_to(tmp_path / "outside.txt")
-    done = script_run(str(script), "--output", str(out), cwd=tmp_path)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert f"refusing to write {out / 'linked.txt'}: it resolves outside {out}" in done.stderr
-    assert (out / "escape.txt").read_bytes() == b"one"
-    assert not (tmp_path / "escape.txt").exists()
-    assert not (tmp_path / "outside.txt").exists()
-
-
 # ---- errors that point at the author's line; records; parent_task_id and spawned_by ----------
 
 AUTHOR_SCRIPT = """
@@ -693,15 +645,3 @@ def test_errors_name_the_authors_file_and_line_and_results_nest(stack: Stack) ->
     assert sub["status"] == "confirmed" and sub["parent"] == root["id"]
     child_id = sub["proof"]["task_id"]
     assert sub["proof"] == {"task_id": child_id, "parent": child_id, "spawned_by": root["id"]}
-
-
-def test_script_run_names_the_authors_file_in_errors(tmp_path: Path) -> None:
-    script = tmp_path / "my_flow.py"
-    script.write_text("async def main(agent):\n    await agent.actions.tapp(1, 2)\n")
-    done = script_run(str(script), "--output", str(tmp_path / "out"), cwd=tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert (
-        "error: AttributeError: 'Actions' object has no attribute 'tapp'. Did you mean: 'tap'?"
-        in done.stdout
-    )
-    assert 'File "my_flow.py", line 2, in main' in done.stdout, done.stdout
