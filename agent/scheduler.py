@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from agent import protocol as p
@@ -24,6 +25,7 @@ from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
 from agent.runner import JobBackend, TaskOutcome, run_task
 from agent.sandbox import Isolation
+from agent.timeline import ArtifactBlob, Timeline, TimelineEntry, note_outcome
 from drivers.base import Device
 
 FAILING_CANCELS = frozenset({"agent_stopped", "device_lost"})
@@ -254,11 +256,18 @@ class Scheduler:
         cancelled = False
         ahead = self._ahead(slot)
         session: OpeningSession | None = None
+        settings = self.isolation.settings
+        timeline = Timeline(
+            partial(self._put_timeline, task),
+            settings.timeline_max_entries,
+            settings.artifacts_max_bytes,
+            self.log,
+        )
         try:
             if slot.cancel_reason is not None:
                 raise asyncio.CancelledError  # cancelled before it began: end it the same way
             session = ahead.session(task)
-            outcome = await self._execute(slot, task, session)
+            outcome = await self._execute(slot, task, session, timeline)
         except asyncio.CancelledError:
             cancelled = True
             reason = slot.cancel_reason or "agent_stopped"
@@ -275,12 +284,12 @@ class Scheduler:
             # The reset (closing the session) and the next task's host and session are made
             # after the outcome is known, off this task's report and the next task's path.
             ahead.prepare(previous=session)
-        await self._finish(slot, task, outcome)
+        await self._finish(slot, task, outcome, timeline)
         if cancelled:
             raise asyncio.CancelledError
 
     async def _execute(
-        self, slot: Slot, task: p.Assignment, session: OpeningSession
+        self, slot: Slot, task: p.Assignment, session: OpeningSession, timeline: Timeline
     ) -> TaskOutcome:
         await self._send_quietly(
             p.Started(task_id=task.task_id, started_at=datetime.now(UTC), attempt=task.attempt)
@@ -295,9 +304,24 @@ class Scheduler:
             self.log,
             host,
             self.metrics.action_done,
+            timeline,
         )
 
-    async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
+    async def _put_timeline(
+        self, task: p.Assignment, entries: list[TimelineEntry], artifacts: list[ArtifactBlob]
+    ) -> None:
+        frame = p.Timeline(
+            key=uuid.uuid4().hex,
+            task_id=task.task_id,
+            attempt=task.attempt,
+            entries=entries,
+            artifacts=artifacts,
+        )
+        await self.outbox.put(frame)
+
+    async def _finish(
+        self, slot: Slot, task: p.Assignment, outcome: TaskOutcome, timeline: Timeline
+    ) -> None:
         self.log.info(
             "task %s finished: %s%s%s",
             task.task_id,
@@ -307,6 +331,9 @@ class Scheduler:
             extra=_fields(task, slot.remote_device_id),
         )
         self.metrics.task_ended(outcome.state, outcome.reason, time.monotonic() - slot.started_at)
+        # The timeline's last batch is queued before the `finished`, so it arrives first.
+        note_outcome(timeline, outcome.state, outcome.reason, outcome.error)
+        await timeline.close()
         finished = p.Finished(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
