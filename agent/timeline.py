@@ -217,7 +217,9 @@ class Timeline:
         size: int | None = None,
     ) -> TimelineEntry | None:
         """Record one entry; None when over the cap (it is counted instead)."""
-        entry = TimelineEntry(
+        # Built without validation (a few microseconds a call, on the script's path): every
+        # value is made here, and the frame is validated where it is received.
+        entry = TimelineEntry.model_construct(
             seq=self._seq,
             at=at or datetime.now(UTC),
             kind=kind,
