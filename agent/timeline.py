@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -79,9 +80,17 @@ def _cut(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... [{len(text)} chars]"
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
 def _value(name: str, value: Any) -> str:
-    if any(word in name.lower() for word in SECRET_WORDS):
+    if _secret(name):
         return "<hidden>"
+    if type(value) is int or type(value) is float or type(value) is bool:
+        return str(value)
     if isinstance(value, str):
         return repr(_cut(value, MAX_VALUE))
     if isinstance(value, dict | list) and len(str(value)) > MAX_VALUE:
