@@ -1,8 +1,8 @@
 """The durable outbox: what the host owes the coordinator, kept in SQLite until acknowledged.
 
 Semantics, stated up front:
-- `put` returns only after the frame (a `submit`, `dump` or `finished`, files included) is
-  committed. Concurrent puts share one transaction and one fsync (group commit).
+- `put` returns only after the frame (a `submit`, `dump`, `timeline` or `finished`, files
+  included) is committed. Concurrent puts share one transaction and one fsync (group commit).
 - Items are sent oldest first; after every reconnect all unacknowledged items are sent again,
   in order. Items of one task therefore reach the coordinator in the order they were made.
   Delivery is at-least-once on the wire; the coordinator makes it exactly-once in effect by key.
