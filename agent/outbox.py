@@ -41,7 +41,7 @@ from agent import outbox_store as store
 from agent import protocol as p
 from agent.outbox_disk import DiskReserve, is_disk_full
 
-OutboxFrame = p.Submit | p.Dump | p.Finished | p.Timeline
+OutboxFrame = p.Submit | p.Dump | p.Finished | p.TimelineBatch
 T = TypeVar("T")
 
 

@@ -212,7 +212,7 @@ class Finished(Frame):
     attempt: AttemptRef = None
 
 
-class Timeline(Frame):
+class TimelineBatch(Frame):
     """A batch of a run's timeline entries, with the artifacts kept among them (screenshots).
 
     Queued in the outbox like a submission and acknowledged with `submit_ack`; the coordinator
@@ -309,7 +309,7 @@ HostFrame = Annotated[
     | Submit
     | Dump
     | Finished
-    | Timeline
+    | TimelineBatch
     | Request
     | Heartbeat
     | Error,

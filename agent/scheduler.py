@@ -310,7 +310,7 @@ class Scheduler:
     async def _put_timeline(
         self, task: p.Assignment, entries: list[TimelineEntry], artifacts: list[ArtifactBlob]
     ) -> None:
-        frame = p.Timeline(
+        frame = p.TimelineBatch(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
             attempt=task.attempt,

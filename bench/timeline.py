@@ -71,7 +71,7 @@ async def _run(isolation: Isolation, outbox: Outbox | None, actions: int, n: int
         box = outbox
 
         async def sink(entries: list[TimelineEntry], artifacts: list[ArtifactBlob]) -> None:
-            frame = p.Timeline(
+            frame = p.TimelineBatch(
                 key=uuid.uuid4().hex,
                 task_id=assignment.task_id,
                 attempt=1,

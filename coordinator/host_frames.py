@@ -18,7 +18,7 @@ from agent.protocol import (
     Request,
     Started,
     Submit,
-    Timeline,
+    TimelineBatch,
 )
 from coordinator.context import Context
 from coordinator.dumps import apply_dump
@@ -60,7 +60,7 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
             if not ack.ok:
                 log.warning("host %s: dump %s refused: %s", session.host_id, frame.key, ack.error)
             session.send(ack)
-        case Timeline():
+        case TimelineBatch():
             ack = await apply_timeline(ctx, session.host_id, frame)
             if not ack.ok:
                 log.warning(

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agent.filenames import safe_extension, safe_file_name
-from agent.protocol import MAX_FILE_BYTES, SubmitAck, Timeline
+from agent.protocol import MAX_FILE_BYTES, SubmitAck, TimelineBatch
 from coordinator import schema as t
 from coordinator.context import Context
 from coordinator.db import new_id, now
@@ -47,7 +47,7 @@ class _Refused(Exception):
     pass
 
 
-def _decoded(frame: Timeline) -> dict[int, tuple[str, str, bytes]]:
+def _decoded(frame: TimelineBatch) -> dict[int, tuple[str, str, bytes]]:
     """Each artifact's (name, extension, bytes) by its entry's seq; refused if one is bad."""
     out = {}
     for blob in frame.artifacts:
@@ -74,7 +74,7 @@ async def _run_host(conn: Conn, task_id: str, attempt: int) -> str | None:
     return None if host is None else str(host)
 
 
-async def apply_timeline(ctx: Context, host_id: str, frame: Timeline) -> SubmitAck:
+async def apply_timeline(ctx: Context, host_id: str, frame: TimelineBatch) -> SubmitAck:
     """Store one batch of a run's timeline; the ack to send (after commit)."""
     try:
         files = _decoded(frame)

@@ -34,9 +34,9 @@ def test_past_its_caps_a_run_counts_and_notes_what_it_drops() -> None:
     assert entries[4].name == "entries_dropped" and entries[4].detail.startswith("3 entries")
     assert [(b.seq, base64.b64decode(b.data_b64)) for b in blobs] == [(1, b"\xff\xd8jpeg")]
     # The frame that carries them validates where it is received.
-    frame = p.Timeline(key="k", task_id="t", attempt=1, entries=entries, artifacts=blobs)
+    frame = p.TimelineBatch(key="k", task_id="t", attempt=1, entries=entries, artifacts=blobs)
     parsed = p.parse_host_frame(p.encode(frame))
-    assert isinstance(parsed, p.Timeline) and parsed.entries == entries
+    assert isinstance(parsed, p.TimelineBatch) and parsed.entries == entries
 
 
 def test_summaries_leave_secrets_out() -> None:
