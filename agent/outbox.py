@@ -220,11 +220,28 @@ class Outbox:
 
     # ---- what the daemon calls -----------------------------------------------------------
 
-    async def put(self, frame: OutboxFrame, ends_task: bool = False) -> None:
-        """Commit one item; `ends_task` also drops the task from `running` (same commit)."""
-        future = asyncio.get_running_loop().create_future()
+    async def put(
+        self, frame: OutboxFrame, ends_task: bool = False, ahead: OutboxFrame | None = None
+    ) -> None:
+        """Commit one item; `ends_task` also drops the task from `running` (same commit).
+
+        `ahead` is queued just before it, in the same commit (a run's last timeline batch with
+        its `finished`); if it alone cannot be stored, that is logged, not raised."""
+        loop = asyncio.get_running_loop()
+        if ahead is not None:
+            before: asyncio.Future[None] = loop.create_future()
+            before.add_done_callback(self._log_lost)
+            try:
+                self._submit(_Put(ahead, p.encode(ahead), before, False))
+            except OutboxError as exc:  # a short disk refuses it: the task's end goes on
+                before.set_exception(exc)
+        future = loop.create_future()
         self._submit(_Put(frame, p.encode(frame), future, ends_task))
         await future
+
+    def _log_lost(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._log.warning("an item queued ahead was not stored: %s", future.exception())
 
     async def task_started(self, task_id: str, remote_device_id: str) -> None:
         future = asyncio.get_running_loop().create_future()

@@ -310,14 +310,19 @@ class Scheduler:
     async def _put_timeline(
         self, task: p.Assignment, entries: list[TimelineEntry], artifacts: list[ArtifactBlob]
     ) -> None:
-        frame = p.TimelineBatch(
+        await self.outbox.put(self._timeline_frame(task, entries, artifacts))
+
+    @staticmethod
+    def _timeline_frame(
+        task: p.Assignment, entries: list[TimelineEntry], artifacts: list[ArtifactBlob]
+    ) -> p.TimelineBatch:
+        return p.TimelineBatch(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
             attempt=task.attempt,
             entries=entries,
             artifacts=artifacts,
         )
-        await self.outbox.put(frame)
 
     async def _finish(
         self, slot: Slot, task: p.Assignment, outcome: TaskOutcome, timeline: Timeline
@@ -331,9 +336,8 @@ class Scheduler:
             extra=_fields(task, slot.remote_device_id),
         )
         self.metrics.task_ended(outcome.state, outcome.reason, time.monotonic() - slot.started_at)
-        # The timeline's last batch is queued before the `finished`, so it arrives first.
         note_outcome(timeline, outcome.state, outcome.reason, outcome.error)
-        await timeline.close()
+        entries, artifacts = timeline.last_batch()
         finished = p.Finished(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
@@ -344,9 +348,11 @@ class Scheduler:
             finished_at=datetime.now(UTC),
             attempt=task.attempt,
         )
+        # The run's last timeline batch goes just ahead of its `finished`, in the same commit.
+        ahead = self._timeline_frame(task, entries, artifacts) if entries or artifacts else None
         try:
             # On a full disk this waits (the outbox retries) until the end is stored.
-            await self.outbox.put(finished, ends_task=True)
+            await self.outbox.put(finished, ends_task=True, ahead=ahead)
         except OutboxError as exc:
             self.log.error("task %s: its end could not be recorded: %s", task.task_id, exc)
         slot.task = None

@@ -280,15 +280,24 @@ class Timeline:
 
     async def close(self) -> None:
         """Stop the regular flushes and commit what is left, with the dropped-entries note."""
+        entries, blobs = self.last_batch()
+        if self._sink is not None and (entries or blobs):
+            await self._send(entries, blobs)
+
+    def last_batch(self) -> tuple[list[TimelineEntry], list[ArtifactBlob]]:
+        """Stop the regular flushes; what is left, with the dropped-entries note, for the
+        caller to commit (with the run's `finished`, in one outbox commit). A batch being
+        committed by the regular flush is in the outbox already: it stays ahead."""
         if self._pump is not None:
             self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
         if self.dropped:
             # Past the cap: this one entry is kept whatever the cap, so the count is seen.
             dropped = self.dropped
             self._max_entries = self._seq + 1
             self.note("entries_dropped", f"{dropped} entries dropped: over the run's cap")
-        await self.flush()
+        entries, self._pending = self._pending, []
+        blobs, self._blobs = self._blobs, []
+        return entries, blobs
 
     async def flush(self) -> None:
         """Commit the waiting entries as one batch (a no-op without a sink)."""
@@ -297,10 +306,14 @@ class Timeline:
             blobs, self._blobs = self._blobs, []
             if self._sink is None or not (entries or blobs):
                 return
-            try:
-                await self._sink(entries, blobs)
-            except Exception as exc:  # the outbox refused (its disk is full): the run goes on
-                self._log.warning("a batch of %d timeline entries was lost: %s", len(entries), exc)
+            await self._send(entries, blobs)
+
+    async def _send(self, entries: list[TimelineEntry], blobs: list[ArtifactBlob]) -> None:
+        assert self._sink is not None
+        try:
+            await self._sink(entries, blobs)
+        except Exception as exc:  # the outbox refused (its disk is full): the run goes on
+            self._log.warning("a batch of %d timeline entries was lost: %s", len(entries), exc)
 
     async def _flush_regularly(self) -> None:
         while True:
