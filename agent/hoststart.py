@@ -64,6 +64,8 @@ class StartedHost:
         self.log = log
         self.pumps: list[asyncio.Task[None]] = []
         self.bound = False
+        self.on_output: Callable[[str, str], None] | None = None
+        """Told each admitted output line (source, text) as well: the run's timeline."""
 
     def usable(self) -> bool:
         """Whether it can still take a task: unbound, its process and channel alive."""
@@ -107,6 +109,8 @@ class StartedHost:
                 text,
                 extra={"task_id": self.label, "source": source},
             )
+            if self.on_output is not None:
+                self.on_output(source, text)
 
         return emit
 

@@ -1,8 +1,8 @@
 """The durable outbox: what the host owes the coordinator, kept in SQLite until acknowledged.
 
 Semantics, stated up front:
-- `put` returns only after the frame (a `submit`, `dump` or `finished`, files included) is
-  committed. Concurrent puts share one transaction and one fsync (group commit).
+- `put` returns only after the frame (a `submit`, `dump`, `timeline` or `finished`, files
+  included) is committed. Concurrent puts share one transaction and one fsync (group commit).
 - Items are sent oldest first; after every reconnect all unacknowledged items are sent again,
   in order. Items of one task therefore reach the coordinator in the order they were made.
   Delivery is at-least-once on the wire; the coordinator makes it exactly-once in effect by key.
@@ -41,7 +41,7 @@ from agent import outbox_store as store
 from agent import protocol as p
 from agent.outbox_disk import DiskReserve, is_disk_full
 
-OutboxFrame = p.Submit | p.Dump | p.Finished
+OutboxFrame = p.Submit | p.Dump | p.Finished | p.TimelineBatch
 T = TypeVar("T")
 
 
@@ -220,11 +220,28 @@ class Outbox:
 
     # ---- what the daemon calls -----------------------------------------------------------
 
-    async def put(self, frame: OutboxFrame, ends_task: bool = False) -> None:
-        """Commit one item; `ends_task` also drops the task from `running` (same commit)."""
-        future = asyncio.get_running_loop().create_future()
+    async def put(
+        self, frame: OutboxFrame, ends_task: bool = False, ahead: OutboxFrame | None = None
+    ) -> None:
+        """Commit one item; `ends_task` also drops the task from `running` (same commit).
+
+        `ahead` is queued just before it, in the same commit (a run's last timeline batch with
+        its `finished`); if it alone cannot be stored, that is logged, not raised."""
+        loop = asyncio.get_running_loop()
+        if ahead is not None:
+            before: asyncio.Future[None] = loop.create_future()
+            before.add_done_callback(self._log_lost)
+            try:
+                self._submit(_Put(ahead, p.encode(ahead), before, False))
+            except OutboxError as exc:  # a short disk refuses it: the task's end goes on
+                before.set_exception(exc)
+        future = loop.create_future()
         self._submit(_Put(frame, p.encode(frame), future, ends_task))
         await future
+
+    def _log_lost(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._log.warning("an item queued ahead was not stored: %s", future.exception())
 
     async def task_started(self, task_id: str, remote_device_id: str) -> None:
         future = asyncio.get_running_loop().create_future()

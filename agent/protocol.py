@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent import boundedjson
 from agent.ids import Id
+from agent.timeline import ArtifactBlob, TimelineEntry
 from drivers.browser.options import BrowserOptions
 
 PROTOCOL_VERSION = 1
@@ -111,6 +112,10 @@ class Assignment(BaseModel):
     browser: BrowserOptions | None = None
     """The task's browser settings (the job's, overridden by the task's); only a browser device
     can honour them, any other fails the task (reason unsupported_settings)."""
+    keep_screenshots: bool = False
+    """Keep every screenshot the script takes with the run (as if each said keep=True)."""
+    screenshot_on_failure: bool = True
+    """Take and keep a screenshot when the run fails or times out (docs/timeline.md)."""
 
 
 # ---- host -> coordinator ----------------------------------------------------------------
@@ -210,6 +215,21 @@ class Finished(Frame):
     attempt: AttemptRef = None
 
 
+class TimelineBatch(Frame):
+    """A batch of a run's timeline entries, with the artifacts kept among them (screenshots).
+
+    Queued in the outbox like a submission and acknowledged with `submit_ack`; the coordinator
+    stores each entry once (by task, attempt and seq), so a batch sent again adds nothing.
+    """
+
+    type: Literal["timeline"] = "timeline"
+    key: Id = Field(min_length=1, max_length=128)
+    task_id: Id
+    attempt: int = Field(ge=1, le=1_000_000)
+    entries: list[TimelineEntry] = Field(max_length=10_000)
+    artifacts: list[ArtifactBlob] = Field(default_factory=list, max_length=100)
+
+
 class Request(Frame):
     """A script API call that needs the coordinator's answer."""
 
@@ -292,6 +312,7 @@ HostFrame = Annotated[
     | Submit
     | Dump
     | Finished
+    | TimelineBatch
     | Request
     | Heartbeat
     | Error,

@@ -30,12 +30,14 @@ work dir removed before `run_task` returns or re-raises its cancellation.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -56,11 +58,15 @@ from agent.scriptrpc import (
     parse_child_message,
     read_frame,
 )
+from agent.timeline import Timeline, record_call
 from drivers.base import DeviceSession
 
 __all__ = ["BackendError", "JobBackend", "ScriptSettings", "TaskOutcome", "run_task"]
 
 SCRIPT_NAME = "script.py"
+FAILURE_SCREENSHOT = {"max_width": 1280, "max_height": 1280, "quality": 70}
+FAILURE_SCREENSHOT_S = 20.0
+"""How long the screenshot of a failed run may take (a phone's capture takes a second or two)."""
 
 
 class TaskOutcome(BaseModel):
@@ -81,8 +87,13 @@ async def run_task(
     log: logging.Logger,
     host: StartedHost | None = None,
     on_call: Callable[[str, float], None] | None = None,
+    timeline: Timeline | None = None,
 ) -> TaskOutcome:
     """Run the assignment's script to its end; see the module docstring for the outcome rules.
+
+    `timeline` records the run's calls, output and notes (agent/timeline.py); when the run fails
+    or times out and the assignment asks for it, a screenshot is kept there too, taken while
+    the device is still the task's.
 
     `host` is a script host started ahead of the task (agent/ahead.py); without one, one is
     started now. Either way the host is ended before this returns. `on_call` is told each of
@@ -106,12 +117,25 @@ async def run_task(
         if host is None:
             host = await start_host(isolation, log, assignment.task_id)
         host.bind(assignment.task_id)
+        if timeline is not None:
+            host.on_output = partial(_output_line, timeline)
         try:
-            return await _run(
-                assignment, session, device_info, backend, host, isolation, log, on_call
+            outcome = await _run(
+                assignment, session, device_info, backend, host, isolation, log, on_call, timeline
             )
+            if (
+                timeline is not None
+                and assignment.screenshot_on_failure
+                and outcome.state in ("failed", "timeout")
+                and outcome.reason != "device_lost"
+            ):
+                await _failure_screenshot(session, timeline)
+            return outcome
         finally:
             await host.end(isolation.settings.kill_grace_s)
+            dropped = host.budget.dropped_summary()
+            if timeline is not None and dropped is not None:
+                timeline.note("output_dropped", dropped)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -130,6 +154,7 @@ async def _run(
     isolation: Isolation,
     log: logging.Logger,
     on_call: Callable[[str, float], None] | None,
+    timeline: Timeline | None,
 ) -> TaskOutcome:
     settings = isolation.settings
     script_file = host.task_dir / SCRIPT_NAME
@@ -149,6 +174,7 @@ async def _run(
         request_timeout_s=settings.request_timeout_s,
         started_at=datetime.now(UTC),
         on_call=on_call,
+        timeline=timeline,
     )
     script = host.script
     channel = _Channel(ctx, host.writer, lambda: script.kill())
@@ -179,6 +205,26 @@ async def _run(
         finally:
             await channel.close(serving)
     return _decide(ctx, channel, timed_out, script, settings)
+
+
+def _output_line(timeline: Timeline, source: str, text: str) -> None:
+    timeline.add("log", "print" if source == "stdout" else source, text)
+
+
+async def _failure_screenshot(session: DeviceSession, timeline: Timeline) -> None:
+    """Keep what the screen showed when the run failed; a device that cannot is noted."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(FAILURE_SCREENSHOT_S):
+            result = await session.call("screenshot", dict(FAILURE_SCREENSHOT))
+        data = base64.b64decode(result["screenshot"])
+    except Exception as exc:  # any device, any failure: the run's outcome stands
+        timeline.note("failure_screenshot", f"no screenshot of the failure: {exc}")
+        return
+    timeline.add(
+        "action", "screenshot", "taken on failure", duration_s=time.monotonic() - started, ok=True
+    )
+    timeline.keep("failure", "jpg", data)
 
 
 async def _script_ended(proc: asyncio.subprocess.Process, serving: asyncio.Task[None]) -> None:
@@ -293,6 +339,7 @@ class _Channel:
 
     async def _handle(self, call: Call) -> None:
         started = time.monotonic()
+        at = datetime.now(UTC)
         value: Any = None
         error: CallError | None = None
         try:
@@ -300,6 +347,9 @@ class _Channel:
         except CallFailed as exc:
             error = exc.error
         took = time.monotonic() - started
+        if self.ctx.timeline is not None:
+            message = None if error is None else error.message
+            record_call(self.ctx.timeline, call.method, call.params, at, took, value, message)
         if self.ctx.on_call is not None:
             self.ctx.on_call(call.method, took)
         self.ctx.log.debug(

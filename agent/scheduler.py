@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from agent import protocol as p
@@ -24,6 +25,7 @@ from agent.opening import OpeningSession
 from agent.outbox import Outbox, OutboxError
 from agent.runner import JobBackend, TaskOutcome, run_task
 from agent.sandbox import Isolation
+from agent.timeline import ArtifactBlob, Timeline, TimelineEntry, note_outcome
 from drivers.base import Device
 
 FAILING_CANCELS = frozenset({"agent_stopped", "device_lost"})
@@ -254,11 +256,18 @@ class Scheduler:
         cancelled = False
         ahead = self._ahead(slot)
         session: OpeningSession | None = None
+        settings = self.isolation.settings
+        timeline = Timeline(
+            partial(self._put_timeline, task),
+            settings.timeline_max_entries,
+            settings.artifacts_max_bytes,
+            self.log,
+        )
         try:
             if slot.cancel_reason is not None:
                 raise asyncio.CancelledError  # cancelled before it began: end it the same way
             session = ahead.session(task)
-            outcome = await self._execute(slot, task, session)
+            outcome = await self._execute(slot, task, session, timeline)
         except asyncio.CancelledError:
             cancelled = True
             reason = slot.cancel_reason or "agent_stopped"
@@ -275,12 +284,12 @@ class Scheduler:
             # The reset (closing the session) and the next task's host and session are made
             # after the outcome is known, off this task's report and the next task's path.
             ahead.prepare(previous=session)
-        await self._finish(slot, task, outcome)
+        await self._finish(slot, task, outcome, timeline)
         if cancelled:
             raise asyncio.CancelledError
 
     async def _execute(
-        self, slot: Slot, task: p.Assignment, session: OpeningSession
+        self, slot: Slot, task: p.Assignment, session: OpeningSession, timeline: Timeline
     ) -> TaskOutcome:
         await self._send_quietly(
             p.Started(task_id=task.task_id, started_at=datetime.now(UTC), attempt=task.attempt)
@@ -295,9 +304,29 @@ class Scheduler:
             self.log,
             host,
             self.metrics.action_done,
+            timeline,
         )
 
-    async def _finish(self, slot: Slot, task: p.Assignment, outcome: TaskOutcome) -> None:
+    async def _put_timeline(
+        self, task: p.Assignment, entries: list[TimelineEntry], artifacts: list[ArtifactBlob]
+    ) -> None:
+        await self.outbox.put(self._timeline_frame(task, entries, artifacts))
+
+    @staticmethod
+    def _timeline_frame(
+        task: p.Assignment, entries: list[TimelineEntry], artifacts: list[ArtifactBlob]
+    ) -> p.TimelineBatch:
+        return p.TimelineBatch(
+            key=uuid.uuid4().hex,
+            task_id=task.task_id,
+            attempt=task.attempt,
+            entries=entries,
+            artifacts=artifacts,
+        )
+
+    async def _finish(
+        self, slot: Slot, task: p.Assignment, outcome: TaskOutcome, timeline: Timeline
+    ) -> None:
         self.log.info(
             "task %s finished: %s%s%s",
             task.task_id,
@@ -307,6 +336,8 @@ class Scheduler:
             extra=_fields(task, slot.remote_device_id),
         )
         self.metrics.task_ended(outcome.state, outcome.reason, time.monotonic() - slot.started_at)
+        note_outcome(timeline, outcome.state, outcome.reason, outcome.error)
+        entries, artifacts = timeline.last_batch()
         finished = p.Finished(
             key=uuid.uuid4().hex,
             task_id=task.task_id,
@@ -317,9 +348,11 @@ class Scheduler:
             finished_at=datetime.now(UTC),
             attempt=task.attempt,
         )
+        # The run's last timeline batch goes just ahead of its `finished`, in the same commit.
+        ahead = self._timeline_frame(task, entries, artifacts) if entries or artifacts else None
         try:
             # On a full disk this waits (the outbox retries) until the end is stored.
-            await self.outbox.put(finished, ends_task=True)
+            await self.outbox.put(finished, ends_task=True, ahead=ahead)
         except OutboxError as exc:
             self.log.error("task %s: its end could not be recorded: %s", task.task_id, exc)
         slot.task = None

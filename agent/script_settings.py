@@ -91,6 +91,21 @@ class ScriptSettings(BaseModel):
         description="Output lines per second that reach the log (bursts up to one second's).",
     )
 
+    timeline_max_entries: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Timeline entries kept per run; the rest are counted (0: the timeline is "
+        "off, only its count is kept).",
+    )
+    artifacts_max_bytes: int = Field(
+        default=20 * MIB,
+        ge=0,
+        le=1024 * MIB,
+        description="Bytes of artifacts (kept screenshots) per run; the rest are counted and "
+        "noted in the timeline.",
+    )
+
     @field_validator("user")
     @classmethod
     def _existing_account(cls, value: str) -> str:

@@ -20,6 +20,7 @@ from coordinator.api import (
     job_list,
     jobs,
     tasks,
+    timeline,
     versions,
     webhooks,
 )
@@ -79,7 +80,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="device-agent coordinator", version="1", lifespan=lifespan)
     api = api_router(prefix="/api", dependencies=[Depends(require_api_key)])
-    for module in (job_list, jobs, job_controls, versions, webhooks, tasks, files, devices):
+    for module in (
+        job_list,
+        jobs,
+        job_controls,
+        versions,
+        webhooks,
+        tasks,
+        timeline,
+        files,
+        devices,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(files.public_router)

@@ -147,6 +147,9 @@ class Dispatcher:
 
 LATER_FIELDS = ("output_schema", "browser", "script_name")
 """Fields of `Assignment` that daemons from before them do not know."""
+LATER_DEFAULTS = {"keep_screenshots": False, "screenshot_on_failure": True}
+"""Later fields left out at their defaults (a daemon without them acts as if so, bar the
+screenshot on failure, which it never takes)."""
 
 
 def assign_frame(assignment: Assignment) -> str:
@@ -155,6 +158,7 @@ def assign_frame(assignment: Assignment) -> str:
     from before those fields refuses fields it does not know, and so still takes every other
     task."""
     unset = {name for name in LATER_FIELDS if getattr(assignment, name) is None}
+    unset |= {name for name, value in LATER_DEFAULTS.items() if getattr(assignment, name) == value}
     if unset:
         return Assign(task=assignment).model_dump_json(exclude={"task": unset})
     return encode(Assign(task=assignment))
@@ -224,6 +228,8 @@ class _Frames:
             script_name=script_file_name(job.name),
             output_schema=job.output_schema,
             browser=browser_settings(task, job),
+            keep_screenshots=job.keep_screenshots,
+            screenshot_on_failure=job.screenshot_on_failure,
         )
         frame = assign_frame(assignment)
         size = len(frame.encode())

@@ -18,6 +18,7 @@ from agent.protocol import (
     Request,
     Started,
     Submit,
+    TimelineBatch,
 )
 from coordinator.context import Context
 from coordinator.dumps import apply_dump
@@ -29,6 +30,7 @@ from coordinator.store_tasks import (
     back_to_pending,
     get_task,
 )
+from coordinator.store_timeline import apply_timeline
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,13 @@ async def handle_frame(ctx: Context, session: HostSession, frame: HostFrame) -> 
             ack = await apply_dump(ctx, session.host_id, _public_base(ctx, session), frame)
             if not ack.ok:
                 log.warning("host %s: dump %s refused: %s", session.host_id, frame.key, ack.error)
+            session.send(ack)
+        case TimelineBatch():
+            ack = await apply_timeline(ctx, session.host_id, frame)
+            if not ack.ok:
+                log.warning(
+                    "host %s: timeline %s refused: %s", session.host_id, frame.key, ack.error
+                )
             session.send(ack)
         case Request():
             session.send(await answer(ctx, session.host_id, frame))

@@ -80,6 +80,9 @@ jobs = sa.Table(
     # Its tasks' browser settings (drivers/browser/options.py, JSON; the proxy password as it
     # was given: docs/security.md).
     sa.Column("browser", sa.Text),
+    # What its runs keep besides their timeline (docs/timeline.md).
+    sa.Column("keep_screenshots", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("screenshot_on_failure", sa.Integer, nullable=False, server_default="1"),
 )
 
 job_shares = sa.Table(
@@ -253,6 +256,42 @@ files = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Index("files_task", "task_id", "seq"),
     sa.Index("files_seq", "seq", unique=True),
+)
+
+timeline_entries = sa.Table(
+    "timeline_entries",
+    metadata,
+    # Each run's timeline (docs/timeline.md): one row per entry a host reported, by the run's
+    # attempt and the entry's seq, so a batch the host sends again adds nothing.
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at", Stamp, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("duration_s", Stamp),
+    sa.Column("ok", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("size", sa.BigInteger),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    # A run's kept screenshots: bytes in the file store (store_files.write_blob), named by the
+    # timeline entry that tells of them.
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("task_id", sa.Text, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("extension", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Index("artifacts_run", "task_id", "attempt", "seq", unique=True),
 )
 
 hosts = sa.Table(

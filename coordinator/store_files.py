@@ -119,12 +119,14 @@ async def remove_unreferenced(conn: Conn, files_dir: Path, paths: set[str]) -> i
     if not paths:
         return 0
     listed = id_list(conn.dialect.name, "paths")
-    named = set(
-        await conn.scalars(
-            sa.select(t.files.c.path).join(listed, t.files.c.path == listed.c.value).distinct(),
-            {"paths": id_list_value(conn.dialect.name, sorted(paths))},
+    named: set[str] = set()
+    for table in (t.files, t.artifacts):  # a run's artifacts are stored the same way
+        named |= set(
+            await conn.scalars(
+                sa.select(table.c.path).join(listed, table.c.path == listed.c.value).distinct(),
+                {"paths": id_list_value(conn.dialect.name, sorted(paths))},
+            )
         )
-    )
     orphans = sorted(paths - named)
     for rel in orphans:
         await asyncio.to_thread((files_dir / rel).unlink, missing_ok=True)

@@ -1,7 +1,7 @@
 """Deleting a job and every row stored of it, in one transaction: its tasks with their
-submissions, files, runs, dependencies, data-dump keys and webhook deliveries, its planned
-tasks, shares and script versions. Scripts stay (they are shared by digest). Refused while a
-task of it is assigned or running: cancel first.
+submissions, files, runs, timelines and artifacts, dependencies, data-dump keys and webhook
+deliveries, its planned tasks, shares and script versions. Scripts stay (they are shared by
+digest). Refused while a task of it is assigned or running: cancel first.
 
 The job's row is locked FOR UPDATE first, so adding tasks to it through another replica waits
 and then finds no job; a task a dispatch pass assigns meanwhile is not deleted, and the whole
@@ -71,6 +71,10 @@ async def delete_job(conn: Conn, job_id: str) -> DeletedJob | None:
         await conn.scalars(sa.select(t.files.c.path).where(t.files.c.task_id.in_(ids)).distinct())
     )
     files = await conn.execute(sa.delete(t.files).where(t.files.c.task_id.in_(ids)))
+    a = t.artifacts.c
+    paths |= set(await conn.scalars(sa.select(a.path).where(a.task_id.in_(ids)).distinct()))
+    await conn.execute(sa.delete(t.artifacts).where(a.task_id.in_(ids)))
+    await conn.execute(sa.delete(t.timeline_entries).where(t.timeline_entries.c.task_id.in_(ids)))
     await conn.execute(sa.delete(t.dumps).where(t.dumps.c.job_task_id.in_(ids)))
     await delete_of_job(conn, job_id)
     tasks = await conn.execute(

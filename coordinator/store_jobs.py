@@ -64,6 +64,10 @@ class JobRow:
     """None: every final state (coordinator/store_webhooks.py)."""
     browser: BrowserOptions | None = None
     """Its tasks' browser settings (each task's own override them field by field)."""
+    keep_screenshots: bool = False
+    """Every screenshot its scripts take is kept with the run (docs/timeline.md)."""
+    screenshot_on_failure: bool = True
+    """A failed run's screen is kept with it."""
     webhook_secret: str | None = None
     """The key of its deliveries' signatures; None only for a job stored before migration 0004
     (which gave each one)."""
@@ -128,6 +132,8 @@ async def create_job(
     webhook_url: str | None = None,
     webhook_events: Sequence[str] | None = None,
     browser: BrowserOptions | None = None,
+    keep_screenshots: bool = False,
+    screenshot_on_failure: bool = True,
 ) -> JobRow:
     job_id = new_id()
     stamp = now()
@@ -153,6 +159,8 @@ async def create_job(
             webhook_events=None if webhook_events is None else json.dumps(list(webhook_events)),
             webhook_secret=secrets.token_hex(32),
             browser=browser_text(browser),
+            keep_screenshots=int(keep_screenshots),
+            screenshot_on_failure=int(screenshot_on_failure),
         )
     )
     await _add_version(conn, job_id, sha, stamp)
@@ -217,6 +225,8 @@ _UPDATABLE = (
     "webhook_url",
     "webhook_events",
     "browser",
+    "keep_screenshots",
+    "screenshot_on_failure",
 )
 
 
@@ -230,8 +240,9 @@ async def update_job(conn: Conn, job_id: str, changes: dict[str, Any]) -> JobRow
     values = dict(changes)
     if "parameters" in values:
         values["parameters"] = json.dumps(values["parameters"])
-    if "allow_sub_tasks" in values:
-        values["allow_sub_tasks"] = int(values["allow_sub_tasks"])
+    for name in ("allow_sub_tasks", "keep_screenshots", "screenshot_on_failure"):
+        if name in values:
+            values[name] = int(values[name])
     for name in ("retry_on", "output_schema", "webhook_events"):
         if name in values:
             values[name] = _json_text(values[name])
@@ -344,4 +355,6 @@ def job_from_row(row: Any, versions: list[str], shares: dict[str, Access]) -> Jo
         webhook_events=_json_or_none(row.webhook_events),
         webhook_secret=row.webhook_secret,
         browser=browser_of(row.browser),
+        keep_screenshots=bool(row.keep_screenshots),
+        screenshot_on_failure=bool(row.screenshot_on_failure),
     )

@@ -90,6 +90,8 @@ class Harness:
         self.scheduler = scheduler
         self.device = device
         self.sent: list[dict[str, Any]] = []
+        self.timelines: list[dict[str, Any]] = []
+        """The `timeline` frames `drain` took."""
 
     @property
     def slot(self) -> Slot:
@@ -110,25 +112,30 @@ class Harness:
 
     async def drain(self, count: int) -> list[dict[str, Any]]:
         """Take the outbox's items as a connected link would and acknowledge each: returns
-        the frames, once `count` of them were sent."""
+        the frames, once `count` of them were sent. Timeline batches (which go ahead of each
+        task's end) are acknowledged too but not counted: they are kept in `timelines`."""
         sent: list[dict[str, Any]] = []
 
         async def send(raw: str) -> None:
             sent.append(json.loads(raw))
+
+        def results() -> list[dict[str, Any]]:
+            return [f for f in sent if f["type"] != "timeline"]
 
         connected = asyncio.Event()
         connected.set()
         self.outbox.restart_delivery()
         delivery = asyncio.create_task(self.outbox.deliver(send, connected))
         try:
-            await poll(lambda: len(sent) >= count, f"{count} frame(s) from the outbox")
+            await poll(lambda: len(results()) >= count, f"{count} frame(s) from the outbox")
         finally:
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)
         for frame in sent:
             self.outbox.on_ack(p.SubmitAck(key=frame["key"], ok=True))
         await poll(lambda: self.outbox.items == 0, "the outbox to hold nothing")
-        return sent
+        self.timelines += [f for f in sent if f["type"] == "timeline"]
+        return results()
 
 
 @asynccontextmanager

@@ -6,6 +6,7 @@ The driver does the work and owns each action's timeout; the daemon adds nothing
 
 from __future__ import annotations
 
+import base64
 from functools import partial
 from typing import Any
 
@@ -16,11 +17,25 @@ from drivers.base import DeviceLost
 
 
 async def run_action(action: str, ctx: TaskContext, params: dict[str, Any]) -> Any:
+    keep = False
+    if action == "screenshot" and "keep" in params:
+        params = dict(params)
+        keep = params.pop("keep") is True  # the daemon's option: the driver never sees it
     try:
-        return await ctx.session.call(action, params)
+        result = await ctx.session.call(action, params)
     except DeviceLost as exc:
         ctx.device_lost = str(exc)
         raise
+    if action == "screenshot" and (keep or ctx.assignment.keep_screenshots):
+        keep_screenshot(ctx, result, "screenshot")
+    return result
+
+
+def keep_screenshot(ctx: TaskContext, result: Any, name: str) -> None:
+    """Keep a screenshot action's image with the run (its timeline's artifacts)."""
+    data = result.get("screenshot") if isinstance(result, dict) else None
+    if ctx.timeline is not None and isinstance(data, str):
+        ctx.timeline.keep(name, "jpg", base64.b64decode(data))
 
 
 for _name in ACTION_NAMES:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agent.protocol import Assignment, Dump, FinalState, Submit
+from agent.timeline import Timeline
 from drivers.base import DeviceSession
 
 
@@ -62,6 +63,8 @@ class TaskContext:
     """Set when the driver reported the device gone; the task then fails with device_lost."""
     on_call: Callable[[str, float], None] | None = None
     """Told each call's method and duration (the daemon's metrics)."""
+    timeline: Timeline | None = None
+    """The run's timeline: each call, log line and note is recorded there."""
     submit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Submissions go out one at a time, in the order the script made them."""
     _next_seq: int = 0

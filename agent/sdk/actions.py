@@ -152,11 +152,18 @@ class Actions(Namespace, path="agent.actions"):
         max_height: int,
         quality: int,
         crop: tuple[int, int, int, int] | None = None,
+        keep: bool = False,
     ) -> ScreenshotResult:
         """A JPEG of the screen scaled down (never up) to fit max_width x max_height at
-        `quality` (1-100); `crop` (x1, y1, x2, y2, original pixels) is applied first."""
+        `quality` (1-100); `crop` (x1, y1, x2, y2, original pixels) is applied first.
+        `keep=True` also keeps it with the run (its artifacts, docs/timeline.md)."""
         raw = await self._act(
-            "screenshot", max_width=max_width, max_height=max_height, quality=quality, crop=crop
+            "screenshot",
+            max_width=max_width,
+            max_height=max_height,
+            quality=quality,
+            crop=crop,
+            keep=keep or None,
         )
         return ScreenshotResult.model_validate(raw)
 

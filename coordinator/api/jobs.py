@@ -76,6 +76,8 @@ async def post_job(body: JobCreate, ctx: ContextDep, caller: CallerDep) -> JobCr
             webhook_url=body.webhook_url,
             webhook_events=body.webhook_events,
             browser=body.browser,
+            keep_screenshots=body.keep_screenshots,
+            screenshot_on_failure=body.screenshot_on_failure,
         )
     assert job.webhook_secret is not None, "every job is made with one"
     return JobCreated(**job_view(job).model_dump(), webhook_secret=job.webhook_secret)

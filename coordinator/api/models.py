@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from agent.ids import no_nul
 from agent.protocol import DeviceKind, DeviceState, TaskState
@@ -135,6 +135,14 @@ class JobCreate(_Body):
         default=None,
         description="Its tasks' browser settings (docs/jobs.md); browser devices only.",
     )
+    keep_screenshots: StrictBool = Field(
+        default=False,
+        description="Keep every screenshot its scripts take with the run (docs/timeline.md).",
+    )
+    screenshot_on_failure: StrictBool = Field(
+        default=True,
+        description="Take and keep a screenshot when a run fails or times out.",
+    )
 
 
 class JobUpdate(_Body):
@@ -159,6 +167,8 @@ class JobUpdate(_Body):
     browser: BrowserOptions | None = Field(
         default=None, description="Replaces the job's browser settings whole."
     )
+    keep_screenshots: StrictBool | None = None
+    screenshot_on_failure: StrictBool | None = None
 
 
 class ShareUpdate(_Body):
@@ -196,6 +206,8 @@ class Job(BaseModel):
     browser: dict[str, Any] | None = Field(
         description="Its tasks' browser settings as given; a proxy password shows as ***."
     )
+    keep_screenshots: bool = Field(description="Every screenshot is kept with its run.")
+    screenshot_on_failure: bool = Field(description="A failed run's screen is kept.")
 
 
 class JobCreated(Job):

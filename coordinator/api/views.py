@@ -54,6 +54,8 @@ def job_view(job: JobRow) -> Job:
         webhook_url=job.webhook_url,
         webhook_events=list(FINAL_EVENTS if job.webhook_events is None else job.webhook_events),
         browser=None if job.browser is None else job.browser.shown(),
+        keep_screenshots=job.keep_screenshots,
+        screenshot_on_failure=job.screenshot_on_failure,
     )
 
 
