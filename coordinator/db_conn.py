@@ -7,15 +7,19 @@ backend.
   that a store function reads the same on both backends.
 
 Statements on the hot paths (a dispatch pass, `started`, a final submission, `finished`) are
-`Hot`: built once, at import, with `sa.bindparam` for what changes per call. On SQLite a Hot
-statement is compiled once and then run on the driver's own cursor: bench/farm.py measured
-SQLAlchemy's per-call work (building a statement, its cache key, an execution context, a result
-object) at several times the statement's own cost, and at most of the coordinator's CPU per
-task. Its rows are plain named tuples. On PostgreSQL it goes through SQLAlchemy like any other.
+`Hot`: built once, at import, with `sa.bindparam` for what changes per call, and compiled once
+per backend by SQLAlchemy; each call then runs that SQL on the driver itself: bench/farm.py
+measured SQLAlchemy's per-call work (building a statement, its cache key, an execution context,
+a result object, and on PostgreSQL its asyncio adaptation of asyncpg) at several times the
+statement's own cost, and at most of the coordinator's CPU per task. On SQLite a Hot statement
+runs on the driver's cursor; on PostgreSQL as an asyncpg prepared statement, prepared once per
+connection, inside the transaction SQLAlchemy began on that connection. Its rows are plain named
+tuples on both.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
@@ -51,7 +55,7 @@ class Hot:
     def __init__(self, statement: sa.Executable) -> None:
         self._build: Callable[[str], sa.Executable] = lambda _dialect: statement
         self._statements: dict[str, sa.Executable] = {}
-        self._sqlite: _SqlitePlan | None = None
+        self._plans: dict[str, _Plan] = {}
 
     @classmethod
     def by_dialect(cls, build: Callable[[str], sa.Executable]) -> Hot:
@@ -66,10 +70,11 @@ class Hot:
             found = self._statements[dialect.name] = self._build(dialect.name)
         return found
 
-    def sqlite_plan(self, dialect: sa.Dialect) -> _SqlitePlan:
-        if self._sqlite is None:
-            self._sqlite = _SqlitePlan(self.statement(dialect), dialect)
-        return self._sqlite
+    def plan(self, dialect: sa.Dialect) -> _Plan:
+        found = self._plans.get(dialect.name)
+        if found is None:
+            found = self._plans[dialect.name] = _Plan(self.statement(dialect), dialect)
+        return found
 
 
 def one_of(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
@@ -78,8 +83,8 @@ def one_of(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnEle
     return column.in_([sa.literal(value) for value in values])
 
 
-class _SqlitePlan:
-    """A Hot statement compiled for SQLite: its SQL, and where each parameter goes."""
+class _Plan:
+    """A Hot statement compiled for one backend: its SQL, and where each parameter goes."""
 
     def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
         compiled = cast(SQLCompiler, cast(sa.ClauseElement, statement).compile(dialect=dialect))
@@ -112,17 +117,12 @@ def _row_type(names: tuple[str, ...]) -> Any:
     return row_type
 
 
-class _CursorResult:
-    """A Hot statement's result on SQLite: all rows read at once, as named tuples."""
+class _Rows:
+    """A Hot statement's result: all its rows, read at once, as named tuples."""
 
-    def __init__(self, cursor: Any) -> None:
-        self.rowcount: int = cursor.rowcount
-        description = cursor.description
-        if description is None:
-            self._rows: list[Any] = []
-        else:
-            make = _row_type(tuple(column[0] for column in description))._make
-            self._rows = [make(row) for row in cursor.fetchall()]
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
 
     def first(self) -> Any:
         return self._rows[0] if self._rows else None
@@ -135,6 +135,15 @@ class _CursorResult:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._rows)
+
+
+def _cursor_result(cursor: Any) -> _Rows:
+    """A Hot statement's result on SQLite."""
+    description = cursor.description
+    if description is None:
+        return _Rows([], cursor.rowcount)
+    make = _row_type(tuple(column[0] for column in description))._make
+    return _Rows([make(row) for row in cursor.fetchall()], cursor.rowcount)
 
 
 class Conn:
@@ -184,12 +193,12 @@ class LoopConn(Conn):
     ) -> Result:
         if not isinstance(statement, Hot):
             return self._conn.execute(statement, parameters)
-        plan = statement.sqlite_plan(self.dialect)
+        plan = statement.plan(self.dialect)
         driver = self._conn.connection.driver_connection
         assert driver is not None
         if parameters is None or isinstance(parameters, Mapping):
-            return _CursorResult(driver.execute(plan.sql, plan.args(parameters or {})))
-        return _CursorResult(driver.executemany(plan.sql, [plan.args(p) for p in parameters]))
+            return _cursor_result(driver.execute(plan.sql, plan.args(parameters or {})))
+        return _cursor_result(driver.executemany(plan.sql, [plan.args(p) for p in parameters]))
 
 
 class AsyncConn(Conn):
@@ -203,6 +212,51 @@ class AsyncConn(Conn):
     async def execute(
         self, statement: sa.Executable | Hot, parameters: Params | None = None
     ) -> Result:
-        if isinstance(statement, Hot):
-            statement = statement.statement(self.dialect)
-        return await self._conn.execute(statement, parameters)
+        if not isinstance(statement, Hot):
+            return await self._conn.execute(statement, parameters)
+        plan = statement.plan(self.dialect)
+        # SQLAlchemy's adaptation of asyncpg: it begins the transaction on its first statement,
+        # and a Hot statement must run inside it.
+        sync = self._conn.sync_connection
+        assert sync is not None
+        adapted: Any = sync.connection.dbapi_connection
+        async with adapted._execute_mutex:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+            prepared = await _prepared(adapted._connection, plan.sql)
+            if parameters is None or isinstance(parameters, Mapping):
+                records = await prepared.statement.fetch(*plan.args(parameters or {}))
+                return _record_result(prepared, records)
+            await prepared.statement.executemany([plan.args(p) for p in parameters])
+            return _Rows([], -1)
+
+
+class _Prepared:
+    """A Hot statement prepared on one asyncpg connection, and the type of its rows."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self.make = _row_type(tuple(a.name for a in statement.get_attributes()))._make
+
+
+_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, _Prepared]] = weakref.WeakKeyDictionary()
+"""Per asyncpg connection (gone with it), its prepared Hot statements by SQL."""
+
+
+async def _prepared(driver: Any, sql: str) -> _Prepared:
+    by_sql = _PREPARED.get(driver)
+    if by_sql is None:
+        by_sql = _PREPARED[driver] = {}
+    found = by_sql.get(sql)
+    if found is None:
+        found = by_sql[sql] = _Prepared(await driver.prepare(sql))
+    return found
+
+
+def _record_result(prepared: _Prepared, records: list[Any]) -> _Rows:
+    """A Hot statement's result on PostgreSQL; its rowcount is from the server's status
+    (`UPDATE 3`, `SELECT 3`, `INSERT 0 3`)."""
+    make = prepared.make
+    status = prepared.statement.get_statusmsg() or ""
+    last = status.rsplit(" ", 1)[-1]
+    return _Rows([make(record) for record in records], int(last) if last.isdigit() else -1)

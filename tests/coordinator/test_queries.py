@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from coordinator.db import Database
-from coordinator.db_conn import AsyncConn, Conn
+from coordinator.db_conn import AsyncConn, Conn, Hot, Params, Result
 from coordinator.db_location import Location, postgresql_location, sqlite_location
 from coordinator.store_jobs import create_job
 from coordinator.store_planned import add_planned, oldest_planned_for
@@ -63,6 +63,18 @@ async def target(tmp_path: Path) -> Location:
     return location
 
 
+class _Recorded(AsyncConn):
+    """Runs Hot statements through SQLAlchemy too (not on the driver), so that its
+    `before_cursor_execute` event sees every statement."""
+
+    async def execute(
+        self, statement: sa.Executable | Hot, parameters: Params | None = None
+    ) -> Result:
+        if isinstance(statement, Hot):
+            statement = statement.statement(self.dialect)
+        return await super().execute(statement, parameters)
+
+
 async def _plans(location: Location, run: Any) -> list[str]:
     """The plan of every SELECT `run(conn)` makes, one text per statement."""
     engine = create_async_engine(location.url)
@@ -75,7 +87,7 @@ async def _plans(location: Location, run: Any) -> list[str]:
 
     try:
         async with engine.begin() as conn:
-            await run(AsyncConn(conn))
+            await run(_Recorded(conn))
             recorded = list(statements)
             postgresql = location.sqlite_file is None
             plans = []
