@@ -15,6 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -34,6 +35,7 @@ from agent.service import notifying, stopping
 from agent.state import StateStore
 from agent.stopping import StopRequest
 from agent.sweep import kill_tagged
+from agent.timeline import TimelineEntry
 from drivers.android.attach import attach_android
 from drivers.browser.host import ChromiumHost
 
@@ -73,15 +75,19 @@ async def run_daemon(
     notifier: Notifier | None = None,
     watchdog_s: float | None = None,
     reload_from: tuple[Path, asyncio.Event] | None = None,
+    on_timeline: Callable[[str, TimelineEntry], None] | None = None,
 ) -> None:
     """Serve until `stop`; `notifier` (systemd's, agent/sdnotify.py) hears READY=1 once the
     devices are attached, the status while serving and, with `watchdog_s`, watchdog pings.
     With `reload_from` (the config file, and an event SIGHUP sets) the browser devices are
     reloaded from that file (agent/reload.py). With `[metrics] enabled`, a port that cannot be
-    listened on raises MetricsPortError before anything else is opened."""
+    listened on raises MetricsPortError before anything else is opened. `on_timeline` is told
+    each timeline entry of each run, with its task's id (agent/timeline.py)."""
     metrics = DaemonMetrics()
     async with serve_metrics(config.metrics, metrics.registry, log):
-        await _run(config, token, isolation, stop, notifier, watchdog_s, reload_from, metrics)
+        await _run(
+            config, token, isolation, stop, notifier, watchdog_s, reload_from, metrics, on_timeline
+        )
 
 
 async def _run(
@@ -93,6 +99,7 @@ async def _run(
     watchdog_s: float | None,
     reload_from: tuple[Path, asyncio.Event] | None,
     metrics: DaemonMetrics,
+    on_timeline: Callable[[str, TimelineEntry], None] | None,
 ) -> None:
     state = await StateStore.open(config.agent.state_file)
     outbox = await Outbox.open(config.agent.state_file, config.outbox, log)
@@ -119,6 +126,7 @@ async def _run(
             isolation=isolation,
             log=log,
             metrics=metrics,
+            on_timeline=on_timeline,
         )
         _watch(metrics, outbox, link, sched)
         outbox.on_pressure_change = sched.pressure_changed

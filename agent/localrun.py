@@ -10,8 +10,9 @@ their sub-tasks. Data dumps the script writes into its own job are records, not 
 reported, not waited for.
 
 As it runs it prints (agent/runprint.py) each task as it appears and changes state, the
-script's `print`/stderr and `agent.log` lines and device actions (from the daemon's log
-records), and each submission (from the coordinator). At the end: the final state of every task,
+run's timeline as the daemon records it (agent/timeline.py: device actions, `print`/stderr and
+`agent.log` lines, kept screenshots, the daemon's notes), and each submission (from the
+coordinator). At the end: the final state of every task,
 and the files saved into the output folder with `result.json`, under safe names
 (agent/filenames.py), never outside it. Nothing of it outlives the call: the daemon, the
 coordinator, simulated phones and their adb server are stopped on the way out, also on errors
@@ -42,19 +43,19 @@ from agent.filenames import file_name
 from agent.localdevices import BROWSER, DeviceChoice, LocalDeviceError, LocalDevices, local_devices
 from agent.protocol import MAX_FRAME_BYTES, TERMINAL_STATES
 from agent.runprint import (
-    Action,
     DataDump,
-    LogLine,
     RunPrinter,
     Submission,
     TaskSeen,
     TaskState,
+    Timed,
     short_id,
 )
 from agent.sandbox import Isolation, log_isolation, probe, refuse_unsandboxed
 from agent.script_settings import ScriptSettings
 from agent.state import StateStore
 from agent.stopping import StopRequest
+from agent.timeline import TimelineEntry
 from coordinator import schema
 from coordinator.app import create_app
 from coordinator.context import Context
@@ -185,7 +186,9 @@ async def _with_coordinator(
         quiet.setLevel(logging.ERROR)
         stop = StopRequest(quiet)
         async with _printing_records(printer) as records:
-            daemon = asyncio.create_task(run_daemon(config, token, isolation, stop))
+            daemon = asyncio.create_task(
+                run_daemon(config, token, isolation, stop, on_timeline=records.timeline)
+            )
             try:
                 async with httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{port}",
@@ -270,63 +273,44 @@ async def _coordinator(data_dir: Path) -> AsyncIterator[tuple[Context, int]]:
 
 
 class _RecordPrinter(logging.Handler):
-    """The daemon's log records about a task's script (agent/hoststart.py's output lines,
-    agent/hostapi/info.py's `agent.log`, agent/runner.py's calls) as run events."""
+    """The daemon's records of each run's start and end (agent/scheduler.py), and each run's
+    timeline entries (agent/timeline.py), as run events."""
 
     def __init__(self, printer: RunPrinter) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)
         self.printer = printer
         self.watch: _Watch | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = record.__dict__
-        task_id, source = fields.get("task_id"), fields.get("source")
-        if not isinstance(task_id, str):
-            return
-        device, attempt = fields.get("device"), fields.get("attempt")
-        if source is None and self.watch is not None and isinstance(attempt, int):
-            if record.msg == STARTED and isinstance(device, str):
-                self.watch.started(task_id, attempt, device)
-            elif record.msg == FINISHED:
-                self.watch.ran.add((task_id, attempt))
-            return
-        if source == "call":
-            method = str(fields.get("call", ""))
-            if method.startswith("actions."):
-                self.printer.event(
-                    Action(
-                        task_id,
-                        method.removeprefix("actions."),
-                        fields.get("call_params") or {},
-                        float(fields.get("call_seconds") or 0.0),
-                        fields.get("call_error"),
-                    )
-                )
-            return
-        if source not in ("stdout", "stderr", "script"):
-            return
-        message = record.getMessage()
-        prefix = f"task {task_id}: " if source == "script" else f"task {task_id} {source}: "
-        self.printer.event(
-            LogLine(
-                task_id,
-                "log" if source == "script" else str(source),
-                record.levelname.lower(),
-                message.removeprefix(prefix),
-            )
+        task_id, device, attempt = (
+            fields.get("task_id"),
+            fields.get("device"),
+            fields.get("attempt"),
         )
+        if self.watch is None or not isinstance(task_id, str) or not isinstance(attempt, int):
+            return
+        if fields.get("source") is None and record.msg == STARTED and isinstance(device, str):
+            self.watch.started(task_id, attempt, device)
+        elif fields.get("source") is None and record.msg == FINISHED:
+            self.watch.ran.add((task_id, attempt))
+
+    def timeline(self, task_id: str, entry: TimelineEntry) -> None:
+        """Each entry but submissions (printed with their data from the coordinator) and the
+        outcome (printed as the task's state)."""
+        if entry.kind != "submit" and not (entry.kind == "note" and entry.name == "outcome"):
+            self.printer.event(Timed(task_id, entry))
 
 
 @contextlib.asynccontextmanager
 async def _printing_records(printer: RunPrinter) -> AsyncIterator[_RecordPrinter]:
-    """Print the daemon's records about scripts while the block runs; the call records are
-    debug ones, so the daemon's logger lets debug through meanwhile (the handlers the command
-    line set keep their own level)."""
+    """Follow the daemon's records of runs while the block runs: its logger lets info through
+    meanwhile (the handlers the command line set keep their own level)."""
     log = logging.getLogger(LOG)
     handler = _RecordPrinter(printer)
     level = log.level
     log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
+    log.setLevel(logging.INFO)
     try:
         yield handler
     finally:

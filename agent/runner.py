@@ -358,15 +358,6 @@ class _Channel:
             call.method,
             "failed" if error else "ok",
             took,
-            # What a run's printer needs (agent/localrun.py); a JSON log line keeps only `source`.
-            extra={
-                "task_id": self.ctx.task_id,
-                "source": "call",
-                "call": call.method,
-                "call_params": call.params,
-                "call_error": error.message if error else None,
-                "call_seconds": took,
-            },
         )
         if call.id is not None:
             await self.send(Reply(id=call.id, ok=error is None, value=value, error=error))

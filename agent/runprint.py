@@ -1,10 +1,11 @@
 """How `device-agent script run` prints a run as it happens: one line per event, then a summary.
 
 The events are what a script author follows: tasks appearing (given, added as sub-tasks, written
-as data dumps) and changing state, each `print`/stderr line and `agent.log` line, each device
-action, each submission, and notes (hints about a run that waits). `RunPrinter` only formats
-them: agent/localrun.py gathers them (from the daemon's log records and the coordinator), and a
-run's recorded timeline can be printed through the same events.
+as data dumps) and changing state, each submission with its data, the run's timeline as the
+daemon records it (each action, `print`/stderr and `agent.log` line, kept artifact and the
+daemon's notes: agent/timeline.py, the same entries `GET /api/tasks/{id}/timeline` serves), and
+hints about a run that waits. `RunPrinter` only formats them: agent/localrun.py gathers them
+(from the daemon's records and timelines, and the coordinator).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.timeline import TimelineEntry
+
 MAX_VALUE_CHARS = 300
 """A value (a submission's data, an action's argument) is cut past this in a timeline line."""
 MAX_RESULT_CHARS = 4000
 """The summary shows a result up to this; result.json holds all of it."""
-BULKY_ARGUMENTS = frozenset({"base64Data", "files", "image", "data_base64"})
-"""Arguments of actions that are payloads, not something to read in a line."""
 
 
 @dataclass(frozen=True)
@@ -44,22 +45,12 @@ class TaskState:
 
 
 @dataclass(frozen=True)
-class LogLine:
-    """A line of the script's: `source` is stdout, stderr or log (`agent.log.*`)."""
+class Timed:
+    """An entry of a run's timeline (agent/timeline.py): an action, a log line, a kept
+    artifact or a note of the daemon's, as the daemon records it."""
 
     task_id: str
-    source: str
-    level: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Action:
-    task_id: str
-    name: str
-    arguments: Mapping[str, Any]
-    seconds: float
-    error: str | None = None
+    entry: TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -86,7 +77,7 @@ class Note:
     text: str
 
 
-RunEvent = TaskSeen | TaskState | LogLine | Action | Submission | DataDump | Note
+RunEvent = TaskSeen | TaskState | Timed | Submission | DataDump | Note
 
 
 def short_id(task_id: str) -> str:
@@ -100,16 +91,6 @@ def clip(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     except ValueError:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def call_summary(name: str, arguments: Mapping[str, Any]) -> str:
-    """`tap(x=200, y=140)`: the action and its arguments, payloads left out."""
-    parts = [
-        f"{key}=…" if key in BULKY_ARGUMENTS else f"{key}={clip(value, 80)}"
-        for key, value in arguments.items()
-        if value is not None
-    ]
-    return f"{name}({', '.join(parts)})"
 
 
 class RunPrinter:
@@ -178,13 +159,8 @@ def _describe(event: RunEvent) -> str:
             text = state + (f" on {device}" if device else "")
             text += f" ({reason})" if reason and reason != state else ""
             return text + (f": {error.splitlines()[0]}" if error else "")
-        case LogLine(source="log", level=level, text=text):
-            return f"log {level}: {text}"
-        case LogLine(source=source, text=text):
-            return f"{'print' if source == 'stdout' else source}: {text}"
-        case Action(name=name, arguments=arguments, seconds=seconds, error=error):
-            outcome = f"failed: {error}" if error else "ok"
-            return f"{call_summary(name, arguments)} {outcome} ({seconds:.2f} s)"
+        case Timed(entry=entry):
+            return _timed(entry)
         case Submission(seq=seq, status=status, finish=finish, data=data):
             final = ", final" if finish else ""
             return f"submitted #{seq} {status}{final}: {clip(data)}"
@@ -193,3 +169,17 @@ def _describe(event: RunEvent) -> str:
         case Note(text=text):
             return f"note: {text}"
     raise TypeError(f"not a run event: {event!r}")
+
+
+def _timed(entry: TimelineEntry) -> str:
+    match entry.kind:
+        case "action":
+            outcome = f"failed: {entry.error}" if entry.ok is False else "ok"
+            return f"{entry.name}({entry.detail}) {outcome} ({entry.duration_s or 0:.2f} s)"
+        case "log" if entry.name.startswith("log."):
+            return f"log {entry.name.removeprefix('log.')}: {entry.detail}"
+        case "log":
+            return f"{entry.name}: {entry.detail}"
+        case "artifact":
+            return f"kept {entry.detail} ({entry.size} bytes)"
+    return f"note {entry.name}: {entry.detail}"

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -75,6 +76,9 @@ class Scheduler:
     log: logging.Logger
     stopping: bool = False
     metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
+    on_timeline: Callable[[str, TimelineEntry], None] | None = None
+    """Told each timeline entry of each run, with its task's id (`device-agent script run`
+    prints them as they happen)."""
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _taking: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an assignment is being accepted: `stop` waits for it to be running."""
@@ -262,6 +266,7 @@ class Scheduler:
             settings.timeline_max_entries,
             settings.artifacts_max_bytes,
             self.log,
+            on_entry=None if self.on_timeline is None else partial(self.on_timeline, task.task_id),
         )
         try:
             if slot.cancel_reason is not None:

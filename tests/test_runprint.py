@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.runprint import (
     MAX_VALUE_CHARS,
-    Action,
     DataDump,
-    LogLine,
     RunPrinter,
     Submission,
     TaskSeen,
     TaskState,
+    Timed,
 )
+from agent.timeline import EntryKind, TimelineEntry
 
 TASK = "0123456789abcdef0123456789abcdef"
 CHILD = "fedcba9876543210fedcba9876543210"
+
+
+def timed(kind: EntryKind, name: str, detail: str, **fields: object) -> Timed:
+    entry = TimelineEntry.model_validate(
+        {"seq": 0, "at": datetime.now(UTC), "kind": kind, "name": name, "detail": detail, **fields}
+    )
+    return Timed(TASK, entry)
 
 
 def test_each_event_is_one_labelled_line_and_the_summary_lists_every_task() -> None:
@@ -27,10 +35,10 @@ def test_each_event_is_one_labelled_line_and_the_summary_lists_every_task() -> N
     printer.event(TaskSeen(TASK, {"url": "http://x/"}))
     printer.event(TaskSeen(CHILD, {"n": 1}, parent=TASK))
     printer.event(TaskState(TASK, "running", "local-browser-1"))
-    printer.event(Action(TASK, "tap", {"x": 1, "y": 2}, 0.25))
-    printer.event(Action(TASK, "screenshot", {"base64Data": "A" * 9999}, 0.1, error="boom"))
-    printer.event(LogLine(TASK, "stdout", "info", "hello"))
-    printer.event(LogLine(TASK, "log", "warning", "careful k='v'"))
+    printer.event(timed("action", "tap", "x=1 y=2", duration_s=0.25, ok=True))
+    printer.event(timed("action", "screenshot", "", duration_s=0.1, ok=False, error="boom"))
+    printer.event(timed("log", "print", "hello"))
+    printer.event(timed("log", "log.warning", "careful k='v'"))
     printer.event(Submission(TASK, 0, "success", True, {"big": "x" * 1000}))
     printer.event(DataDump(TASK, CHILD, "job-1", {"a": 1}))
     printer.event(TaskState(TASK, "failed", reason="script_error", error="KeyError: 'url'\ntb"))
@@ -40,8 +48,8 @@ def test_each_event_is_one_labelled_line_and_the_summary_lists_every_task() -> N
         '   0.50s [01234567] task added: input {"url": "http://x/"}',
         '   1.00s [fedcba98] sub-task added by 01234567: input {"n": 1}',
         "   1.50s [01234567] running on local-browser-1",
-        "   2.00s [01234567] tap(x=1, y=2) ok (0.25 s)",
-        "   2.50s [01234567] screenshot(base64Data=…) failed: boom (0.10 s)",
+        "   2.00s [01234567] tap(x=1 y=2) ok (0.25 s)",
+        "   2.50s [01234567] screenshot() failed: boom (0.10 s)",
         "   3.00s [01234567] print: hello",
         "   3.50s [01234567] log warning: careful k='v'",
     ]

@@ -90,7 +90,7 @@ def _browser_click(site: str) -> tuple[list[str], Callable[[Run], None]]:
             r.stdout,
             "running on local-browser",
             "browse(url=",
-            "tap(x=200, y=140) ok",
+            "tap(x=200 y=140) ok",
             "log info: the page changed before='waiting' after='clicked'",
             "screenshot(",
             'submitted #0 success, final: {"before": "waiting", "after": "clicked"',
