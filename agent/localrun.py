@@ -343,7 +343,9 @@ class _Watch:
         views = await self._views()
         async with self.ctx.db.transaction() as conn:
             self.planned = await _open_planned(conn, self.job_id)
-        for view in views:
+        # Dumps first: a script writes its dumps before it ends, so a dump and its writer's
+        # end seen in one poll are printed in that order.
+        for view in sorted(views, key=lambda v: v["origin"] != "dump"):
             if view["origin"] == "dump":
                 if view["id"] not in self.dumps:
                     writer = view["parent_task_id"] or view["id"]

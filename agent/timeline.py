@@ -38,8 +38,9 @@ MAX_VALUE = 60
 """A string argument longer than this is cut in an action's summary."""
 SECRET_WORDS = ("password", "passwd", "secret", "token", "auth", "cookie", "key")
 """An argument whose name holds one of these is hidden in summaries."""
-TYPED_TEXT = frozenset({"write_text", "paste"})
-"""Actions whose `text` is typed into the device: only its length is recorded."""
+TYPED_TEXT = frozenset({("write_text", "text"), ("paste", "text"), ("node_action", "data")})
+"""Arguments typed into the device (a node's `set_text` takes its `data`): only their length
+is recorded."""
 
 
 class TimelineEntry(BaseModel):
@@ -104,8 +105,8 @@ def summarize(action: str, params: dict[str, Any]) -> str:
     for name, value in params.items():
         if value is None:
             continue
-        if action in TYPED_TEXT and name == "text" and isinstance(value, str):
-            parts.append(f"text=<{len(value)} chars>")
+        if (action, name) in TYPED_TEXT and isinstance(value, str):
+            parts.append(f"{name}=<{len(value)} chars>")
         else:
             parts.append(f"{name}={_value(name, value)}")
     return _cut(" ".join(parts), 300)

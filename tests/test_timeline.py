@@ -41,6 +41,8 @@ def test_past_its_caps_a_run_counts_and_notes_what_it_drops() -> None:
 
 def test_summaries_leave_secrets_out() -> None:
     assert summarize("write_text", {"text": "hunter2"}) == "text=<7 chars>"
+    node_typing = summarize("node_action", {"action": "set_text", "data": "hunter2"})
+    assert node_typing == "action='set_text' data=<7 chars>"
     assert summarize("browse", {"url": "https://x", "api_key": "s3"}) == (
         "url='https://x' api_key=<hidden>"
     )

@@ -151,11 +151,13 @@ def _android_login(site: str) -> tuple[list[str], Callable[[Run], None]]:
         _in_order(
             r.stdout,
             "running on 127.0.0.1:",
-            'launch_app(package="com.example.login"',
+            "launch_app(package='com.example.login'",
             "log info: logged in greeting='Welcome, demo'",
             'submitted #0 success, final: {"greeting": "Welcome, demo"',
         )
         assert (r.out / "welcome.jpg").read_bytes()[:2] == JPEG
+        # The password typed into the login form shows only as its length.
+        assert "data=<6 chars>" in r.stdout and "'secret'" not in r.stdout
 
     return ["--sim"], check
 
