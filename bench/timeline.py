@@ -5,6 +5,8 @@ it) again and again, in pairs of one run each way, and takes its run time (run_t
 returned). With the timeline: every call is recorded as the daemon records it, batched into
 `timeline` frames committed to a real outbox (SQLite, synchronous=FULL) in a temporary
 directory. Without: `run_task` given no timeline (the run as it was before timelines existed).
+Both end as the daemon ends a run: its `finished` committed to the outbox (with the timeline's
+last batch in the same commit).
 The action is the cheapest there is, a device session that answers at once: the worst case for
 the timeline's share of the run. Prints the median and best of both and the median of the
 pairs' ratios (target <= 1.1x), and the daemon side's CPU time (this process: the script host
@@ -22,6 +24,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ from agent.outbox import Outbox, OutboxSettings
 from agent.runner import run_task
 from agent.sandbox import Isolation, probe
 from agent.script_settings import ScriptSettings
-from agent.timeline import ArtifactBlob, Timeline, TimelineEntry
+from agent.timeline import ArtifactBlob, Timeline, TimelineEntry, note_outcome
 from drivers.base import DeviceSession
 
 SCRIPT = """
@@ -59,44 +62,57 @@ class _Backend:
 
 
 async def _run(
-    isolation: Isolation, outbox: Outbox | None, actions: int, n: int
+    isolation: Isolation, outbox: Outbox, with_timeline: bool, actions: int, n: int
 ) -> tuple[float, float]:
     assignment = p.Assignment(
-        task_id=f"bench-{n}",
+        task_id=f"bench-{n}-{with_timeline}",
         job_id="bench",
         remote_device_id="bench-device",
         script_sha256="0" * 64,
         script_source=SCRIPT.format(actions=actions),
         timeout_s=300,
     )
+
+    def batch(entries: list[TimelineEntry], artifacts: list[ArtifactBlob]) -> p.TimelineBatch:
+        return p.TimelineBatch(
+            key=uuid.uuid4().hex,
+            task_id=assignment.task_id,
+            attempt=1,
+            entries=entries,
+            artifacts=artifacts,
+        )
+
+    async def sink(entries: list[TimelineEntry], artifacts: list[ArtifactBlob]) -> None:
+        await outbox.put(batch(entries, artifacts))
+
     timeline = None
-    if outbox is not None:
-        box = outbox
-
-        async def sink(entries: list[TimelineEntry], artifacts: list[ArtifactBlob]) -> None:
-            frame = p.TimelineBatch(
-                key=uuid.uuid4().hex,
-                task_id=assignment.task_id,
-                attempt=1,
-                entries=entries,
-                artifacts=artifacts,
-            )
-            await box.put(frame)
-
+    if with_timeline:
         settings = isolation.settings
         timeline = Timeline(sink, settings.timeline_max_entries, settings.artifacts_max_bytes, LOG)
-    before = 0 if outbox is None else outbox.items
+    before = outbox.items
     started, cpu = time.perf_counter(), time.process_time()
     outcome = await run_task(
         assignment, _Session(), {}, _Backend(), isolation, LOG, timeline=timeline
     )
+    # Both ways end as the daemon ends a run: its `finished` committed to the outbox, with the
+    # timeline's last batch just ahead of it in the same commit.
+    ahead = None
     if timeline is not None:
-        await timeline.close()
+        note_outcome(timeline, outcome.state, outcome.reason, outcome.error)
+        ahead = batch(*timeline.last_batch())
+    finished = p.Finished(
+        key=uuid.uuid4().hex,
+        task_id=assignment.task_id,
+        state=outcome.state,
+        finished_at=datetime.now(UTC),
+        attempt=1,
+    )
+    await outbox.put(finished, ends_task=True, ahead=ahead)
     took, cpu = time.perf_counter() - started, time.process_time() - cpu
     if outcome.state != "success":
         raise SystemExit(f"a bench task failed: {outcome}")
-    if outbox is not None and outbox.items <= before:
-        raise SystemExit("the timeline was not recorded in the outbox")
+    if outbox.items < before + (2 if with_timeline else 1):
+        raise SystemExit("the run's end (and timeline) were not recorded in the outbox")
     return took, cpu
 
 
@@ -108,16 +124,16 @@ async def _bench(runs: int, actions: int) -> None:
         outbox = await Outbox.open(Path(tmp) / "state.db", OutboxSettings(), LOG)
         try:
             times: dict[str, list[tuple[float, float]]] = {"with timeline": [], "without": []}
-            await _run(isolation, None, actions, -1)  # warm the page cache
+            await _run(isolation, outbox, False, actions, -1)  # warm the page cache
             for n in range(runs):
                 # Each pair back to back, in turn one way first then the other: a load that
                 # drifts (other work on the machine) touches both alike.
                 if n % 2:
-                    times["with timeline"].append(await _run(isolation, outbox, actions, n))
-                    times["without"].append(await _run(isolation, None, actions, n))
+                    times["with timeline"].append(await _run(isolation, outbox, True, actions, n))
+                    times["without"].append(await _run(isolation, outbox, False, actions, n))
                 else:
-                    times["without"].append(await _run(isolation, None, actions, n))
-                    times["with timeline"].append(await _run(isolation, outbox, actions, n))
+                    times["without"].append(await _run(isolation, outbox, False, actions, n))
+                    times["with timeline"].append(await _run(isolation, outbox, True, actions, n))
         finally:
             await outbox.close()
     print(f"{runs} runs each, in pairs; {actions} actions per run; run time = run_task")
