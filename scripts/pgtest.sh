@@ -5,8 +5,8 @@
 # not the two files about SQLite itself, test_sqlite_lock.py and test_db_version.py, nor the
 # frame fuzz test, which exercises the websocket's parsing, not the database, and takes most of
 # a CI minute: CI's whole run must stay under 20 minutes).
-# Sets up with scripts/setup.sh only if .venv is missing: scripts/test.sh runs this beside the
-# SQLite tests, which must not see the project reinstalled under them.
+# Runs on two pytest-xdist workers, as the SQLite suite does. Sets up with scripts/setup.sh only
+# if .venv is missing (scripts/test.sh has already set up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
@@ -15,4 +15,4 @@ if [ "$#" -eq 0 ]; then
     --ignore=tests/coordinator/test_sqlite_lock.py --ignore=tests/coordinator/test_db_version.py \
     --ignore=tests/coordinator/test_fuzz_host_frames.py
 fi
-DEVICE_AGENT_TEST_DATABASE=postgresql exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+DEVICE_AGENT_TEST_DATABASE=postgresql exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 "$@"

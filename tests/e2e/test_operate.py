@@ -167,7 +167,10 @@ def test_metrics_coordinator_restart_sighup_and_drain(
     coord = scrape(f"{coordinator.base_url}/metrics", auth)
     assert value(coord, "device_coordinator_tasks", state="success", reason="") == 2
     assert value(coord, "device_coordinator_tasks", state="failed", reason="script_error") == 1
-    assert value(coord, "device_coordinator_dispatch_latency_seconds_count") == 3
+    # One observation per assignment: a task the daemon rejected (its device still resetting
+    # from the last task, on a loaded machine) is assigned again.
+    rejected = daemon.log().count("rejected task ")
+    assert value(coord, "device_coordinator_dispatch_latency_seconds_count") == 3 + rejected
     assert value(coord, "device_coordinator_hosts_connected") == 1
 
     # 2. The coordinator stops: its hosts are closed with 1012 and come back once it is back.
