@@ -190,15 +190,17 @@ class Coordinator:
             self.data_dir / "coordinator.log",
         )
         self.proc.start()
-        wait_until(self._healthy, "the coordinator's /healthz")
+        # One client for the whole wait: each new one loads the CA bundle (tens of ms of CPU),
+        # which at one poll every 50 ms would take the CPU the coordinator needs to start.
+        with httpx.Client(timeout=2, verify=self.verify) as client:
+            wait_until(lambda: self._healthy(client), "the coordinator's /healthz")
 
-    def _healthy(self) -> bool:
+    def _healthy(self, client: httpx.Client) -> bool:
         assert self.proc is not None and self.proc.popen is not None
         if self.proc.popen.poll() is not None:
             raise AssertionError(f"coordinator exited:\n{self.proc.log()}")
         try:
-            response = httpx.get(f"{self.base_url}/healthz", timeout=2, verify=self.verify)
-            return response.status_code == 200
+            return client.get(f"{self.base_url}/healthz").status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -148,15 +148,18 @@ def start_coordinator(data_dir: Path, *extra: str, database: str | None = None) 
         )
     coordinator = Coordinator(process, data_dir, port, log_path, database)
 
-    def healthy() -> bool:
+    def healthy(client: httpx.Client) -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"coordinator exited at start:\n{coordinator.log_text()}")
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{coordinator.base_url}/healthz", timeout=2).status_code == 200
+            return client.get(f"{coordinator.base_url}/healthz").status_code == 200
         return False
 
+    # One client for the whole wait: each new one loads the CA bundle (tens of ms of CPU),
+    # which at one poll every 50 ms would take the CPU the coordinator needs to start.
     try:
-        wait_until(healthy, "the coordinator's /healthz", START_DEADLINE_S)
+        with httpx.Client(timeout=2) as client:
+            wait_until(lambda: healthy(client), "the coordinator's /healthz", START_DEADLINE_S)
     except AssertionError:
         stop_coordinator(coordinator)
         raise
