@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import signal
@@ -347,6 +348,10 @@ class _Channel:
         except CallFailed as exc:
             error = exc.error
         took = time.monotonic() - started
+        # The reply goes out before the bookkeeping: the script works on it (on another core)
+        # while the call is recorded, so the timeline stays off the call's round trip.
+        if call.id is not None:
+            self._write(Reply(id=call.id, ok=error is None, value=value, error=error))
         if self.ctx.timeline is not None:
             message = None if error is None else error.message
             record_call(self.ctx.timeline, call.method, call.params, at, took, value, message)
@@ -360,9 +365,14 @@ class _Channel:
             took,
         )
         if call.id is not None:
-            await self.send(Reply(id=call.id, ok=error is None, value=value, error=error))
+            await self._drain()
 
     async def send(self, message: Init | Reply) -> None:
+        self._write(message)
+        await self._drain()
+
+    def _write(self, message: Init | Reply) -> None:
+        """Hand one message to the socket (sent at once unless the socket's buffer is full)."""
         try:
             frame = encode(message)
         except ValueError as exc:  # too big, or a driver result that is not JSON
@@ -370,11 +380,12 @@ class _Channel:
                 raise
             error = CallError(kind="failed", message=f"the result could not be sent: {exc}")
             frame = encode(Reply(id=message.id, ok=False, error=error))
-        try:
+        with contextlib.suppress(ConnectionError):
             self.writer.write(frame)
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(ConnectionError):
             await self.writer.drain()
-        except ConnectionError:
-            return
 
     async def close(self, serving: asyncio.Task[None]) -> None:
         """Stop serving; the channel itself is the host's to close."""

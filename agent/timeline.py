@@ -227,9 +227,9 @@ class Timeline:
         size: int | None = None,
     ) -> TimelineEntry | None:
         """Record one entry; None when over the cap (it is counted instead)."""
-        # Built without validation (a few microseconds a call, on the script's path): every
-        # value is made here, and the frame is validated where it is received.
-        entry = TimelineEntry.model_construct(
+        # Validated: pydantic-core builds it faster than `model_construct`'s Python does (5
+        # against 8-10 us here), and every value made here is within the model's bounds.
+        entry = TimelineEntry(
             seq=self._seq,
             at=at or datetime.now(UTC),
             kind=kind,

@@ -1,13 +1,22 @@
-"""agent/timeline.py on its own: caps, the dropped note, artifacts, summaries, the printed line."""
+"""agent/timeline.py on its own: caps, the dropped note, artifacts, summaries, the printed line;
+and where the daemon records a script's call (after its reply)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
+import socket
+import struct
+from datetime import UTC, datetime
 
 from agent import protocol as p
+from agent.hostapi import TaskContext
+from agent.runner import _Channel
+from agent.scriptrpc import Call, encode
 from agent.timeline import ArtifactBlob, Timeline, TimelineEntry, format_entry, summarize
+from tests.scripthost.conftest import DEVICE_INFO, RecordingBackend, RecordingSession, assignment
 
 
 def test_past_its_caps_a_run_counts_and_notes_what_it_drops() -> None:
@@ -58,3 +67,55 @@ def test_summaries_leave_secrets_out() -> None:
         error="gone",
     )
     assert format_entry(entry) == "12:00:01.250 action   tap x=1 (0.031 s) FAILED: gone"
+
+
+def test_a_call_is_recorded_after_its_reply_has_gone_to_the_script() -> None:
+    """The timeline stays off a call's round trip: when the entry is made, the script can
+    already read its reply (it works on it meanwhile); calls are still recorded in order."""
+    log = logging.getLogger("test")
+    daemon_end, script_end = socket.socketpair()
+    seen: list[tuple[str, list[int]]] = []
+    recorded = asyncio.Event()
+
+    def on_entry(entry: TimelineEntry) -> None:
+        # Non-blocking: the replies the script's end holds at this moment, not what comes later.
+        try:
+            waiting = script_end.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            waiting = b""
+        replies = []
+        while waiting:
+            (length,) = struct.unpack(">I", waiting[:4])
+            replies.append(json.loads(waiting[4 : 4 + length])["id"])
+            waiting = waiting[4 + length :]
+        seen.append((entry.detail, replies))
+        recorded.set()
+
+    async def run() -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=daemon_end)
+        ctx = TaskContext(
+            assignment=assignment("async def main(agent): pass"),
+            session=RecordingSession(),
+            device_info=dict(DEVICE_INFO),
+            backend=RecordingBackend(),
+            log=log,
+            max_file_bytes=1024,
+            request_timeout_s=5,
+            started_at=datetime.now(UTC),
+            timeline=Timeline(None, 100, 0, log, on_entry=on_entry),
+        )
+        channel = _Channel(ctx, writer, lambda: None)
+        serving = asyncio.create_task(channel.serve(reader))
+        for i in range(3):
+            call = Call(id=i, method="actions.tap", params={"x": i, "y": i})
+            recorded.clear()
+            script_end.sendall(encode(call))
+            await asyncio.wait_for(recorded.wait(), 30)
+        await channel.close(serving)
+        writer.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        script_end.close()
+    assert seen == [("x=0 y=0", [0]), ("x=1 y=1", [1]), ("x=2 y=2", [2])]
