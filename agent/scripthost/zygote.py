@@ -14,8 +14,9 @@ Each fork, before any task code:
    of its new pid namespace, then waits for it and exits with its exit code;
 3. that init mounts the namespace's /proc, drops every capability, forks the script host and
    reaps whatever the task leaves to it; it exits with the host's code (128 + the signal's
-   number for a host killed by a signal, as bubblewrap reports it) once the host ends, and the
-   kernel then kills everything left in the namespace;
+   number for a host killed by a signal, as bubblewrap reports it) once the host ends, or dies
+   with the fork above it (the daemon's SIGTERM at a task's end), and the kernel then kills
+   everything left in the namespace, as bubblewrap's init does;
 4. the script host serves the task over the channel exactly as one started cold.
 """
 
@@ -40,7 +41,7 @@ from agent.scripthost.forkwire import (
     ZygoteReady,
 )
 from agent.scripthost.host import serve, warm_up
-from agent.scripthost.syscalls import PR_SET_DUMPABLE, prctl
+from agent.scripthost.syscalls import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
 HELLO = b"h"
 GO = b"g"
@@ -118,10 +119,6 @@ def _child(request: ForkRequest, fds: list[int], cap_last: int, own_network: boo
         os.setsid()
         # /proc/self/uid_map is written by this process: it must own its /proc entries.
         prctl(PR_SET_DUMPABLE, 1)
-        # The daemon ends a task with SIGTERM to each of its processes: this one and the init
-        # wait for the host instead, and exit with its code.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.write(CHANNEL_FD, HELLO)
         ready, _, _ = select.select([CHANNEL_FD], [], [], GO_TIMEOUT_S)
         if not ready or os.read(CHANNEL_FD, 1) != GO:
@@ -132,13 +129,17 @@ def _child(request: ForkRequest, fds: list[int], cap_last: int, own_network: boo
             taskns.drop_privileges(cap_last)
             _, status = os.waitpid(init, 0)
             os._exit(_exit_code(status))
+        # Dies with the fork above it (the daemon ends a task with SIGTERM to each of its
+        # processes), and then the kernel kills every process of its pid namespace.
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         taskns.become_init(cap_last)
         prctl(PR_SET_DUMPABLE, 0)
         host = os.fork()
         if host:
+            # As its namespace's init, it gets no signal it has no handler for (SIGKILL from
+            # outside aside): the task cannot stop it.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             _reap_until(host)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         prctl(PR_SET_DUMPABLE, 1)
     except BaseException as exc:
         os.write(2, f"script host fork: {type(exc).__name__}: {exc}\n".encode())
