@@ -210,8 +210,9 @@ class Zygote:
                     forked = self._forks.pop(event.id, None)
                     if forked is not None:
                         forked.exited(event.returncode)
+            self._log.warning("the zygote %s exited: its forks went with it", self.home.name)
         except (OSError, ValidationError) as exc:
-            self._log.warning("the zygote's control socket failed: %s", exc)
+            self._log.warning("the zygote %s failed: %s", self.home.name, exc)
         finally:
             self._dead = True
             for forked in self._forks.values():
