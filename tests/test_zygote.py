@@ -34,13 +34,20 @@ async def main(agent):
 """
 
 LOOK_AROUND = """
-import ctypes, json, os
+import ctypes, json, os, socket
 
 def attempt(action):
     try:
         return "ok: " + str(action())[:200]
     except Exception as exc:
         return "error: " + type(exc).__name__
+
+def loopback():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        socket.create_connection(server.getsockname(), timeout=5).close()
+    return "up"
 
 async def main(agent):
     libc = ctypes.CDLL(None, use_errno=True)
@@ -61,6 +68,8 @@ async def main(agent):
         "caps": status["CapEff"].strip() + " " + status["CapBnd"].strip(),
         "no_new_privs": status["NoNewPrivs"].strip(),
         "uid": os.getuid(),
+        "loopback": attempt(loopback),
+        "interfaces": open("/proc/net/dev").read().count(":"),
     }
 """
 
@@ -107,6 +116,7 @@ async def test_a_forked_task_finds_nothing_of_the_one_before_and_cannot_reach_th
     assert seen["write_root"] == seen["write_dev"] == "error: OSError", seen
     assert seen["caps"] == "0000000000000000 0000000000000000"
     assert (seen["no_new_privs"], seen["uid"]) == ("1", 65534)
+    assert (seen["loopback"], seen["interfaces"]) == ("ok: up", 1)  # its own network: lo only
     await poll(lambda: task_processes("t-2") == [], "the task before's processes to be gone")
 
 

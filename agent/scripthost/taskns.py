@@ -4,7 +4,7 @@ The zygote (agent/scripthost/zygote.py) runs in the device's bubblewrap sandbox 
 task code; each task's script host is a fork of it. The fork gives itself, without privilege,
 what bubblewrap gives a script host started cold (docs/security.md, "The zygote"):
 - a user namespace that maps only its own uid and gid, and with it new mount, pid, ipc, uts,
-  cgroup and (unless the network is the host's) network namespaces;
+  cgroup and (unless the network is the host's) network namespaces, `lo` up;
 - its own work dir bound onto /task, covering the zygote's /task, the folder that holds every
   task dir of the device; a fresh tmpfs on /tmp and on /dev/shm; the zygote's root and /dev
   are read-only (bwrap's --remount-ro), so nothing else is left to write;
@@ -18,7 +18,10 @@ The calls themselves are agent/sandbox/syscalls.py.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import struct
 from pathlib import Path
 
 from agent.scripthost.syscalls import (
@@ -42,6 +45,9 @@ from agent.scripthost.syscalls import (
     unshare,
 )
 
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
 WORKDIR = "/task"
 """The task's work dir in every sandbox (agent/sandbox/bwrap.py takes it from here)."""
 
@@ -62,6 +68,8 @@ def enter(task_dir_name: str, own_network: bool) -> None:
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    if own_network:
+        _loopback_up()
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     # Opened in this namespace (a bind takes its source from the caller's own namespace), before
     # /task and /tmp are covered.
@@ -94,6 +102,14 @@ def drop_privileges(cap_last: int) -> None:
     """No capability left in any set (bounding and ambient too), and no_new_privs."""
     clear_capabilities(cap_last)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _loopback_up() -> None:
+    """A new network namespace's `lo` is down; bubblewrap brings it up, and so does this."""
+    request = struct.Struct("16sH")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        flags = request.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request.pack(b"lo", 0)))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, request.pack(b"lo", flags | _IFF_UP))
 
 
 def _mounts_under(top: str) -> list[str]:
