@@ -1,11 +1,18 @@
 """What a device's next task needs, made while the device is idle: a script host and a session.
 
 After a task ends (and when a device is added) `prepare` starts, in the background: the reset
-of the device (closing the last task's session), a script host (agent/hoststart.py: sandboxed,
-imported, models built, waiting for its task) and, for devices whose session is costly to open
+of the device (closing the last task's session), a script host (sandboxed, imported, models
+built, waiting for its task) and, for devices whose session is costly to open
 (`Device.open_ahead`: a browser context), the next session, opened once the reset is done. A
 device whose session is free to open (Android: the reset is what costs) only gets the reset
 done ahead.
+
+The script host is forked from the device's zygote (agent/zygote.py), started with the first
+host and again after it died; where there can be none (`zygote_possible`), or it cannot start
+or fork, the host is started on its own (agent/hoststart.py), as it was before zygotes.
+
+A browser context the last task never used (not one action: `OpeningSession.touched`) and that
+it did not open with settings of its own is not reset: it is the next task's as it is.
 
 The device is offered for work (the host's credits) once it is reset and its host is ready (or
 failed): `preparing` says it is not yet, and `on_ready` is called when it is. The session opened
@@ -27,15 +34,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from agent.hoststart import StartedHost, start_host
+from agent.hoststart import HostStartError, StartedHost, start_host
 from agent.opening import OpeningSession
 from agent.protocol import Assignment
-from agent.sandbox import Isolation
+from agent.sandbox import Isolation, SandboxError
 from agent.sweep import tag_fits
+from agent.zygote import Zygote, start_zygote, zygote_possible
 from drivers.base import Device, DeviceSession, SessionSettings
 
 NEXT_LABEL = "(next)"
 """What a session opened ahead is called in the log until a task takes it."""
+ZYGOTE_STARTS = 3
+"""Failed starts of a device's zygote in a row after which its hosts start on their own."""
 
 
 class Ahead:
@@ -56,6 +66,8 @@ class Ahead:
         self._session: asyncio.Task[DeviceSession | None] | None = None
         self._reset: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._zygote: Zygote | None = None
+        self._zygote_failures = 0 if zygote_possible(isolation) else ZYGOTE_STARTS
 
     @property
     def preparing(self) -> bool:
@@ -66,12 +78,52 @@ class Ahead:
         """Start making what the next task needs; `previous` (the last task's session) is
         closed first, which resets the device."""
         if self._host is None:
-            self._host = asyncio.create_task(start_host(self._isolation, self._log))
+            self._host = asyncio.create_task(self._next_host())
+        if isinstance(previous, OpeningSession) and self._session is None:
+            kept = previous.untouched()
+            if kept is not None:
+                self._log.debug("the last task did not use its session: the next one takes it")
+                self._session, previous = kept, None
         if previous is not None:
             self._reset = asyncio.create_task(previous.close())
         if self._session is None:
             self._session = asyncio.create_task(self._next_session(self._reset))
         self._watch = asyncio.create_task(self._announce(self._host, self._reset))
+
+    async def _next_host(self) -> StartedHost:
+        """A host forked from the device's zygote, or started on its own where there is none.
+        A zygote that cannot start or fork fails the host: the next task starts its own."""
+        zygote = await self._running_zygote()
+        if zygote is None:
+            return await start_host(self._isolation, self._log)
+        try:
+            return await zygote.fork()
+        except BaseException:
+            self._zygote = None
+            await zygote.close()
+            raise
+
+    async def _running_zygote(self) -> Zygote | None:
+        """The device's zygote, started now if it has none or it died; None where there can be
+        none, or after ZYGOTE_STARTS failed starts in a row."""
+        if self._zygote is not None and not self._zygote.alive():
+            self._log.warning("the device's zygote died: starting a new one")
+            dead, self._zygote = self._zygote, None
+            await dead.close()
+        if self._zygote is None and self._zygote_failures < ZYGOTE_STARTS:
+            try:
+                self._zygote = await start_zygote(self._isolation, self._log)
+            except (HostStartError, SandboxError, OSError) as exc:
+                self._zygote_failures += 1
+                if self._zygote_failures == ZYGOTE_STARTS:
+                    self._log.warning(
+                        "the device's zygote failed to start %d times: its script hosts start "
+                        "on their own from now on",
+                        ZYGOTE_STARTS,
+                    )
+                raise HostStartError(f"the device's zygote cannot start: {exc}") from None
+            self._zygote_failures = 0
+        return self._zygote
 
     async def _announce(self, *making: asyncio.Task[object] | None) -> None:
         await asyncio.wait([t for t in making if t is not None])
@@ -107,7 +159,8 @@ class Ahead:
         if task.browser is not None:
             settings = SessionSettings(job_id=task.job_id, browser=task.browser)
         return OpeningSession(
-            asyncio.create_task(self._take_session(prepared, task.task_id, settings, self._reset))
+            asyncio.create_task(self._take_session(prepared, task.task_id, settings, self._reset)),
+            reusable=settings is None and self._device.open_ahead,
         )
 
     async def discard(self) -> None:
@@ -123,6 +176,9 @@ class Ahead:
                 await result.end(self._isolation.settings.kill_grace_s)
             elif isinstance(result, DeviceSession):
                 await result.close()
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            await zygote.close()
 
     async def _next_session(self, reset: asyncio.Task[None] | None) -> DeviceSession | None:
         if reset is not None:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.sandbox import Isolation, ScriptProcess, start_script_host
-from agent.sandbox.bwrap import WORKDIR
+from agent.scripthost.taskns import WORKDIR
 from agent.scriptrpc import ChannelError, parse_ready, read_frame
 from agent.sweep import TAG_PLACEHOLDER, TASK_ENV
 from agent.taskoutput import OutputBudget, pump
@@ -36,7 +36,7 @@ READY_TIMEOUT_S = 30.0
 """How long a host may take to say `ready` (a cold interpreter on a loaded 2-core host takes a
 second or two; this bounds a host that hangs in its start)."""
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_PIPE_BUFFER_BYTES = 256 * 1024
+PIPE_BUFFER_BYTES = 256 * 1024
 
 
 class HostStartError(Exception):
@@ -154,25 +154,40 @@ async def _start(
                 label,
                 task_dir,
                 [settings.python, "-m", "agent.scripthost", "--fd", str(child_sock.fileno())],
-                _child_env(
+                child_env(
                     Path(WORKDIR) if sandboxed else task_dir,
                     Path("/tmp") if sandboxed else task_dir,
                     settings.python,
                     tag,
                 ),
                 child_sock.fileno(),
-                _PIPE_BUFFER_BYTES,
+                PIPE_BUFFER_BYTES,
             )
         finally:
             child_sock.close()
     except BaseException:
         parent_sock.close()
         raise
+    return await ready_host(isolation, log, label, task_dir, script, parent_sock)
+
+
+async def ready_host(
+    isolation: Isolation,
+    log: logging.Logger,
+    label: str,
+    task_dir: Path,
+    script: ScriptProcess,
+    parent_sock: socket.socket,
+) -> StartedHost:
+    """The started host once it said `ready` on its channel (`parent_sock`); on failure or
+    cancellation every process of it is ended and its work dir removed."""
+    settings = isolation.settings
     try:
         channel = await asyncio.open_connection(sock=parent_sock)
     except BaseException:
         parent_sock.close()
         await script.end(settings.kill_grace_s)
+        shutil.rmtree(task_dir, ignore_errors=True)
         raise
     host = StartedHost(
         label,
@@ -217,7 +232,7 @@ async def _finish_pumps(pumps: list[asyncio.Task[None]], grace: float) -> None:
     await asyncio.gather(*pumps, return_exceptions=True)
 
 
-def _child_env(home: Path, tmp: Path, python: str, tag: str) -> dict[str, str]:
+def child_env(home: Path, tmp: Path, python: str, tag: str) -> dict[str, str]:
     """The child's whole environment, built from scratch: nothing of the daemon's leaks in.
 
     TASK_ENV tags the script and what it starts, so a restarted daemon can find and kill what

@@ -46,7 +46,7 @@ from pydantic import BaseModel
 from agent.hostapi import BackendError, CallFailed, JobBackend, TaskContext, dispatch
 from agent.hoststart import StartedHost, start_host
 from agent.protocol import Assignment, FinalState
-from agent.sandbox import Isolation, ScriptProcess
+from agent.sandbox import HostProcess, Isolation, ScriptProcess
 from agent.script_settings import ScriptSettings
 from agent.scriptrpc import (
     Call,
@@ -228,7 +228,7 @@ async def _failure_screenshot(session: DeviceSession, timeline: Timeline) -> Non
     timeline.keep("failure", "jpg", data)
 
 
-async def _script_ended(proc: asyncio.subprocess.Process, serving: asyncio.Task[None]) -> None:
+async def _script_ended(proc: HostProcess, serving: asyncio.Task[None]) -> None:
     """Until the script host exits or its channel ends (the child's end of the socketpair is not
     inherited, so the channel ends when the child does). `proc.wait()` alone is not enough: it
     also waits for the output pipes, which processes the script left behind still hold."""

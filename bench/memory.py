@@ -4,9 +4,12 @@ Starts a real coordinator, 20 simulated phones (`device-agent sim` processes) an
 (sandbox on) twice: with one phone attached, then with all 20. Once every device is offered for
 work (each has its next task's script host started, agent/ahead.py), it reads from /proc:
 - the daemon's own resident memory (VmRSS);
-- each warm script host's proportional set size (Pss, smaps_rollup: pages shared with other
-  processes are split among them) summed over its processes (bubblewrap's two and the
-  interpreter), against a bare `python -c` interpreter's Pss measured in the same run.
+- each device's warm script host's proportional set size (Pss, smaps_rollup: pages shared with
+  other processes are split among them) summed over its processes: the device's zygote in its
+  sandbox (bubblewrap's two processes and the interpreter) and the host forked from it for the
+  next task (its three processes, agent/scripthost/zygote.py), or, where there is no zygote,
+  bubblewrap's two and the interpreter; against a bare `python -c` interpreter's Pss measured
+  in the same run.
 
     .venv/bin/python -m bench.memory [--phones 20]
 """
@@ -55,8 +58,8 @@ def parent(pid: int) -> int:
 
 
 def warm_hosts(daemon_pid: int) -> list[int]:
-    """Pss of each warm host of the daemon: its bubblewrap (a child of the daemon) and all the
-    processes under it (each carries the placeholder tag)."""
+    """Pss of each warm host of the daemon: its sandbox (a child of the daemon: the zygote's, or
+    the host's own) and all the processes under it (each carries the placeholder tag)."""
     tagged = set(tagged_processes({TAG_PLACEHOLDER}))
     roots = [pid for pid in tagged if parent(pid) == daemon_pid]
     sizes = []
@@ -131,7 +134,7 @@ def main() -> None:
         "per further phone)"
     )
     print(
-        f"one warm script host (bubblewrap + interpreter), Pss: {warm / KIB:.1f} MiB "
+        f"one device's warm script host (its zygote + the fork waiting), Pss: {warm / KIB:.1f} MiB "
         f"(median of {len(one_hosts + all_hosts)}); a bare `python -c` interpreter: "
         f"{bare / KIB:.1f} MiB; ratio {warm / bare:.2f}x"
     )

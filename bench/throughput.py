@@ -12,7 +12,9 @@ at once (`main` returns at once) and waits until all have ended. For each it pri
 - p50 / p99 from creation to end (the tasks are made all at once: mostly queueing).
 Beside it, in the same run, the floor of a process per task: the CPU of starting one sandboxed
 script host until it is ready (bubblewrap, the interpreter, the script host's imports), so the
-CPU per task can be read against what a fresh process alone costs.
+CPU per task can be read against what a fresh process alone costs; and what the daemon does now
+instead (agent/zygote.py): the CPU of forking one host from a device's zygote until it is ready
+and ending it (the zygote's own start, once per device, not counted).
 
     .venv/bin/python -m bench.throughput [--tasks 500] [--devices 10]
 """
@@ -36,6 +38,7 @@ import httpx
 from agent.hoststart import start_host
 from agent.sandbox import probe
 from agent.script_settings import ScriptSettings
+from agent.zygote import start_zygote
 from bench.cpuacct import CpuAccount
 from bench.phonefarm import phone_daemon, sim_phones
 from bench.proctree import browser_cpu_s
@@ -217,6 +220,32 @@ def host_start_cpu_ms(runs: int, workdir: Path) -> float:
         account.remove()
 
 
+def fork_cpu_ms(runs: int, workdir: Path) -> float:
+    """CPU of forking one script host from a zygote until it is ready, and ending it."""
+    isolation = probe(ScriptSettings(work_root=workdir / "hosts", kill_grace_s=5))
+    log = logging.getLogger("bench.throughput")
+    account = CpuAccount("bench-fork")
+    account.join(os.getpid())
+
+    async def measure() -> float:
+        zygote = await start_zygote(isolation, log)
+        costs = []
+        try:
+            for _ in range(runs):
+                before = account.usage_s()
+                host = await zygote.fork()
+                await host.end(5)
+                costs.append(account.usage_s() - before)
+        finally:
+            await zygote.close()
+        return 1000 * statistics.median(costs)
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        account.remove()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=500)
@@ -226,6 +255,7 @@ def main() -> None:
         root = Path(tmp)
         (root / "floor").mkdir()
         floor = host_start_cpu_ms(20, root / "floor")
+        forked = fork_cpu_ms(20, root / "floor")
         (root / "browsers").mkdir()
         on_browsers = browsers(args.tasks, args.devices, root / "browsers")
         (root / "phones").mkdir()
@@ -233,6 +263,10 @@ def main() -> None:
     on_browsers.show()
     on_phones.show()
     print(f"floor: one sandboxed script host started until ready: {floor:.1f} ms of CPU (median)")
+    print(
+        f"zygote: one script host forked until ready and ended: {forked:.1f} ms of CPU "
+        f"(median; {forked / floor:.2f}x the floor)"
+    )
 
 
 if __name__ == "__main__":

@@ -120,7 +120,9 @@ async def test_a_task_finds_nothing_of_the_task_before_it(
     assert seen["task_files"] == ["script.py"]  # its own script, and nothing else
     assert seen["tmp_files"] == install_under_tmp()
     assert (seen["env"], seen["module"]) == (False, False)
-    assert seen["others"] == ["/usr/bin/bwrap"]  # its pid namespace's init, and nothing else
+    # its pid namespace's init, and nothing else: a fork of the device's zygote (agent/zygote.py),
+    # so the interpreter's command line, where a host started cold shows bubblewrap's
+    assert seen["others"] == [h.scheduler.isolation.settings.python]
     assert seen["tag"] == "t-2"
     assert seen["environ_tag"] == ["DEVICE_AGENT_TASK_ID=t-2"]
     await poll(lambda: task_processes("t-1") == [], "the first task's processes to be gone")

@@ -5,10 +5,11 @@ starts one script host under it and returns the handle that ends it (agent/sandb
 docs/security.md states what this guarantees and what it does not.
 """
 
-from agent.sandbox.launch import SandboxError, ScriptProcess, start_script_host
+from agent.sandbox.launch import HostProcess, SandboxError, ScriptProcess, start_script_host
 from agent.sandbox.probe import Isolation, log_isolation, probe, refuse_unsandboxed
 
 __all__ = [
+    "HostProcess",
     "Isolation",
     "SandboxError",
     "ScriptProcess",

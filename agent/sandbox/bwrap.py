@@ -16,12 +16,13 @@ Two ways to become an unprivileged user, chosen by who the daemon is:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.script_settings import NetworkPolicy
+from agent.scripthost.taskns import WORKDIR
 
-WORKDIR = "/task"
 NAMESPACE_UID = 65534
 _MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _ETC = (
@@ -84,7 +85,47 @@ def bwrap_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
     return argv + command
 
 
-def _file_system(read_only: tuple[Path, ...]) -> list[str]:
+def zygote_argv(spec: SandboxSpec, sources: Mapping[Path, Path], command: list[str]) -> list[str]:
+    """The command line that runs a device's zygote (agent/zygote.py) in its sandbox.
+
+    The sandbox is the one above, with two differences the zygote's forks need to make their
+    own (agent/scripthost/taskns.py): bubblewrap runs unprivileged, in a user namespace made by
+    the scripts' account (as root, `setpriv` switches to it first, with the same restrictions),
+    because a privileged bubblewrap covers parts of its /proc, and the kernel lets no user
+    namespace below mount a /proc of its own then; and the root and /dev are read-only, as in
+    a user namespace they would be the scripts' to write, and shared by the device's tasks.
+    `sources` says where bubblewrap finds each read-only folder and the task dir, which the
+    scripts' account may not be able to reach at their own paths (agent/sandbox/staging.py).
+    """
+    argv: list[str] = []
+    if spec.as_root:
+        argv += [
+            spec.setpriv,
+            f"--reuid={spec.uid}",
+            f"--regid={spec.gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ]
+    uid = spec.uid if spec.as_root else NAMESPACE_UID
+    gid = spec.gid if spec.as_root else NAMESPACE_UID
+    argv += [spec.bwrap, "--die-with-parent", "--new-session", "--unshare-user"]
+    argv += ["--uid", str(uid), "--gid", str(gid)]
+    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if spec.network != "host":
+        argv.append("--unshare-net")
+    argv += ["--hostname", "sandbox"]
+    argv += _file_system(spec.read_only, sources)
+    argv += ["--bind", str(sources[spec.task_dir]), WORKDIR, "--chdir", WORKDIR]
+    argv += ["--remount-ro", "/", "--remount-ro", "/dev", "--"]
+    return argv + command
+
+
+def _file_system(
+    read_only: tuple[Path, ...], sources: Mapping[Path, Path] | None = None
+) -> list[str]:
     # The private /tmp comes before the binds: an install under /tmp (a CI checkout) is then
     # bound on top of it instead of being hidden by it.
     argv = ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
@@ -107,5 +148,6 @@ def _file_system(read_only: tuple[Path, ...]) -> list[str]:
             if parent not in made:
                 argv += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
-        argv += ["--ro-bind", str(path), str(path)]
+        source = path if sources is None else sources[path]
+        argv += ["--ro-bind", str(source), str(path)]
     return argv

@@ -103,6 +103,12 @@ class TaskCgroup:
         The caller closes them once the child has started."""
         return [os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) for d in self.dirs]
 
+    def move(self, pid: int) -> None:
+        """Move a process that is already running (a fork of a zygote) into the task's cgroup;
+        what it starts from then on is counted here."""
+        for d in self.dirs:
+            _write(d / "cgroup.procs", str(pid))
+
     def limit_hit(self) -> LimitHit | None:
         """Which limit the kernel enforced during the task, if any (memory first: an OOM kill
         explains a death better than a refused fork)."""

@@ -19,6 +19,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from agent.sandbox.bwrap import bwrap_argv
 from agent.sandbox.cgroup import LimitHit, TaskCgroup
@@ -34,12 +35,31 @@ class SandboxError(Exception):
     """The sandbox could not be set up for a task; str() says which step failed."""
 
 
+class HostProcess(Protocol):
+    """What the daemon uses of a script host's first process: the sandbox's (bubblewrap's),
+    a child of the daemon, or a fork of the device's zygote (agent/zygote.py)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+
+    async def wait(self) -> int: ...
+
+
 class ScriptProcess:
     """A started script host and what belongs to it: its cgroup and its network helper."""
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: HostProcess,
         cgroup: TaskCgroup | None,
         helper: asyncio.subprocess.Process | None,
         sandboxed: bool,
@@ -122,8 +142,14 @@ async def start_script_host(
     env: dict[str, str],
     channel_fd: int,
     output_limit: int,
+    sandbox_argv: list[str] | None = None,
+    before_exec: Callable[[], None] | None = None,
 ) -> ScriptProcess:
-    """Start `command` (the script host) for the task; its stdout/stderr are pipes."""
+    """Start `command` (the script host) for the task; its stdout/stderr are pipes.
+
+    `sandbox_argv` replaces the sandbox's usual command line (a zygote's, agent/zygote.py: it
+    then is the whole command, network policy included); `before_exec` runs in the child last
+    before it execs."""
     settings = isolation.settings
     cgroup = None
     if isolation.cgroups is not None:
@@ -135,12 +161,14 @@ async def start_script_host(
     spec = isolation.spec(task_dir)
     fds = [channel_fd]
     info_r = info_w = block_r = block_w = -1
-    if spec is not None and spec.network == "outbound":
+    if spec is not None and spec.network == "outbound" and sandbox_argv is None:
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         fds += [info_w, block_r]
         spec = replace(spec, info_fd=info_w, block_fd=block_r)
     argv = bwrap_argv(spec, command) if spec is not None else command
+    if sandbox_argv is not None:
+        argv = sandbox_argv
     limits = (
         (resource.RLIMIT_CORE, 0),
         (resource.RLIMIT_NOFILE, settings.open_files_max),
@@ -156,7 +184,7 @@ async def start_script_host(
             stderr=asyncio.subprocess.PIPE,
             pass_fds=fds,
             start_new_session=True,
-            preexec_fn=_child_setup(join, limits),
+            preexec_fn=_child_setup(join, limits, before_exec),
             limit=output_limit,
         )
     )
@@ -259,7 +287,11 @@ async def _read_all(fd: int, until_first_byte: bool = False) -> bytes:
     return bytes(data)
 
 
-def _child_setup(join: list[int], limits: tuple[tuple[int, int], ...]) -> Callable[[], None]:
+def _child_setup(
+    join: list[int],
+    limits: tuple[tuple[int, int], ...],
+    before_exec: Callable[[], None] | None = None,
+) -> Callable[[], None]:
     """What the forked child does before it execs: die with the daemon, join the task's
     cgroup, take the rlimits. Only syscalls: it runs between fork and exec."""
 
@@ -270,6 +302,8 @@ def _child_setup(join: list[int], limits: tuple[tuple[int, int], ...]) -> Callab
             os.write(fd, pid)
         for which, value in limits:
             resource.setrlimit(which, (value, value))
+        if before_exec is not None:
+            before_exec()
 
     return setup
 

@@ -41,16 +41,23 @@ def main(argv: list[str]) -> NoReturn:
     if len(argv) != 2 or argv[0] != "--fd" or not argv[1].isdigit():
         print("usage: python -m agent.scripthost --fd N", file=sys.stderr)
         os._exit(EXIT_USAGE)
-    asyncio.run(_serve(int(argv[1])))
+    serve(int(argv[1]), warm=False)
+
+
+def serve(fd: int, warm: bool) -> NoReturn:
+    """Serve one task over the channel on `fd`; `warm` when `warm_up` already ran in this process
+    (a fork of the zygote, agent/scripthost/zygote.py)."""
+    asyncio.run(_serve(fd, warm))
     raise AssertionError("unreachable: _serve exits the process")
 
 
-async def _serve(fd: int) -> NoReturn:
+async def _serve(fd: int, warm: bool) -> NoReturn:
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)  # processes the script starts must not hold the channel open
     reader, writer = await asyncio.open_connection(sock=sock)
     client = RpcClient(reader, writer)
-    _warm_up()
+    if not warm:
+        warm_up()
     await client.ready()
     init = await client.receive_init()
     if os.environ.get(TASK_ENV) == TAG_PLACEHOLDER:
@@ -75,7 +82,7 @@ async def _serve(fd: int) -> NoReturn:
     os._exit(0)
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Build now what the first calls would build: the channel's models and the results'."""
     build_models()
     for model in RESULT_MODELS:
