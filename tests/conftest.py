@@ -17,7 +17,13 @@ from xdist.scheduler import LoadScopeScheduling
 
 from tests.pg import stop_cluster
 
-FIXED_TASK_IDS = ("tests/scripthost/", "tests/test_scheduler_cancel.py", "tests/test_warm_hosts.py")
+FIXED_TASK_IDS = (
+    "tests/scripthost/",
+    "tests/test_scheduler_cancel.py",
+    "tests/test_warm_hosts.py",
+    "tests/test_zygote.py",
+    "tests/test_session_reuse.py",
+)
 
 
 class FileScheduling(LoadScopeScheduling):
