@@ -129,6 +129,10 @@ class Cluster:
         )
         return cluster
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (the first line of its data dir's postmaster.pid)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
