@@ -1,4 +1,6 @@
-"""The idempotency table: the key of every `submit` and `finished` whose effect was committed."""
+"""The idempotency table: the key of every `submit` and `finished` whose effect was committed;
+and the reads a host's `submit` and `finished` frames are judged on, which take their keys and
+their tasks in one query each (a round trip saved per frame on PostgreSQL)."""
 
 from __future__ import annotations
 

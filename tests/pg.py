@@ -178,6 +178,11 @@ def postgresql_database() -> str:
     return _cluster.create_database()
 
 
+def session_postmaster_pid() -> int | None:
+    """The session cluster's server process, if one was started."""
+    return None if _cluster is None else _cluster.postmaster_pid()
+
+
 def stop_cluster() -> None:
     """Stop the session's cluster, if one was started."""
     global _cluster
