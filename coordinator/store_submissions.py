@@ -71,13 +71,16 @@ def _submit_view(dialect: str) -> sa.Select[Any]:
         if dialect == "postgresql"
         else sa.func.json_group_array(keys.c.key)
     )
-    found = t.tasks.join(t.jobs, j.id == c.job_id)
+    # Two flat outer joins: SQLite would scan every task to build a nested `tasks JOIN jobs`.
+    found = _ONE_ROW.outerjoin(t.tasks, among(dialect, c.id, "ids")).outerjoin(
+        t.jobs, j.id == c.job_id
+    )
     return sa.select(
         sa.select(stored).scalar_subquery().label("stored_keys"),
         t.tasks,
         j.output_schema.label("job_output_schema"),
         j.webhook_url.label("job_webhook_url"),
-    ).select_from(_ONE_ROW.outerjoin(found, among(dialect, c.id, "ids")))
+    ).select_from(found)
 
 
 _SUBMIT_VIEW = Hot.by_dialect(_submit_view)
