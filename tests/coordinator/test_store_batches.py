@@ -1,4 +1,4 @@
-"""The store's one-statement batches, on this session's backend: a dispatch pass's assignments
+"""The store's batched steps, on this session's backend: a dispatch pass's assignments
 (each task to its own host and device, a task taken meanwhile left out) and the reads a final
 submit and a `finished` frame are judged on (stored keys, unknown tasks, their jobs' columns).
 """
