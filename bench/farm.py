@@ -12,7 +12,7 @@ Each figure is printed with its target and the ratio to it. The whole run has a 
 not end `success` exactly once.
 
     .venv/bin/python -m bench.farm [--hosts 100] [--devices 10] [--tasks 20000] \\
-        [--database postgresql://USER@HOST/DB]
+        [--postgresql | --database postgresql://USER@HOST/DB [--database-pid PID]]
     .venv/bin/python -m bench.farm --coordinator http://A:8765 --coordinator http://B:8765 \\
         --database postgresql://USER@HOST/DB [--coordinator-pid PID ...]
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from bench import farmrun
 from bench.fakehost import Farm
 from bench.farmstack import OwnCoordinator, api_client, create_credentials, host_ids, ws_url
 from scripts.devstack import free_port
+from tests.pg import Cluster
 
 ASSIGN_RATE_TARGET = 500.0
 RESTART_TARGET_S = 10.0
@@ -88,7 +90,7 @@ async def phases(run: Run, workdir: Path) -> None:
             run.phase = "restart"
             run.restart = await farmrun.restart_coordinator(run.coordinator, farm, http, deadline_s)
         run.phase = "load"
-        run.load = farmrun.Load(args.tasks, _coordinator_pids(run))
+        run.load = farmrun.Load(args.tasks, _coordinator_pids(run), args.database_pid)
         await farmrun.load(farm, http, run.load, deadline_s)
     run.phase = "done"
 
@@ -176,11 +178,31 @@ def _report_load(run: Run) -> bool:
         cpu = f.coordinator_cpu_per_task_s * 1000
         target_ms = CPU_PER_TASK_TARGET_S * 1000
         print(f"coordinator CPU per task: {cpu:.2f} ms {_against(cpu, target_ms, False, ' ms')}")
+    if f.database_cpu_per_task_s is not None:
+        print(f"database server CPU per task: {f.database_cpu_per_task_s * 1000:.2f} ms")
     print(
         f"bench process CPU: {f.bench_cpu_s:.1f} s in {f.wall_s:.1f} s "
         f"({100 * f.bench_cpu_s / f.wall_s:.0f}% of one core; near 100% the bench is the limit)"
     )
+    _report_ceiling(f)
     return f.assigned_again == 0 and run.load.counts == {"success": tasks}
+
+
+def _report_ceiling(f: farmrun.LoadFigures) -> None:
+    """The rate the machine's cores allow when the coordinator, the database server and the
+    bench share them: cores / their CPU per task together (a measured bound, not a target)."""
+    if f.coordinator_cpu_per_task_s is None or not f.finished:
+        return
+    parts = [f.coordinator_cpu_per_task_s, f.bench_cpu_s / f.finished]
+    if f.database_cpu_per_task_s is not None:
+        parts.append(f.database_cpu_per_task_s)
+    total = sum(parts)
+    cores = os.cpu_count() or 1
+    named = "coordinator + database + bench" if len(parts) == 3 else "coordinator + bench"
+    print(
+        f"CPU per task, {named}: {total * 1000:.2f} ms; ceiling on {cores} cores: "
+        f"{cores / total:.0f} tasks/s {_against(cores / total, ASSIGN_RATE_TARGET, True)}"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -231,8 +253,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --coordinator: a process whose CPU time to count per task (repeat for "
         "replicas: their CPU is added up)",
     )
+    parser.add_argument(
+        "--postgresql",
+        action="store_true",
+        help="start a throwaway PostgreSQL cluster (tests/pg.py) for the coordinator and count "
+        "its server's CPU per task",
+    )
+    parser.add_argument(
+        "--database-pid",
+        type=int,
+        help="with --database: the PostgreSQL server's postmaster, whose CPU (with its "
+        "backends') to count per task",
+    )
     parser.add_argument("--deadline-s", type=float, default=600.0)
     args = parser.parse_args(argv)
+    if args.postgresql and (args.database or args.coordinator):
+        parser.error("--postgresql starts its own database: not with --database or --coordinator")
+    if args.database_pid is not None and args.database is None:
+        parser.error("--database-pid goes with --database")
     if args.coordinator and args.data_dir is None and args.database is None:
         parser.error(
             "--coordinator needs --data-dir or --database (to make the host tokens and API key)"
@@ -244,7 +282,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     began = time.monotonic()
-    status = asyncio.run(main_async(parse_args()))
+    args = parse_args()
+    cluster = None
+    if args.postgresql:
+        cluster = Cluster.start()
+        args.database = cluster.create_database()
+        args.database_pid = cluster.postmaster_pid()
+        print(f"database: a throwaway PostgreSQL cluster, {args.database}")
+    try:
+        status = asyncio.run(main_async(args))
+    finally:
+        if cluster is not None:
+            cluster.stop()
     print(f"total {time.monotonic() - began:.1f} s")
     sys.exit(status)
 

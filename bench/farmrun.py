@@ -20,6 +20,7 @@ from bench.farmstack import (
     cpu_seconds,
     create_job,
     free_devices,
+    server_cpu_seconds,
     state_counts,
 )
 from scripts.devstack import poll_until
@@ -89,6 +90,9 @@ class Load:
     tasks: int
     coordinator_pids: list[int]
     """The coordinator processes (replicas) whose CPU is counted, added up."""
+    database_pid: int | None = None
+    """The database server's (PostgreSQL's postmaster), whose CPU is counted with its
+    backends'."""
     job_id: str | None = None
     created: dict[str, float] = field(default_factory=dict)
     """Task id -> when (time.monotonic) the POST that created it was sent."""
@@ -97,20 +101,29 @@ class Load:
     """When the measurement ended: every task finished, or the run was cut short."""
     complete: bool = False
     """Every task was created and its `finished` acknowledged."""
-    cpu_before: tuple[float | None, float] = (None, 0.0)
-    """CPU seconds of (the coordinator, this process) when the phase began."""
-    cpu_after: tuple[float | None, float] | None = None
+    cpu_before: tuple[float | None, float | None, float] = (None, None, 0.0)
+    """CPU seconds of (the coordinator, the database server, this process) when the phase
+    began."""
+    cpu_after: tuple[float | None, float | None, float] | None = None
     counts: dict[str, int] = field(default_factory=dict)
     """The job's tasks by state, from the API, once every task is finished."""
 
+    def _cpu_now(self) -> tuple[float | None, float | None, float]:
+        database = self.database_pid
+        return (
+            _cpu(self.coordinator_pids),
+            None if database is None else server_cpu_seconds(database),
+            time.process_time(),
+        )
+
     def start(self) -> None:
-        self.cpu_before = (_cpu(self.coordinator_pids), time.process_time())
+        self.cpu_before = self._cpu_now()
         self.began = time.monotonic()
 
     def stop(self) -> None:
         """Take the CPU readings that end the measurement (once)."""
         if self.cpu_after is None:
-            self.cpu_after = (_cpu(self.coordinator_pids), time.process_time())
+            self.cpu_after = self._cpu_now()
             self.ended = time.monotonic()
 
 
@@ -148,6 +161,7 @@ class LoadFigures:
     p99_s: float | None
     """From the POST that created a task to the `assign` that brought it to a host."""
     coordinator_cpu_per_task_s: float | None
+    database_cpu_per_task_s: float | None
     bench_cpu_s: float
     wall_s: float
 
@@ -161,10 +175,12 @@ def figures(record: Load, farm: Farm) -> LoadFigures:
     span = max(firsts.values()) - min(firsts.values()) if len(firsts) > 1 else 0.0
     finished = sum(1 for t in record.created if t in farm.stats.finished)
     assert record.cpu_after is not None
-    coordinator_cpu: float | None = None
-    before, after = record.cpu_before[0], record.cpu_after[0]
-    if before is not None and after is not None and finished:
-        coordinator_cpu = (after - before) / finished
+
+    def per_task(before: float | None, after: float | None) -> float | None:
+        if before is None or after is None or not finished:
+            return None
+        return (after - before) / finished
+
     assert record.ended is not None
     return LoadFigures(
         created=len(record.created),
@@ -174,7 +190,8 @@ def figures(record: Load, farm: Farm) -> LoadFigures:
         rate=(len(firsts) - 1) / span if span > 0 else None,
         p50_s=percentile(latencies, 0.5) if latencies else None,
         p99_s=percentile(latencies, 0.99) if latencies else None,
-        coordinator_cpu_per_task_s=coordinator_cpu,
-        bench_cpu_s=record.cpu_after[1] - record.cpu_before[1],
+        coordinator_cpu_per_task_s=per_task(record.cpu_before[0], record.cpu_after[0]),
+        database_cpu_per_task_s=per_task(record.cpu_before[1], record.cpu_after[1]),
+        bench_cpu_s=record.cpu_after[2] - record.cpu_before[2],
         wall_s=record.ended - record.began,
     )

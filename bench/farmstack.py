@@ -128,11 +128,32 @@ class OwnCoordinator:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process `pid`, all its threads (/proc/PID/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat.rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[1].split()
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time of a server that forks a process per connection (PostgreSQL's postmaster at
+    `pid`): its own and its reaped children's (user, system, children's user and system), plus
+    that of its children still alive, from /proc."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat_fields(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile: its parent has reaped it, or will
+        if entry.name == str(pid) or fields[1] == str(pid):
+            total += sum(int(f) for f in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def ws_url(base_url: str) -> str:

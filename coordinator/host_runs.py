@@ -20,7 +20,7 @@ from coordinator.context import Context
 from coordinator.db import now
 from coordinator.db_conn import Conn
 from coordinator.sessions import HostSession
-from coordinator.store_submissions import is_stored, store_finished
+from coordinator.store_submissions import store_finished, task_and_key
 from coordinator.store_tasks import TaskRow, get_task, mark_running, record_finished_at
 from coordinator.submissions import apply_submits, decode_submits
 from coordinator.task_end import end_run
@@ -130,8 +130,7 @@ async def _apply_finished(
 ) -> Answer:
     """Apply a `finished` frame once (by key); its ack is the answer."""
     ended_at = timestamp(frame.finished_at)
-    repeated = await is_stored(conn, frame.key)
-    task = await get_task(conn, frame.task_id)
+    task, repeated = await task_and_key(conn, frame.task_id, frame.key)
     if task is not None and frame.attempt is not None and frame.attempt != task.attempt:
         # That run ended here already (timed out, its host lost) and the task was retried.
         log.info("task %s: ignored the end of its attempt %d", task.id, frame.attempt)

@@ -34,6 +34,15 @@ Access = Literal["shared_view", "shared_edit"]
 
 
 @dataclass(frozen=True)
+class JobOutcome:
+    """What of a task's job decides how the task's end is taken (coordinator/task_end.py): the
+    schema its data must match (JSON text), and whether it has a webhook."""
+
+    output_schema: str | None
+    webhook_url: str | None
+
+
+@dataclass(frozen=True)
 class JobRow:
     id: str
     name: str

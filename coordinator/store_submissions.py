@@ -1,8 +1,11 @@
-"""The idempotency table: the key of every `submit` and `finished` whose effect was committed."""
+"""The idempotency table: the key of every `submit` and `finished` whose effect was committed;
+and the reads a host's `submit` and `finished` frames are judged on, which take their keys and
+their tasks in one query each (a round trip saved per frame on PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,18 +14,17 @@ from agent.protocol import Finished, Submit
 from coordinator import schema as t
 from coordinator.db import now
 from coordinator.db_conn import Conn, Hot
-from coordinator.dialect import id_list, id_list_value
+from coordinator.dialect import among, id_list_value
+from coordinator.store_jobs import JobOutcome
+from coordinator.store_tasks import TaskRow, task_from_row
 
 s = t.submissions.c
-_STORED = Hot(sa.select(s.key).where(s.key == sa.bindparam("b_key")))
+c = t.tasks.c
+j = t.jobs.c
+_ONE_ROW = sa.select(sa.literal_column("1").label("one")).subquery("one_row")
+"""Outer-joined with what a lookup finds, so that it answers one row even when it finds none."""
 
 
-def _stored_among(dialect: str) -> sa.Select[tuple[str]]:
-    keys = id_list(dialect, "keys")
-    return sa.select(s.key).join(keys, s.key == keys.c.value)
-
-
-_STORED_AMONG = Hot.by_dialect(_stored_among)
 _STORE = Hot(
     sa.insert(t.submissions).values(
         key=sa.bindparam("b_key"),
@@ -36,16 +38,73 @@ _STORE = Hot(
 )
 
 
-async def is_stored(conn: Conn, key: str) -> bool:
-    return await conn.scalar(_STORED, {"b_key": key}) is not None
+_TASK_AND_KEY = Hot(
+    sa.select(
+        sa.exists().where(s.key == sa.bindparam("b_key")).label("key_stored"), t.tasks
+    ).select_from(_ONE_ROW.outerjoin(t.tasks, c.id == sa.bindparam("b_id")))
+)
 
 
-async def stored_keys(conn: Conn, keys: list[str]) -> set[str]:
-    """Which of `keys` are already stored, in one query."""
-    if not keys:
-        return set()
-    found = await conn.scalars(_STORED_AMONG, {"keys": id_list_value(conn.dialect.name, keys)})
-    return set(found)
+async def task_and_key(conn: Conn, task_id: str, key: str) -> tuple[TaskRow | None, bool]:
+    """The task (None if there is none) and whether `key` is stored, in one query: what a
+    `finished` frame is judged on."""
+    row = (await conn.execute(_TASK_AND_KEY, {"b_id": task_id, "b_key": key})).first()
+    return (None if row.id is None else task_from_row(row)), bool(row.key_stored)
+
+
+@dataclass(frozen=True)
+class SubmitView:
+    """What a run of `submit` frames is judged on, read in one query (`submit_view`)."""
+
+    stored: set[str]
+    """The run's keys already stored."""
+    tasks: dict[str, TaskRow]
+    """The run's tasks that exist, by id."""
+    jobs: dict[str, JobOutcome]
+    """Each of those tasks' job's outcome columns, by task id."""
+
+
+def _submit_view(dialect: str) -> sa.Select[Any]:
+    keys = sa.select(s.key).where(among(dialect, s.key, "keys")).subquery("stored")
+    stored = (
+        sa.func.array_agg(keys.c.key)
+        if dialect == "postgresql"
+        else sa.func.json_group_array(keys.c.key)
+    )
+    # Two flat outer joins: SQLite would scan every task to build a nested `tasks JOIN jobs`.
+    found = _ONE_ROW.outerjoin(t.tasks, among(dialect, c.id, "ids")).outerjoin(
+        t.jobs, j.id == c.job_id
+    )
+    return sa.select(
+        sa.select(stored).scalar_subquery().label("stored_keys"),
+        t.tasks,
+        j.output_schema.label("job_output_schema"),
+        j.webhook_url.label("job_webhook_url"),
+    ).select_from(found)
+
+
+_SUBMIT_VIEW = Hot.by_dialect(_submit_view)
+
+
+async def submit_view(conn: Conn, keys: list[str], task_ids: set[str]) -> SubmitView:
+    """Which of `keys` are stored, and the tasks among `task_ids` with their jobs' outcome
+    columns."""
+    dialect = conn.dialect.name
+    rows = await conn.execute(
+        _SUBMIT_VIEW,
+        {
+            "keys": id_list_value(dialect, keys),
+            "ids": id_list_value(dialect, sorted(task_ids)),
+        },
+    )
+    view = SubmitView(set(), {}, {})
+    for row in rows:
+        stored = row.stored_keys
+        view.stored.update(json.loads(stored) if isinstance(stored, str) else stored or ())
+        if row.id is not None:
+            view.tasks[row.id] = task_from_row(row)
+            view.jobs[row.id] = JobOutcome(row.job_output_schema, row.job_webhook_url)
+    return view
 
 
 async def submissions_of(conn: Conn, task_id: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from agent.protocol import TERMINAL_STATES
 from coordinator import schema as t
 from coordinator.db import new_id, now
 from coordinator.db_conn import Conn, Hot, one_of
-from coordinator.dialect import id_list, id_list_value, next_seqs
+from coordinator.dialect import among, id_list_value, next_seqs
 from coordinator.store_jobs import JobRow, browser_of, browser_text
 from coordinator.store_webhooks import queue_finals
 from drivers.browser.options import BrowserOptions
@@ -217,8 +217,7 @@ _TASK = Hot(sa.select(t.tasks).where(c.id == sa.bindparam("b_id")))
 
 
 def _tasks_among(dialect: str) -> sa.Select[Any]:
-    ids = id_list(dialect, "ids")
-    return sa.select(t.tasks).join(ids, c.id == ids.c.value)
+    return sa.select(t.tasks).where(among(dialect, c.id, "ids"))
 
 
 _TASKS_AMONG = Hot.by_dialect(_tasks_among)

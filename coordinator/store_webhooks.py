@@ -25,7 +25,7 @@ from agent.protocol import TERMINAL_STATES
 from coordinator import schema as t
 from coordinator.db import new_id, now
 from coordinator.db_conn import Conn, Hot
-from coordinator.dialect import id_list, id_list_value
+from coordinator.dialect import among, id_list_value
 
 FINAL_EVENTS = tuple(sorted(TERMINAL_STATES))
 """A task's final states: the events a webhook gets unless it names others."""
@@ -45,7 +45,6 @@ j = t.jobs.c
 
 def _hooked(dialect: str) -> sa.Select[Any]:
     """The tasks among `ids` that have a webhook, with what an event of theirs needs."""
-    ids = id_list(dialect, "ids")
     return (
         sa.select(
             c.id,
@@ -59,9 +58,11 @@ def _hooked(dialect: str) -> sa.Select[Any]:
             sa.func.coalesce(c.webhook_url, j.webhook_url).label("url"),
             sa.func.coalesce(c.webhook_events, j.webhook_events).label("events"),
         )
-        .join(ids, c.id == ids.c.value)
         .join(t.jobs, j.id == c.job_id)
-        .where(sa.func.coalesce(c.webhook_url, j.webhook_url).is_not(None))
+        .where(
+            among(dialect, c.id, "ids"),
+            sa.func.coalesce(c.webhook_url, j.webhook_url).is_not(None),
+        )
     )
 
 

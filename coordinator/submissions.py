@@ -18,8 +18,9 @@ from coordinator.context import Context
 from coordinator.db import now
 from coordinator.db_conn import Conn
 from coordinator.store_files import add_file, write_blob
-from coordinator.store_submissions import store, stored_keys
-from coordinator.store_tasks import ACTIVE_STATES, TaskRow, get_tasks, set_progress
+from coordinator.store_jobs import JobOutcome
+from coordinator.store_submissions import store, submit_view
+from coordinator.store_tasks import ACTIVE_STATES, TaskRow, set_progress
 from coordinator.store_webhooks import queue_progress
 from coordinator.task_end import end_run
 
@@ -68,13 +69,14 @@ async def apply_submits(
 
     Each is judged on its own, in order, as if applied alone: a refused one is acknowledged as
     refused and the rest apply; a repeated key (stored before, or earlier in the run) is
-    acknowledged with no second effect. The run's keys and tasks are read in one query each and
-    its progress updates and keys written in one statement each. Returns, in order, each ack to
+    acknowledged with no second effect. The run's stored keys, tasks and their jobs' outcome
+    columns are read in one query, and its progress updates and keys written in one statement
+    each. Returns, in order, each ack to
     send (after commit) and whether its task just became final.
     """
     results: list[tuple[SubmitAck, bool]] = []
-    seen = await stored_keys(conn, [s.key for s in submits])
-    tasks = await get_tasks(conn, {s.task_id for s in submits})
+    view = await submit_view(conn, [s.key for s in submits], {s.task_id for s in submits})
+    seen, tasks = view.stored, view.tasks
     progress: list[tuple[str, int, Any]] = []
     applied: list[Submit] = []
     for submit, files in zip(submits, decoded, strict=True):
@@ -91,7 +93,7 @@ async def apply_submits(
         if submit.finish:
             await _progress(conn, progress)  # what came before the final goes first
             progress = []
-            await _finish(ctx, conn, task, submit, files)
+            await _finish(ctx, conn, task, submit, files, view.jobs[task.id])
             tasks[task.id] = replace(task, state=submit.status)
         else:
             progress.append((task.id, submit.seq, submit.data))
@@ -139,6 +141,7 @@ async def _finish(
     task: TaskRow,
     submit: Submit,
     files: list[DecodedFile],
+    job: JobOutcome,
 ) -> None:
     await end_run(
         conn,
@@ -147,6 +150,7 @@ async def _finish(
         state=submit.status,
         result=submit.data,
         finished_at=now(),
+        job=job,
     )
     for item in files:
         sha, path = await asyncio.to_thread(write_blob, ctx.settings.files_dir, item.data)

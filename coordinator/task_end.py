@@ -21,6 +21,7 @@ from coordinator.db_conn import Conn, Hot
 from coordinator.output_schema import OUTPUT_INVALID, mismatch
 from coordinator.retry_policy import RetryPolicy, job_policy, with_overrides
 from coordinator.store_dependencies import dependency_ended
+from coordinator.store_jobs import JobOutcome
 from coordinator.store_tasks import TaskRow, finish, retry
 from coordinator.store_webhooks import queue_finals
 
@@ -51,8 +52,7 @@ _OUTCOME = Hot(
         t.jobs.c.id == sa.bindparam("b_job")
     )
 )
-"""What of the task's job decides how its end is taken: the schema its data must match, and
-whether it has a webhook (most jobs have neither: one lookup by key, then nothing)."""
+"""The task's job's JobOutcome (most jobs have neither: one lookup by key, then nothing)."""
 
 
 async def end_run(
@@ -65,12 +65,16 @@ async def end_run(
     reason: str | None = None,
     error: str | None = None,
     result: dict[str, Any] | None = None,
+    job: JobOutcome | None = None,
 ) -> Ended:
     """End `task`'s current run as `state`: retried if its policy says so, else final.
     `announce` (the dispatcher's) is called after commit when tasks became pending at once:
     dependents it unblocked, or a retry with no delay (a later retry is woken when its delay
-    ends, coordinator/timeouts.py)."""
-    job = (await conn.execute(_OUTCOME, {"b_job": task.job_id})).first()
+    ends, coordinator/timeouts.py). `job`: the task's job's outcome columns, when the caller
+    read them with the task (else they are read here)."""
+    if job is None:
+        row = (await conn.execute(_OUTCOME, {"b_job": task.job_id})).first()
+        job = JobOutcome(row.output_schema, row.webhook_url)
     if state == "success" and job.output_schema is not None:
         # The data the task is left with: a `finished` without data keeps the stored result.
         problem = mismatch(job.output_schema, result if result is not None else task.result)

@@ -129,6 +129,10 @@ class Cluster:
         )
         return cluster
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (the first line of its data dir's postmaster.pid)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
@@ -172,6 +176,11 @@ def postgresql_database() -> str:
     if _cluster is None:
         _cluster = Cluster.start()
     return _cluster.create_database()
+
+
+def session_postmaster_pid() -> int | None:
+    """The session cluster's server process, if one was started."""
+    return None if _cluster is None else _cluster.postmaster_pid()
 
 
 def stop_cluster() -> None:

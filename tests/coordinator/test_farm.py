@@ -3,7 +3,8 @@
 A small farm runs the bench's own phases: connect, a coordinator restart under the connected
 hosts, then a load of tasks. The figures are not checked (2 cores, shared); what must hold is
 that every host is welcomed (again after the restart) and every task ends `success`, assigned
-exactly once, with no session dropped and nothing refused.
+exactly once, with no session dropped and nothing refused; on PostgreSQL the server's CPU is
+counted too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from bench import farmrun
 from bench.fakehost import Farm
 from bench.farmstack import OwnCoordinator, api_client, create_credentials, host_ids
 from scripts.devstack import free_port
-from tests.pg import fresh_database
+from tests.pg import fresh_database, session_postmaster_pid
 
 HOSTS = 4
 DEVICES = 3
@@ -42,7 +43,7 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
             assert farm.stats.expected_closes == HOSTS
 
             assert coordinator.pid is not None
-            record = farmrun.Load(TASKS, [coordinator.pid])
+            record = farmrun.Load(TASKS, [coordinator.pid], session_postmaster_pid())
             await farmrun.load(farm, http, record, DEADLINE_S)
     finally:
         await farm.stop()
@@ -53,6 +54,8 @@ async def test_every_task_succeeds_once_and_every_host_survives_a_restart(
     figures = farmrun.figures(record, farm)
     assert (figures.created, figures.assigned, figures.finished) == (TASKS, TASKS, TASKS)
     assert figures.assigned_again == 0
+    database_cpu = figures.database_cpu_per_task_s
+    assert (database_cpu is not None and database_cpu > 0) == (database is not None)
     assert set(farm.stats.assigns) == set(record.created)
     assert farm.stats.welcomes == 2 * HOSTS
     assert not farm.stats.drops
