@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent import protocol as p
 from agent.backend import CoordinatorBackend
@@ -166,3 +169,16 @@ async def running_harness(tmp_path: Path, log_name: str) -> AsyncIterator[Harnes
     finally:
         await scheduler.stop()
         await outbox.close()
+
+
+def install_under_tmp() -> list[str]:
+    """What a fresh sandbox's private /tmp shows: nothing, but for the mount point of the
+    install when it lives under /tmp (a CI checkout), bound read-only on top of it."""
+    install = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]]
+    return sorted({p.parts[2] for p in install if p.parts[1] == "tmp"})
+
+
+def warm(caplog: pytest.LogCaptureFixture, task_id: str) -> bool:
+    """Whether the task ran in the script host started ahead for its device."""
+    wanted = f"task {task_id}: runs in the script host started ahead"
+    return any(record.getMessage() == wanted for record in caplog.records)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from agent.script_settings import ScriptSettings
 from agent.sweep import TAG_PLACEHOLDER, tagged_processes
 from drivers.base import SessionSettings
 from drivers.browser.options import BrowserOptions
-from tests.schedharness import Harness, poll, running_harness
+from tests.schedharness import Harness, install_under_tmp, poll, running_harness, warm
 from tests.taskprocs import task_processes
 
 LOG_NAME = "test.warm_hosts"
@@ -89,18 +88,6 @@ async def after_a_first_task(h: Harness, caplog: pytest.LogCaptureFixture) -> Ha
     await h.scheduler.on_frame(h.assign("t-1", "async def main(agent):\n    pass\n"))
     await h.drain(1)
     return h
-
-
-def install_under_tmp() -> list[str]:
-    """What a fresh sandbox's private /tmp shows: nothing, but for the mount point of the
-    install when it lives under /tmp (a CI checkout), bound read-only on top of it."""
-    install = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]]
-    return sorted({p.parts[2] for p in install if p.parts[1] == "tmp"})
-
-
-def warm(caplog: pytest.LogCaptureFixture, task_id: str) -> bool:
-    wanted = f"task {task_id}: runs in the script host started ahead"
-    return any(record.getMessage() == wanted for record in caplog.records)
 
 
 async def test_a_task_finds_nothing_of_the_task_before_it(

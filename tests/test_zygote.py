@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.schedharness import Harness, poll, running_harness
+from tests.schedharness import Harness, install_under_tmp, poll, running_harness, warm
 from tests.taskprocs import task_processes
 
 LOG_NAME = "test.zygote"
@@ -82,11 +82,6 @@ async def harness(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> object:
         yield h
 
 
-def warm(caplog: pytest.LogCaptureFixture, task_id: str) -> bool:
-    wanted = f"task {task_id}: runs in the script host started ahead"
-    return any(record.getMessage() == wanted for record in caplog.records)
-
-
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in record.getMessage() for record in caplog.records)
 
@@ -107,7 +102,8 @@ async def test_a_forked_task_finds_nothing_of_the_one_before_and_cannot_reach_th
     assert warm(caplog, "t-2") and warm(caplog, "t-3")
     assert second["state"] == "success", second
     seen = second["data"]
-    assert (seen["task"], seen["tmp"], seen["shm"]) == (["script.py"], [], []), seen
+    fresh = (["script.py"], install_under_tmp(), [])
+    assert (seen["task"], seen["tmp"], seen["shm"]) == fresh, seen
     assert (seen["env"], seen["module"]) == (False, False)
     # its namespace's init (a fork of the zygote) and itself: not the zygote, not the task before
     assert seen["pids"] == [1, 2], seen
