@@ -12,6 +12,7 @@ from functools import partial
 
 from fastapi import Depends, FastAPI
 
+from agent.private_files import private_dir
 from agent.protocol import WS_PATH
 from coordinator.api import (
     devices,
@@ -48,6 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The data dir holds the stored files whatever the database: private on PostgreSQL too.
+        await asyncio.to_thread(private_dir, settings.data_dir)
         await asyncio.to_thread(settings.files_dir.mkdir, parents=True, exist_ok=True)
         db = await Database.open(settings.database)
         sessions = SessionRegistry()

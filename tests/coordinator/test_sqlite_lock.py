@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
 from coordinator.db_location import DB_FILE_NAME
-
-if TYPE_CHECKING:
-    from tests.coordinator.conftest import Farm
+from tests.coordinator.conftest import Farm, running_coordinator
 
 SCRIPT = "async def main(agent):\n    return {'ok': True}\n"
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> Iterator[Farm]:
+    """A coordinator on SQLite whatever database the suite runs on: this is about SQLite's lock."""
+    with running_coordinator(tmp_path / "coordinator") as coordinator:
+        yield Farm(coordinator, coordinator.create_api_key("tests"))
 
 
 async def test_a_write_waits_for_another_process_lock_while_the_loop_serves(farm: Farm) -> None:

@@ -75,7 +75,7 @@ def test_doctor_on_a_broken_host_and_a_good_one(
     assert not [x for x in lines if x.startswith(("warn", "fail"))], "\n".join(lines)
 
     # The coordinator's data dir, while it serves from it.
-    code = device_coordinator(["doctor", "--data-dir", str(coordinator.data_dir)])
+    code = device_coordinator(["doctor", *coordinator.database_args])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0, "\n".join(lines)
     assert "this coordinator's" in line(lines, "ok   database:")

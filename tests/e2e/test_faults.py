@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -22,6 +21,7 @@ import pytest
 from agent.protocol import TERMINAL_STATES
 from agent.sweep import tagged_processes
 from scripts.devstack import Coordinator, Daemon, add_tasks, create_job, wait_devices, wait_until
+from tests.coordinator_rows import commit_order, rows
 from tests.tcpproxy import TcpProxy
 
 STEPS = 3
@@ -42,17 +42,17 @@ FAST_LINK = {
 
 def stored(coordinator: Coordinator) -> dict[str, list[int]]:
     """Per task, the seq of every stored item in the order the coordinator committed them."""
-    with sqlite3.connect(coordinator.data_dir / "coordinator.db") as db:
-        rows = db.execute("SELECT task_id, seq FROM submissions ORDER BY rowid").fetchall()
+    order = commit_order(coordinator.database)
+    query = f"SELECT task_id, seq FROM submissions ORDER BY {order}"
     items: dict[str, list[int]] = {}
-    for task_id, seq in rows:
+    for task_id, seq in rows(coordinator.data_dir, coordinator.database, query):
         items.setdefault(task_id, []).append(seq)
     return items
 
 
 def files_per_task(coordinator: Coordinator) -> Counter[str]:
-    with sqlite3.connect(coordinator.data_dir / "coordinator.db") as db:
-        return Counter(r[0] for r in db.execute("SELECT task_id FROM files"))
+    query = "SELECT task_id FROM files"
+    return Counter(r[0] for r in rows(coordinator.data_dir, coordinator.database, query))
 
 
 def states(http: httpx.Client, job_id: str) -> dict[str, dict[str, Any]]:

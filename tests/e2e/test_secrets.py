@@ -193,12 +193,14 @@ def test_state_database_and_stored_files_are_private(
 ) -> None:
     daemon = make_daemon()
     state_file = daemon.dir / "state.db"
-    database = coordinator.data_dir / "coordinator.db"
+    # On PostgreSQL (tests/pg.py) the coordinator's data dir holds its files but no database.
+    databases = [] if coordinator.database else [coordinator.data_dir / "coordinator.db"]
     # Files made open to others (by an older version, another umask) are made private at open.
     state_file.touch(mode=0o644)
     coordinator.stop()
     coordinator.data_dir.chmod(0o755)
-    database.chmod(0o644)
+    for database in databases:
+        database.chmod(0o644)
     coordinator.start()
     daemon.start()
     with coordinator.http() as http:
@@ -207,9 +209,8 @@ def test_state_database_and_stored_files_are_private(
         (task,) = add_tasks(http, job["id"], {"input": {}})
         done = wait_terminal(http, task["id"])
         assert done["state"] == "success", done
-        modes = {
-            str(path): _mode(path) for path in _sqlite_files(state_file) + _sqlite_files(database)
-        }
+        sqlite = [f for path in (state_file, *databases) for f in _sqlite_files(path)]
+        modes = {str(path): _mode(path) for path in sqlite}
     blobs = [path for path in (coordinator.data_dir / "files").rglob("*") if path.is_file()]
     assert len(blobs) == 1
     assert modes == dict.fromkeys(modes, 0o600)
