@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh, and PostgreSQL for the tests against it), then runs the checks CI
-# runs: ruff, mypy, the whole test suite on SQLite and then the coordinator's tests on
-# PostgreSQL (scripts/pgtest.sh), which alone runs the replica tests (they need PostgreSQL).
+# runs: ruff, mypy, the whole test suite on SQLite and then, on PostgreSQL, every coordinator
+# test and the end-to-end tests whose coordinator stores, restarts or moves the most
+# (scripts/pgtest.sh, which alone runs the replica tests: they need PostgreSQL).
 # Arguments go to the SQLite run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,15 +23,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# On PostgreSQL, CI runs the tests of what differs most by backend (migrations, query plans, the
-# lifecycle's storage: retries, runs, dependencies, deadlines, webhook claims) and the replicas
-# (fake hosts, and the daemon). `bash scripts/pgtest.sh` runs every coordinator test there
-# (about 2.5 minutes on two workers); the whole of CI must stay under 20 minutes.
-PG_CI_TESTS=(
-  tests/coordinator/test_database.py tests/coordinator/test_queries.py
-  tests/coordinator/test_lifecycle.py tests/coordinator/test_replicas.py
-  tests/coordinator/test_webhook_claims.py tests/e2e/test_replicas.py
-)
 # Both runs take two pytest-xdist workers (most tests wait on processes, not the CPU;
 # tests/conftest.py says how the files are grouped), one run after the other: a PostgreSQL run
 # beside the SQLite one was starved on CI's two cores (its coordinators not healthy in 30 s).
@@ -41,7 +33,7 @@ sqlite_status=0
   sqlite_status=$?
 echo "== the coordinator's tests on PostgreSQL (scripts/pgtest.sh) =="
 pg_status=0
-bash scripts/pgtest.sh "${PG_CI_TESTS[@]}" || pg_status=$?
+bash scripts/pgtest.sh || pg_status=$?
 if [ "$sqlite_status" != 0 ] || [ "$pg_status" != 0 ]; then
   echo "test: failed (SQLite run: exit $sqlite_status, PostgreSQL run: exit $pg_status)" >&2
   exit 1
