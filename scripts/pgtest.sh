@@ -2,7 +2,7 @@
 # Runs tests against PostgreSQL: each coordinator they start gets a new database in a throwaway
 # PostgreSQL cluster (tests/pg.py: initdb in a temp dir, as `nobody` when root). Arguments go to
 # pytest. The default is what CI runs there: every coordinator test and the end-to-end tests
-# whose coordinator stores, restarts or moves the most (faults, lifecycle, the job API, replicas),
+# whose coordinator stores, restarts or moves the most (faults, lifecycle, replicas),
 # but not the two files about SQLite itself, test_sqlite_lock.py and test_db_version.py, nor the
 # frame fuzz test, which exercises the websocket's parsing, not the database, and takes most of
 # a CI minute: CI's whole run must stay under 20 minutes. The whole suite passes there too:
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 if [ "$#" -eq 0 ]; then
   set -- tests/coordinator tests/e2e/test_replicas.py tests/e2e/test_faults.py \
-    tests/e2e/test_lifecycle.py tests/e2e/test_job_api.py \
+    tests/e2e/test_lifecycle.py \
     --ignore=tests/coordinator/test_sqlite_lock.py --ignore=tests/coordinator/test_db_version.py \
     --ignore=tests/coordinator/test_fuzz_host_frames.py
 fi
