@@ -6,11 +6,15 @@ two instead of their sum. The script's first action waits for the session to be 
 
 A task that never calls it leaves the session as it was opened: the next task may take it as is
 (agent/ahead.py), without the reset a used one needs.
+
+What the daemon tells the session before the script starts (`keep_files_in`: where a browser's
+`save_file` writes) reaches the session once it is open, before the script's first call on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from drivers.base import ActionError, DeviceLost, DeviceSession
@@ -23,6 +27,7 @@ class OpeningSession(DeviceSession):
         self._handed_on = False
         self.touched = False
         """Whether the task made any call on it (an action, a failure screenshot)."""
+        self._files: tuple[Path, tuple[int, int] | None] | None = None
 
     def untouched(self) -> asyncio.Task[DeviceSession] | None:
         """The session opening or open, for the next task, if this one never used it and it
@@ -33,13 +38,20 @@ class OpeningSession(DeviceSession):
         self._handed_on = True
         return self._opening
 
+    def keep_files_in(self, folder: Path, owner: tuple[int, int] | None = None) -> None:
+        self._files = (folder, owner)
+
     async def _session(self, action: str) -> DeviceSession:
         try:
-            return await asyncio.shield(self._opening)
+            session = await asyncio.shield(self._opening)
         except ActionError:
             raise
         except Exception as exc:
             raise DeviceLost(action, f"the device could not be prepared: {exc}") from None
+        if self._files is not None:
+            session.keep_files_in(*self._files)
+            self._files = None
+        return session
 
     async def call(self, action: str, params: dict[str, Any]) -> Any:
         self.touched = True

@@ -271,7 +271,9 @@ async def start_zygote(isolation: Isolation, log: logging.Logger) -> Zygote:
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            ZygoteReady.model_validate_json(await loop.sock_recv(parent, MAX_MESSAGE_BYTES))
+            said = await loop.sock_recv(parent, MAX_MESSAGE_BYTES)
+        if said:
+            ZygoteReady.model_validate_json(said)
     except BaseException as exc:
         await zygote.close()
         if isinstance(exc, TimeoutError):
@@ -279,6 +281,11 @@ async def start_zygote(isolation: Isolation, log: logging.Logger) -> Zygote:
         if isinstance(exc, (ValidationError, OSError)):
             raise HostStartError(f"the zygote failed to start: {exc}") from None
         raise
+    if not said:
+        await zygote.close()
+        hit = zygote.script.limit_hit
+        killed = "" if hit is None else f": the kernel killed it at its {hit.replace('_', ' ')}"
+        raise HostStartError(f"the zygote exited before it was ready{killed}")
     zygote.start_watching()
     return zygote
 

@@ -2,7 +2,9 @@
 
 One coordinator and one daemon with one browser device run three tasks of one job, in order: the
 first with settings of its own (user agent, header, locale, time zone, a proxy with credentials,
-a profile), the second naming the same profile, the third plain. A local site records what the
+a profile), the second naming the same profile, the third plain (it takes the context opened
+ahead). The first and the third save a file through the browser and read it from their work
+dir. A local site records what the
 browser sent it; a local proxy records what went through it. The proxy password shows nowhere.
 """
 
@@ -16,6 +18,8 @@ from tests.recording_http import recording_server
 PROXY_USER, PROXY_PASSWORD = "farm", "pr0xy-pa55word-e2e"
 
 LOOK = """
+import os
+
 async def main(agent):
     task = await agent.utils.job.get_current_task()
     want = task.job_proof
@@ -29,6 +33,9 @@ async def main(agent):
     if "proxied" in want:
         await agent.actions.browse(want["proxied"])
         seen["title"] = await agent.actions.evaluate("document.title")
+    name = await agent.actions.save_file("language.txt", seen["language"])
+    with open(name) as saved:
+        seen["saved"] = [saved.read(), os.path.realpath(name)]
     return seen
 """
 
@@ -84,6 +91,7 @@ def test_a_task_runs_with_its_settings_its_profile_and_its_proxy(
             "zone": "Asia/Tokyo",
             "cookie": "",
             "title": "shop.example",
+            "saved": ["fr-CA", "/task/language.txt"],
         }
         # Every page of the first task went through the proxy (Playwright sends even loopback
         # addresses through it), which answered them itself.
@@ -100,6 +108,10 @@ def test_a_task_runs_with_its_settings_its_profile_and_its_proxy(
         (plain_headers,) = site.seen("/plain")
         assert "FarmBot" not in plain_headers["user-agent"] and "x-farm" not in plain_headers
         assert ended[2]["result"]["zone"] != "Asia/Tokyo"
+        # A file the browser saves for the script is in its work dir, whether its session was
+        # opened for it (the first) or ahead of it (the plain one).
+        plain_language = ended[2]["result"]["language"]
+        assert ended[2]["result"]["saved"] == [plain_language, "/task/language.txt"]
 
         # The password went to the proxy and nowhere else.
         assert ended[0]["browser"]["proxy"]["password"] == "***"

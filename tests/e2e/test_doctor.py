@@ -1,7 +1,7 @@
 """`device-agent doctor` and `device-coordinator doctor` against a real coordinator: a broken host
-(wrong token, no Chromium, no adb server, a foreign state file) and a good one, each line saying
-so; the coordinator's data dir, good and broken. Run in this process: the doctor's start costs
-more than its checks."""
+(wrong token, no Chromium, no adb server, a foreign state file, no room for a zygote) and a good
+one, each line saying so; the coordinator's data dir, good and broken. Run in this process: the
+doctor's start costs more than its checks."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def test_doctor_on_a_broken_host_and_a_good_one(
         f"[browser]\nexecutable = '{host / 'no-chromium'}'\n"
         f"[android]\nenabled = true\nadb_port = {adb_port}\n"
         "[[devices.browser]]\nname = 'browser-1'\n"
+        # Room for no interpreter: the sandbox's trial runs outside any limit, the zygote not.
+        "[scripts]\nmemory_max_mb = 16\n"
     )
     code, lines = doctor(broken, capsys)
     assert code == 1
@@ -57,6 +59,9 @@ def test_doctor_on_a_broken_host_and_a_good_one(
     assert "no-chromium is missing or not executable" in line(lines, "fail chromium:")
     assert "apt-get install chromium" in line(lines, "fail chromium:")
     assert "not a device-agent state file" in line(lines, "fail state file:")
+    zygote = line(lines, "warn zygote: tasks will start cold: the zygote exited before it was")
+    assert "the kernel killed it at its memory limit (fix: " in zygote
+    assert "scripts.memory_max_mb" in zygote
 
     good = Daemon(dir=tmp_path / "daemon", coordinator=coordinator)
     good.dir.mkdir()
@@ -70,6 +75,7 @@ def test_doctor_on_a_broken_host_and_a_good_one(
     assert "launches (Chromium " in line(lines, "ok   chromium:")
     assert "Tesseract data for eng" in line(lines, "ok   ocr:")
     assert line(lines, "ok   sandbox:")
+    assert "a script host forked from it is ready" in line(lines, "ok   zygote:")
     assert line(lines, "ok   disk:")
     assert "does not exist yet" in line(lines, "ok   state file:")
     assert not [x for x in lines if x.startswith(("warn", "fail"))], "\n".join(lines)
