@@ -10,8 +10,8 @@ that timeout arithmetic stays in SQL.
 SQLite runs on the event loop (coordinator/sqlite_conn.py); PostgreSQL through asyncpg, with a
 bounded connect and statement time (coordinator/db_engine.py), on one connection kept open
 between transactions: as transactions run one at a time, a pool's checkout and checkin (with
-SQLAlchemy's begin and commit around them) were per-transaction work for nothing, a tenth of
-the coordinator's CPU per task in bench/farm.py (docs/benchmarks.md). A transaction that fails
+SQLAlchemy's begin and commit around them) were per-transaction work for nothing: half the
+coordinator's CPU for a transaction of two statements (bench/pgtxn.py). A transaction that fails
 to end cleanly drops that connection; the next one opens another.
 """
 
