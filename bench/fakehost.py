@@ -123,6 +123,8 @@ class FakeHost:
         self._stopping = False
         self.welcomed_at: float | None = None
         """When (time.monotonic) the current session was welcomed; None between sessions."""
+        self.url: str | None = None
+        """The URL of the current session; None between sessions."""
         self.sessions = 0
 
     async def run(self) -> None:
@@ -142,7 +144,7 @@ class FakeHost:
             if self._stopping:  # stopped while connecting
                 await ws.close()
                 return
-            why = await self._serve(ws, welcome)
+            why = await self._serve(ws, welcome, url)
             if self._stopping:
                 return
             if self._stats.expect_closes:
@@ -188,9 +190,10 @@ class FakeHost:
             raise HandshakeFailed(f"expected welcome, got {frame.type}")
         return ws, frame
 
-    async def _serve(self, ws: ClientConnection, welcome: p.Welcome) -> str:
+    async def _serve(self, ws: ClientConnection, welcome: p.Welcome, url: str) -> str:
         """One session; returns why it ended."""
         self._ws = ws
+        self.url = url
         self._last_rx = time.monotonic()
         self.welcomed_at = self._last_rx
         self.sessions += 1
@@ -212,6 +215,7 @@ class FakeHost:
             await asyncio.gather(reader, heart, return_exceptions=True)
             self._ws = None
             self.welcomed_at = None
+            self.url = None
             self._link_lost()
             await ws.close()
         return why

@@ -1,4 +1,4 @@
-"""Farm load: many fake hosts (bench/fakehost.py) against one coordinator, which alone is measured.
+"""Farm load: many fake hosts (bench/fakehost.py) against the coordinator, which alone is measured.
 
 Every fake device ends a task the moment it gets it, so the figures are the coordinator's:
 1. connect every host; wait until the coordinator offers every device for work;
@@ -7,12 +7,19 @@ Every fake device ends a task the moment it gets it, so the figures are the coor
 3. create one job and --tasks tasks in batches; assignments per second, creation -> `assign`
    latency, every task `success` and assigned exactly once, the coordinator's CPU per task;
 4. throughout, sessions the coordinator dropped without being asked to.
+With --replicas N the bench starts N coordinators on one PostgreSQL database; each host takes
+them round-robin (the first URL differs by host, so the hosts spread evenly), tasks are created
+through the first, and the CPU per task is that of all N added up. Their restart comes after
+the load (else the load would run with every host on the survivors): SIGTERM to the first
+replica, the time until its hosts are welcomed by the others and every device is free there,
+then it is started again on the same port.
 Each figure is printed with its target and the ratio to it. The whole run has a hard deadline
 (--deadline-s): past it, the bench prints what it has and exits 1, as it does when a task did
 not end `success` exactly once.
 
     .venv/bin/python -m bench.farm [--hosts 100] [--devices 10] [--tasks 20000] \\
-        [--postgresql | --database postgresql://USER@HOST/DB [--database-pid PID]]
+        [--postgresql | --database postgresql://USER@HOST/DB [--database-pid PID]] \\
+        [--replicas N]
     .venv/bin/python -m bench.farm --coordinator http://A:8765 --coordinator http://B:8765 \\
         --database postgresql://USER@HOST/DB [--coordinator-pid PID ...]
 """
@@ -48,7 +55,8 @@ class Run:
     args: argparse.Namespace
     phase: str = "setup"
     farm: Farm | None = None
-    coordinator: OwnCoordinator | None = None
+    coordinators: list[OwnCoordinator] = field(default_factory=list)
+    """The coordinator or replicas the bench started (none with --coordinator)."""
     connect_s: float | None = None
     restart: farmrun.Restart | None = None
     load: farmrun.Load | None = None
@@ -60,12 +68,13 @@ class Run:
         if self.load is not None and self.load.began:
             self.load.stop()
         # Read before stopping anything: the closes and the shutdown would fill the tail.
-        if self.coordinator is not None:
-            self.log_tail = self.coordinator.log_tail(20)
+        many = len(self.coordinators) > 1
+        for i, coordinator in enumerate(self.coordinators):
+            tail = coordinator.log_tail(20)
+            self.log_tail += [f"[replica {i}] {line}" for line in tail] if many else tail
         if self.farm is not None:
             await self.farm.stop()
-        if self.coordinator is not None:
-            await self.coordinator.stop()
+        await asyncio.gather(*(c.stop() for c in self.coordinators))
 
 
 async def phases(run: Run, workdir: Path) -> None:
@@ -77,27 +86,47 @@ async def phases(run: Run, workdir: Path) -> None:
     tokens, api_key = await create_credentials(data_dir, hosts, args.database)
     base_urls: list[str] = args.coordinator
     if not base_urls:
-        run.coordinator = OwnCoordinator(data_dir, free_port(), api_key, database=args.database)
-        await run.coordinator.start()
-        base_urls = [run.coordinator.base_url]
+        run.coordinators = own_coordinators(data_dir, api_key, args.database, args.replicas)
+        await asyncio.gather(*(c.start() for c in run.coordinators))
+        base_urls = [c.base_url for c in run.coordinators]
     run.farm = farm = Farm.build(tokens, args.devices, [ws_url(url) for url in base_urls])
     async with contextlib.AsyncExitStack() as stack:
         views = [await stack.enter_async_context(api_client(u, api_key)) for u in base_urls]
         http = views[0]
         run.phase = "connect"
         run.connect_s = await farmrun.connect(farm, views, deadline_s)
-        if run.coordinator is not None:
+        if len(run.coordinators) == 1:
             run.phase = "restart"
-            run.restart = await farmrun.restart_coordinator(run.coordinator, farm, http, deadline_s)
+            coordinator = run.coordinators[0]
+            run.restart = await farmrun.restart_coordinator(coordinator, farm, http, deadline_s)
         run.phase = "load"
         run.load = farmrun.Load(args.tasks, _coordinator_pids(run), args.database_pid)
         await farmrun.load(farm, http, run.load, deadline_s)
+        if len(run.coordinators) > 1:
+            # After the load: the stopped replica's hosts stay on the others, and the load is
+            # to be measured with the hosts spread over every replica.
+            run.phase = "restart"
+            run.restart = await farmrun.restart_replica(run.coordinators, views, farm, deadline_s)
     run.phase = "done"
 
 
+def own_coordinators(
+    data_dir: Path, api_key: str, database: str | None, replicas: int
+) -> list[OwnCoordinator]:
+    """The coordinator, or `replicas` of them on one database, the bench starts. Each replica
+    has a data dir of its own under `data_dir` (its log is there; the fake hosts store no
+    files, which replicas would share through one data dir)."""
+    if replicas == 1:
+        return [OwnCoordinator(data_dir, free_port(), api_key, database=database)]
+    dirs = [data_dir / f"replica-{i}" for i in range(replicas)]
+    for replica_dir in dirs:
+        replica_dir.mkdir(exist_ok=True)
+    return [OwnCoordinator(d, free_port(), api_key, database=database) for d in dirs]
+
+
 def _coordinator_pids(run: Run) -> list[int]:
-    if run.coordinator is not None:
-        return [] if run.coordinator.pid is None else [run.coordinator.pid]
+    if run.coordinators:
+        return [c.pid for c in run.coordinators if c.pid is not None]
     pids: list[int] = run.args.coordinator_pid
     return pids
 
@@ -112,17 +141,21 @@ def _against(value: float, target: float, higher_is_better: bool, unit: str = ""
 def report(run: Run) -> bool:
     """Print every figure the run reached; whether the run completed and was correct."""
     args = run.args
+    own = "started by the bench"
+    if args.replicas > 1:
+        own = f"{args.replicas} replicas on one database, {own}"
     print(
         f"farm: {args.hosts} hosts x {args.devices} devices, {args.tasks} tasks; coordinator: "
-        + (", ".join(args.coordinator) if args.coordinator else "started by the bench")
+        + (", ".join(args.coordinator) if args.coordinator else own)
     )
     if run.connect_s is not None:
         print(f"connect: every device free after {run.connect_s:.1f} s")
     if run.restart is not None:
         r = run.restart
+        what = "restart" if args.replicas == 1 else "restart of one replica (after the load)"
         print(
-            f"restart: every host back and every device free {r.back_s:.1f} s after SIGTERM "
-            f"{_against(r.back_s, RESTART_TARGET_S, False, ' s')}; "
+            f"{what}: its {r.hosts} hosts back and every device free {r.back_s:.1f} s after "
+            f"SIGTERM {_against(r.back_s, RESTART_TARGET_S, False, ' s')}; "
             f"stop {r.stop_s:.1f} s, start {r.start_s:.1f} s"
         )
     correct = _report_load(run)
@@ -265,8 +298,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --database: the PostgreSQL server's postmaster, whose CPU (with its "
         "backends') to count per task",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start N coordinator replicas on one PostgreSQL database (needs --postgresql or "
+        "--database); the hosts take them round-robin, their CPU is added up, and the restart "
+        "stops one after the load",
+    )
     parser.add_argument("--deadline-s", type=float, default=600.0)
     args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
+    if args.replicas > 1 and (args.coordinator or not (args.postgresql or args.database)):
+        parser.error("--replicas needs --postgresql or --database, and not --coordinator")
     if args.postgresql and (args.database or args.coordinator):
         parser.error("--postgresql starts its own database: not with --database or --coordinator")
     if args.database_pid is not None and args.database is None:

@@ -55,9 +55,12 @@ class Restart:
     stop_s: float
     """From the SIGTERM until the old process exited."""
     start_s: float
-    """From the old process's exit until the new one's /healthz answers."""
+    """From the start of the new process until its /healthz answers (one coordinator: right
+    after the old one exited; a replica: once its hosts are back on the others)."""
     back_s: float
     """From the SIGTERM until every host is welcomed again and every device free."""
+    hosts: int
+    """The hosts whose sessions the stopped process held, which had to come back."""
 
 
 async def restart_coordinator(
@@ -76,7 +79,42 @@ async def restart_coordinator(
     # Every session of the old process has ended now: a close from here on is a drop.
     farm.stats.expect_closes = False
     await wait_all_free(farm, [http], deadline_s)
-    return Restart(stop_s, start_s, time.monotonic() - began)
+    return Restart(stop_s, start_s, time.monotonic() - began, len(farm.hosts))
+
+
+async def restart_replica(
+    replicas: list[OwnCoordinator],
+    views: list[httpx.AsyncClient],
+    farm: Farm,
+    deadline_s: float,
+) -> Restart:
+    """Stop the first of `replicas` (`views` are their API clients, in the same order) under
+    the connected farm, time its hosts' move to the others (round-robin, as the daemon does
+    with a list of URLs) until every device is free there, then start it again on the same
+    data dir and port. The hosts stay where they moved."""
+    stopping, survivors = replicas[0], views[1:]
+    moved = [h for h in farm.hosts if h.url == stopping.ws_url]
+    began = time.monotonic()
+    farm.stats.expect_closes = True
+    await stopping.stop()
+    stop_s = time.monotonic() - began
+
+    def all_back() -> bool:
+        farm.check()
+        return farm.connected() == len(farm.hosts) and all(
+            h.welcomed_at is not None and h.welcomed_at >= began for h in moved
+        )
+
+    await poll_until(
+        all_back, "the stopped replica's hosts welcomed by the others", deadline_s, POLL_S
+    )
+    # Every session of the stopped replica has ended now: a close from here on is a drop.
+    farm.stats.expect_closes = False
+    await wait_all_free(farm, survivors, deadline_s)
+    back_s = time.monotonic() - began
+    starting = time.monotonic()
+    await stopping.start()
+    return Restart(stop_s, time.monotonic() - starting, back_s, len(moved))
 
 
 def _cpu(pids: list[int]) -> float | None:

@@ -8,7 +8,11 @@ read-then-write steps rely on it). Timestamps are Unix seconds (UTC) as double p
 that timeout arithmetic stays in SQL.
 
 SQLite runs on the event loop (coordinator/sqlite_conn.py); PostgreSQL through asyncpg, with a
-bounded connect and statement time (coordinator/db_engine.py).
+bounded connect and statement time (coordinator/db_engine.py), on one connection kept open
+between transactions: as transactions run one at a time, a pool's checkout and checkin (with
+SQLAlchemy's begin and commit around them) were per-transaction work for nothing: half the
+coordinator's CPU for a transaction of two statements (bench/pgtxn.py). A transaction that fails
+to end cleanly drops that connection; the next one opens another.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coordinator.db_conn import AsyncConn, Conn
 from coordinator.db_engine import make_engine
@@ -42,6 +46,8 @@ class Database:
     def __init__(self, sqlite: SqliteOnLoop | None, engine: AsyncEngine | None) -> None:
         self._sqlite = sqlite
         self._engine = engine
+        self._held: AsyncConnection | None = None
+        """PostgreSQL: the connection every transaction runs on, opened at the first."""
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -63,15 +69,45 @@ class Database:
                     conn.take_after_commit()
                     yield conn
             else:
-                assert self._engine is not None
-                async with self._engine.begin() as aconn:
-                    conn = AsyncConn(aconn)
+                conn = AsyncConn(await self._connection())
+                try:
                     yield conn
+                    await conn.end(commit=True)
+                except BaseException:
+                    await self._roll_back(conn)
+                    raise
         for callback in conn.take_after_commit():
             callback()
+
+    async def _connection(self) -> AsyncConnection:
+        if self._held is None or self._held.closed or self._held.invalidated:
+            assert self._engine is not None
+            self._held = await self._engine.connect()
+        return self._held
+
+    async def _roll_back(self, conn: AsyncConn) -> None:
+        """Roll back a transaction that raised; a connection that cannot (lost, or busy with
+        a statement its cancelled caller left) is dropped."""
+        try:
+            await conn.end(commit=False)
+        except Exception:
+            await self._drop()  # the error the transaction raised is the one to report
+            return
+        except BaseException:
+            await self._drop()
+            raise
+        if conn.lost():
+            await self._drop()
+
+    async def _drop(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await held.invalidate()
+            await held.close()
 
     async def close(self) -> None:
         if self._sqlite is not None:
             await self._sqlite.close()
         if self._engine is not None:
+            await self._drop()
             await self._engine.dispose()

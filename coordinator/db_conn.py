@@ -217,9 +217,7 @@ class AsyncConn(Conn):
         plan = statement.plan(self.dialect)
         # SQLAlchemy's adaptation of asyncpg: it begins the transaction on its first statement,
         # and a Hot statement must run inside it.
-        sync = self._conn.sync_connection
-        assert sync is not None
-        adapted: Any = sync.connection.dbapi_connection
+        adapted = self._adapted()
         async with adapted._execute_mutex:
             if adapted._transaction is None:
                 await adapted._start_transaction()
@@ -229,6 +227,28 @@ class AsyncConn(Conn):
                 return _record_result(prepared, records)
             await prepared.statement.executemany([plan.args(p) for p in parameters])
             return _Rows([], -1)
+
+    def _adapted(self) -> Any:
+        """SQLAlchemy's adaptation of the asyncpg connection (it holds the transaction)."""
+        sync = self._conn.sync_connection
+        assert sync is not None
+        return sync.connection.dbapi_connection
+
+    async def end(self, commit: bool) -> None:
+        """Commit or roll back the transaction, if one began. SQLAlchemy ends one it began
+        itself (for a statement that is not Hot); one only Hot statements began is ended on
+        asyncpg directly, without SQLAlchemy's per-call work."""
+        if self._conn.in_transaction():
+            await (self._conn.commit() if commit else self._conn.rollback())
+            return
+        adapted = self._adapted()
+        transaction, adapted._transaction = adapted._transaction, None
+        if transaction is not None:
+            await (transaction.commit() if commit else transaction.rollback())
+
+    def lost(self) -> bool:
+        """Whether the connection to the server is gone."""
+        return self._conn.invalidated or bool(self._adapted()._connection.is_closed())
 
 
 class _Prepared:

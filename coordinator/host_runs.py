@@ -137,9 +137,13 @@ async def _apply_finished(
         return partial(session.send, SubmitAck(key=frame.key, ok=True))
     problem = None if repeated else ownership_error(task, frame.task_id, session.host_id)
     if not repeated and problem is None and task is not None:
-        if task.is_final:
-            # Ended by its final submission: what the script raised after it is kept too.
+        if task.is_final and frame.error is None:
+            # Ended by its final submission (the common case): the run's end goes with the key.
+            await store_finished(conn, frame, ended_at)
+        elif task.is_final:
+            # What the script raised after its final submission is kept too.
             await record_finished_at(conn, task.id, ended_at, frame.error)
+            await store_finished(conn, frame)
         else:
             await end_run(
                 conn,
@@ -151,7 +155,7 @@ async def _apply_finished(
                 result=frame.data,
                 finished_at=ended_at,
             )
-        await store_finished(conn, frame)
+            await store_finished(conn, frame)
     if problem is not None:
         return partial(_refuse_finished, session, frame, problem[1])
     return partial(_ack_finished, ctx, session, frame, repeated, task)

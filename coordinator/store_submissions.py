@@ -16,7 +16,7 @@ from coordinator.db import now
 from coordinator.db_conn import Conn, Hot
 from coordinator.dialect import among, id_list_value
 from coordinator.store_jobs import JobOutcome
-from coordinator.store_tasks import TaskRow, task_from_row
+from coordinator.store_tasks import TaskRow, record_finished_at, task_from_row
 
 s = t.submissions.c
 c = t.tasks.c
@@ -25,17 +25,26 @@ _ONE_ROW = sa.select(sa.literal_column("1").label("one")).subquery("one_row")
 """Outer-joined with what a lookup finds, so that it answers one row even when it finds none."""
 
 
-_STORE = Hot(
-    sa.insert(t.submissions).values(
-        key=sa.bindparam("b_key"),
-        task_id=sa.bindparam("b_task"),
-        seq=sa.bindparam("b_seq"),
-        status=sa.bindparam("b_status"),
-        data=sa.bindparam("b_data"),
-        finish=sa.bindparam("b_finish"),
-        created_at=sa.bindparam("b_at"),
+_STORE_STATEMENT = sa.insert(t.submissions).values(
+    key=sa.bindparam("b_key"),
+    task_id=sa.bindparam("b_task"),
+    seq=sa.bindparam("b_seq"),
+    status=sa.bindparam("b_status"),
+    data=sa.bindparam("b_data"),
+    finish=sa.bindparam("b_finish"),
+    created_at=sa.bindparam("b_at"),
+)
+_STORE = Hot(_STORE_STATEMENT)
+_STORE_ENDED = Hot(
+    _STORE_STATEMENT.add_cte(
+        sa.update(t.tasks)
+        .where(c.id == sa.bindparam("b_task"), c.finished_at.is_(None))
+        .values(finished_at=sa.bindparam("b_ended"))
+        .cte("ended")
     )
 )
+"""PostgreSQL only (SQLite has no UPDATE in a WITH): a `finished` frame's key, and the end time
+of its task's run, in one statement."""
 
 
 _TASK_AND_KEY = Hot(
@@ -142,17 +151,23 @@ async def store(conn: Conn, submits: list[Submit]) -> None:
     )
 
 
-async def store_finished(conn: Conn, finished: Finished) -> None:
-    """Record a `finished` frame's key (seq -1: it follows every submission of its task)."""
-    await conn.execute(
-        _STORE,
-        {
-            "b_key": finished.key,
-            "b_task": finished.task_id,
-            "b_seq": -1,
-            "b_status": finished.state,
-            "b_data": json.dumps(finished.data),
-            "b_finish": 1,
-            "b_at": now(),
-        },
-    )
+async def store_finished(conn: Conn, finished: Finished, ended_at: float | None = None) -> None:
+    """Record a `finished` frame's key (seq -1: it follows every submission of its task). With
+    `ended_at`, for a task its final submission ended already, also when its run ended (as
+    `record_finished_at`): in the same statement on PostgreSQL, a round trip less a task."""
+    params = {
+        "b_key": finished.key,
+        "b_task": finished.task_id,
+        "b_seq": -1,
+        "b_status": finished.state,
+        "b_data": json.dumps(finished.data),
+        "b_finish": 1,
+        "b_at": now(),
+    }
+    if ended_at is None:
+        await conn.execute(_STORE, params)
+    elif conn.dialect.name == "postgresql":
+        await conn.execute(_STORE_ENDED, {**params, "b_ended": ended_at})
+    else:
+        await record_finished_at(conn, finished.task_id, ended_at)
+        await conn.execute(_STORE, params)

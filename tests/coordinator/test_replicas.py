@@ -11,6 +11,9 @@ replicas), with the farm bench's fake hosts (bench/fakehost.py) split between th
   cancelled through one replica is stopped on its host connected to the other.
 - Timeouts are checked by one replica at a time; when it is killed, the other takes the duty and
   a task past its timeout on a host connected to it still ends `timeout`, the host told.
+- The farm bench's own replicas (`bench.farm --replicas 2`) on a small farm: the load spread
+  over both, every task `success` once, both replicas' CPU counted, and the restart of one
+  replica moving its hosts, and only those, to the other.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from agent.protocol import Accept, Assign, Cancel, Heartbeat, Started
+from bench import farm as farm_bench
+from bench import farmrun
 from bench.fakehost import Farm, FarmStats, device_ids
 from bench.farmstack import (
     api_client,
@@ -33,7 +38,7 @@ from bench.farmstack import (
 )
 from scripts.devstack import poll_until
 from tests.coordinator.conftest import device, running_coordinator, utcnow, welcomed_host
-from tests.pg import postgresql_database
+from tests.pg import postgresql_database, session_postmaster_pid
 
 DEVICES = 3
 PINNED_PER_DEVICE = 2
@@ -224,3 +229,28 @@ async def test_the_timeout_duty_moves_to_the_survivor_of_a_kill(tmp_path: Path) 
                     cancel = await host.next(Cancel)
                     assert (cancel.task_id, cancel.reason) == (task_id, "timeout")
                     assert await _state(http, task_id, "timeout")
+
+
+async def test_the_farm_bench_runs_and_restarts_its_own_replicas(tmp_path: Path) -> None:
+    database = postgresql_database()
+    size = ["--hosts", "4", "--devices", "3", "--tasks", "120", "--deadline-s", str(DEADLINE_S)]
+    args = farm_bench.parse_args(["--replicas", "2", "--database", database, *size])
+    args.database_pid = session_postmaster_pid()
+    run = farm_bench.Run(args)
+    try:
+        await farm_bench.phases(run, tmp_path)
+    finally:
+        await run.close()
+
+    assert run.phase == "done"
+    assert farm_bench.report(run)
+    assert run.farm is not None and run.load is not None and run.restart is not None
+    # Round-robin: hosts 0 and 2 start on the first replica, the one restarted, and move.
+    assert [h.sessions for h in run.farm.hosts] == [2, 1, 2, 1]
+    assert run.restart.hosts == 2
+    assert run.farm.stats.expected_closes == 2
+    assert len(run.load.coordinator_pids) == 2
+    figures = farmrun.figures(run.load, run.farm)
+    assert (figures.created, figures.assigned, figures.assigned_again) == (120, 120, 0)
+    assert figures.coordinator_cpu_per_task_s and figures.database_cpu_per_task_s
+    assert not run.farm.stats.drops
