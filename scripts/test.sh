@@ -29,7 +29,8 @@ fi
 # The PostgreSQL run goes even when the SQLite one failed, so that one CI run shows both.
 sqlite_status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --durations=20 \
-  --ignore=tests/coordinator/test_replicas.py --ignore=tests/e2e/test_replicas.py "$@" ||
+  --ignore=tests/coordinator/test_replicas.py --ignore=tests/e2e/test_replicas.py \
+  --ignore=tests/coordinator/test_pg_connection.py "$@" ||
   sqlite_status=$?
 echo "== the coordinator's tests on PostgreSQL (scripts/pgtest.sh) =="
 pg_status=0

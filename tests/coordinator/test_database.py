@@ -1,11 +1,10 @@
 """The coordinator's database on the backend of this test session (SQLite, or PostgreSQL with
 DEVICE_AGENT_TEST_DATABASE=postgresql): the schema the migrations make, the start check, an
-upgrade that fails half-way, database URLs that cannot be used, and transactions that fail.
+upgrade that fails half-way, database URLs that cannot be used.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from coordinator import db_engine, db_version, migrate, schema
+from coordinator import db_engine, db_version, migrate
 from coordinator.db import Database
 from coordinator.db_location import (
     DATABASE_ENV,
@@ -31,7 +30,6 @@ from coordinator.db_location import (
 )
 from coordinator.db_version import SchemaError, prepare, upgrade
 from coordinator.schema import metadata
-from coordinator.store_hosts import set_api_key
 from coordinator.store_jobs import create_job, set_share
 from coordinator.store_tasks import NewTask, create_tasks
 from tests.coordinator.conftest import cli_environment, run_cli
@@ -289,41 +287,3 @@ def test_a_server_that_never_answers_is_given_up_on_exit_2(tmp_path: Path) -> No
     assert done.returncode == 2, done.stderr
     assert f"cannot connect to the database {url}: " in done.stderr
     assert "Traceback" not in done.stderr
-
-
-async def _api_keys(db: Database) -> list[str]:
-    async with db.transaction() as conn:
-        return list(await conn.scalars(sa.select(schema.api_keys.c.name)))
-
-
-async def test_a_failed_or_cancelled_transaction_leaves_nothing_and_the_next_one_runs(
-    target: Location,
-) -> None:
-    """PostgreSQL's transactions share one connection kept open (coordinator/db.py): one that
-    raises, one cancelled in the middle of a statement and one whose connection the server
-    ends must each leave nothing behind, and the next transaction must run."""
-    if target.sqlite_file is not None:
-        pytest.skip("about PostgreSQL's connection (SQLite's is a file on the event loop)")
-    db = await Database.open(target)
-    try:
-        with pytest.raises(RuntimeError, match="undone"):
-            async with db.transaction() as conn:
-                await set_api_key(conn, "raised", "0" * 64)
-                raise RuntimeError("undone")
-        assert await _api_keys(db) == []
-
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5), db.transaction() as conn:
-                await set_api_key(conn, "cancelled", "0" * 64)
-                await conn.execute(sa.text("SELECT pg_sleep(30)"))
-        assert await _api_keys(db) == []
-
-        with pytest.raises(sa.exc.DBAPIError):
-            async with db.transaction() as conn:
-                await set_api_key(conn, "ended", "0" * 64)
-                await conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
-        async with db.transaction() as conn:
-            await set_api_key(conn, "kept", "0" * 64)
-        assert await _api_keys(db) == ["kept"]
-    finally:
-        await db.close()
