@@ -24,6 +24,7 @@ import fcntl
 import os
 import socket
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.scripthost.syscalls import (
@@ -63,12 +64,31 @@ def clone_flags(own_network: bool) -> int:
     return flags | CLONE_NEWCGROUP | (CLONE_NEWNET if own_network else 0)
 
 
-def enter(task_dir_name: str, own_network: bool, uid: int, gid: int) -> None:
+@dataclass(frozen=True)
+class Inherited:
+    """What every fork inherits of the zygote, read once in the zygote (its ids and mounts never
+    change), so that no fork reads it again: in the fork, the ids read as the overflow ids until
+    mapped."""
+
+    uid: int
+    gid: int
+    under_tmp: tuple[str, ...]
+    """The outermost mount points strictly below /tmp."""
+    shm: bool
+    """Whether there is a /dev/shm to cover."""
+
+
+def inherited() -> Inherited:
+    """In the zygote: what its forks inherit."""
+    return Inherited(os.getuid(), os.getgid(), _mounts_under("/tmp"), Path("/dev/shm").is_dir())
+
+
+def enter(task_dir_name: str, own_network: bool, zygote: Inherited) -> None:
     """In the fork, in its new namespaces, before anything of the task: its uid and gid maps
-    (`uid` and `gid` are the zygote's: unmapped, the fork's own read as the overflow ids) and
-    file system (see above); then `become_init`."""
+    and file system (see above); then `become_init`."""
     if not task_dir_name or "/" in task_dir_name or task_dir_name in (".", ".."):
         raise TaskNamespaceError(f"not a task dir name: {task_dir_name!r}")
+    uid, gid = zygote.uid, zygote.gid
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
@@ -78,7 +98,7 @@ def enter(task_dir_name: str, own_network: bool, uid: int, gid: int) -> None:
     # Opened in this namespace (a bind takes its source from the caller's own namespace), before
     # /task and /tmp are covered.
     own = os.open(f"{WORKDIR}/{task_dir_name}", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
-    kept = [(p, os.open(p, os.O_PATH)) for p in _mounts_under("/tmp")]
+    kept = [(p, os.open(p, os.O_PATH)) for p in zygote.under_tmp]
     try:
         mount(f"/proc/self/fd/{own}", WORKDIR, None, MS_BIND | MS_REC, None)
         os.chdir(WORKDIR)
@@ -87,7 +107,7 @@ def enter(task_dir_name: str, own_network: bool, uid: int, gid: int) -> None:
         for path, fd in kept:
             Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-        if Path("/dev/shm").is_dir():
+        if zygote.shm:
             mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     finally:
         os.close(own)
@@ -116,11 +136,11 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, request.pack(b"lo", flags | _IFF_UP))
 
 
-def _mounts_under(top: str) -> list[str]:
+def _mounts_under(top: str) -> tuple[str, ...]:
     """The outermost mount points strictly below `top`, from this namespace's mount table."""
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4].encode().decode("unicode_escape")
         if point.startswith(top + "/"):
             points.append(point)
-    return [p for p in sorted(points) if not any(p.startswith(q + "/") for q in points)]
+    return tuple(p for p in sorted(points) if not any(p.startswith(q + "/") for q in points))

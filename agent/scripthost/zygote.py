@@ -70,16 +70,18 @@ def main(argv: list[str]) -> NoReturn:
     control = socket.socket(fileno=int(args[1]))
     control.set_inheritable(False)
     control.send(ZygoteReady().model_dump_json().encode())
-    _serve(control, cap_last, own_network)
+    _serve(control, cap_last, own_network, taskns.inherited())
 
 
-def _serve(control: socket.socket, cap_last: int, own_network: bool) -> NoReturn:
+def _serve(
+    control: socket.socket, cap_last: int, own_network: bool, zygote: taskns.Inherited
+) -> NoReturn:
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (request id, pid)
     while True:
         readable, _, _ = select.select([control.fileno(), *children], [], [])
         for ready in readable:
             if ready == control.fileno():
-                _fork(control, cap_last, own_network, children)
+                _fork(control, cap_last, own_network, zygote, children)
             else:
                 request_id, pid = children.pop(ready)
                 os.close(ready)
@@ -89,7 +91,11 @@ def _serve(control: socket.socket, cap_last: int, own_network: bool) -> NoReturn
 
 
 def _fork(
-    control: socket.socket, cap_last: int, own_network: bool, children: dict[int, tuple[int, int]]
+    control: socket.socket,
+    cap_last: int,
+    own_network: bool,
+    zygote: taskns.Inherited,
+    children: dict[int, tuple[int, int]],
 ) -> None:
     message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE_BYTES, FORK_FDS)
     if not message:
@@ -105,7 +111,6 @@ def _fork(
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    ids = os.getuid(), os.getgid()
     try:
         pid = fork_into(taskns.clone_flags(own_network))
     except OSError as exc:
@@ -113,7 +118,7 @@ def _fork(
         print(f"zygote: cannot fork a script host: {exc}", file=sys.stderr)
         pid = None
     if pid == 0:
-        _init(request, fds, cap_last, own_network, ids)
+        _init(request, fds, cap_last, own_network, zygote)
     for fd in fds:
         os.close(fd)
     if pid is not None:
@@ -121,7 +126,11 @@ def _fork(
 
 
 def _init(
-    request: ForkRequest, fds: list[int], cap_last: int, own_network: bool, ids: tuple[int, int]
+    request: ForkRequest,
+    fds: list[int],
+    cap_last: int,
+    own_network: bool,
+    zygote: taskns.Inherited,
 ) -> NoReturn:
     """The fork: the first process of its namespaces, the task's init once it forks the host."""
     try:
@@ -141,7 +150,7 @@ def _init(
         ready, _, _ = select.select([CHANNEL_FD], [], [], GO_TIMEOUT_S)
         if not ready or os.read(CHANNEL_FD, 1) != GO:
             raise RuntimeError("the daemon did not let it go")
-        taskns.enter(request.task_dir, own_network, *ids)
+        taskns.enter(request.task_dir, own_network, zygote)
         taskns.become_init(cap_last)
         prctl(PR_SET_DUMPABLE, 0)
         host = os.fork()
