@@ -136,6 +136,11 @@ def _init(
     try:
         # It dies with the zygote, and then the kernel kills every process of its namespace.
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # As its namespace's init, it gets no signal it has no handler for (SIGKILL from
+        # outside aside): the task can neither stop nor kill it. SIGTERM, the daemon's first
+        # word at a task's end (or when the fork fails to get ready), ends it and with it the
+        # namespace at once: a task that sends it only ends itself.
+        signal.signal(signal.SIGTERM, _ended)
         channel, out, err = fds
         os.dup2(out, 1)
         os.dup2(err, 2)
@@ -155,12 +160,9 @@ def _init(
         prctl(PR_SET_DUMPABLE, 0)
         host = os.fork()
         if host:
-            # As its namespace's init, it gets no signal it has no handler for (SIGKILL from
-            # outside aside): the task cannot stop it. SIGTERM, the daemon's first word at a
-            # task's end, it takes to end the namespace at once.
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, _ended)
             _reap_until(host)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         prctl(PR_SET_DUMPABLE, 1)
     except BaseException as exc:
         os.write(2, f"script host fork: {type(exc).__name__}: {exc}\n".encode())
