@@ -7,7 +7,7 @@ and returns once it has imported and built everything. `Zygote.fork` then makes 
 `start_host` does (agent/hoststart.py), at the cost of a fork instead of an interpreter's start:
 a fresh work dir under the zygote's home (its /task), a cgroup the fork is moved into before it
 runs anything of the task, a channel and stdout/stderr pipes handed to the zygote with the
-request. The fork makes its own namespaces (agent/scripthost/taskns.py); the result is a
+request. The fork is made in namespaces of its own (agent/scripthost/taskns.py); the result is a
 `StartedHost` like any other, ended the same way. docs/security.md, "The zygote", says what this
 keeps of the sandbox.
 

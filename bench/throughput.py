@@ -9,7 +9,11 @@ at once (`main` returns at once) and waits until all have ended. For each it pri
   sandboxes, warm ones included, the adb server), counted by a cgroup v1 `cpuacct` group the
   daemon starts in (bench/cpuacct.py), apart from the browser's (Chromium and Playwright's
   driver, from /proc), which is shown on its own (target <= 30 ms outside the browser);
-- p50 / p99 from creation to end (the tasks are made all at once: mostly queueing).
+- p50 / p99 from creation to end (the tasks are made all at once: mostly queueing);
+- the coordinator's CPU per task and the bench's own (from /proc), which share the cores with
+  the daemon: the rate the cores allow whatever the daemon does (cores / their CPU per task),
+  and the rate they allow with the daemon's CPU per task as measured added (a measured bound, not
+  a target).
 Beside it, in the same run, the floor of a process per task: the CPU of starting one sandboxed
 script host until it is ready (bubblewrap, the interpreter, the script host's imports), so the
 CPU per task can be read against what a fresh process alone costs; and what the daemon does now
@@ -40,6 +44,7 @@ from agent.sandbox import probe
 from agent.script_settings import ScriptSettings
 from agent.zygote import start_zygote
 from bench.cpuacct import CpuAccount
+from bench.farmstack import cpu_seconds
 from bench.phonefarm import phone_daemon, sim_phones
 from bench.proctree import browser_cpu_s
 from drivers.sim import free_port as free_phone_port
@@ -58,6 +63,9 @@ SCRIPT = "async def main(agent):\n    return {'ok': 1}\n"
 TARGET_PER_S = 50.0
 TARGET_CPU_MS = 30.0
 ENDED = ("success", "failed", "timeout", "cancelled", "expired")
+POLL_S = 0.5
+"""How often the bench asks the coordinator how many tasks ended: seldom, as each question costs
+the coordinator CPU; the run's end is the last task's end as the coordinator recorded it."""
 
 
 @dataclass
@@ -67,6 +75,8 @@ class Figures:
     seconds: float
     outside_cpu_s: float
     browser_cpu_s: float
+    coordinator_cpu_s: float
+    bench_cpu_s: float
     latencies: list[float]
 
     def show(self) -> None:
@@ -82,6 +92,16 @@ class Figures:
             f"browser: {browser_ms:.1f} ms"
         )
         print(f"  creation -> end: p50 {p50:.2f} s, p99 {p99:.2f} s")
+        coordinator_s, bench_s = self.coordinator_cpu_s / self.tasks, self.bench_cpu_s / self.tasks
+        shared = coordinator_s + bench_s
+        every = shared + (self.outside_cpu_s + self.browser_cpu_s) / self.tasks
+        cores = os.cpu_count() or 1
+        print(
+            f"  CPU per task, coordinator: {1000 * coordinator_s:.1f} ms, "
+            f"bench: {1000 * bench_s:.1f} ms; ceiling on {cores} cores: "
+            f"{cores / shared:.0f} tasks/s whatever the daemon does, "
+            f"{cores / every:.0f} tasks/s with its CPU per task as measured"
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -117,7 +137,8 @@ def run_load(
     devices: int,
 ) -> Figures:
     assert daemon.proc is not None and daemon.proc.popen is not None
-    pid = daemon.proc.popen.pid
+    assert coordinator.proc is not None and coordinator.proc.popen is not None
+    pid, coordinator_pid = daemon.proc.popen.pid, coordinator.proc.popen.pid
     with coordinator.http() as http:
         wait_until(
             lambda: len([d for d in wait_devices(http, HOST, devices) if d["free"]]) == devices,
@@ -126,13 +147,16 @@ def run_load(
         )
         job = create_job(http, SCRIPT, timeout_s=60)
         before, browser_before = account.usage_s(), browser_cpu_s(pid)
+        coordinator_before, bench_before = cpu_seconds(coordinator_pid), time.process_time()
         start = time.time()
         for offset in range(0, count, 500):
             body = {"tasks": [{"input": {}} for _ in range(min(500, count - offset))]}
             http.post(f"/api/jobs/{job['id']}/tasks", json=body).raise_for_status()
-        wait_until(lambda: ended_count(http, job["id"]) == count, f"{count} tasks ended", 1800)
-        seconds = time.time() - start
+        wait_until(
+            lambda: ended_count(http, job["id"]) == count, f"{count} tasks ended", 1800, POLL_S
+        )
         after, browser_after = account.usage_s(), browser_cpu_s(pid)
+        coordinator_after, bench_after = cpu_seconds(coordinator_pid), time.process_time()
         tasks = job_tasks(http, job["id"])
     failed = [t for t in tasks if t["state"] != "success"]
     if failed:
@@ -143,8 +167,18 @@ def run_load(
         ).total_seconds()
         for t in tasks
     ]
+    last_end = max(datetime.fromisoformat(t["finished_at"]).timestamp() for t in tasks)
     browser = browser_after - browser_before
-    return Figures(setup, count, seconds, after - before - browser, browser, latencies)
+    return Figures(
+        setup,
+        count,
+        last_end - start,
+        after - before - browser,
+        browser,
+        coordinator_after - coordinator_before,
+        bench_after - bench_before,
+        latencies,
+    )
 
 
 def browsers(count: int, devices: int, workdir: Path) -> Figures:

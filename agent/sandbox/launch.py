@@ -103,15 +103,19 @@ class ScriptProcess:
         Also used after a normal exit: whatever the script left running dies too. A second
         cancellation during the grace period goes straight to SIGKILL.
         """
+        # A group found empty stays so (no process is left in it to start another): then there
+        # is nothing to signal, which spares reading the cgroup's process lists again.
+        alive = self._alive()
         try:
-            if self._alive():
+            if alive:
                 self._signal(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(grace):
                         await self.proc.wait()
                         await _until(lambda: not self._alive())
         finally:
-            self._signal(signal.SIGKILL)
+            if alive:
+                self._signal(signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
                     await self.proc.wait()
@@ -347,8 +351,11 @@ async def _whole(
 
 
 def _emptied(cgroup: TaskCgroup) -> bool:
+    # Removing fails while a process is in it: only then are there processes to kill.
+    if cgroup.remove():
+        return True
     cgroup.kill()
-    return cgroup.remove()
+    return False
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -1,10 +1,13 @@
 """The few Linux calls the sandbox makes itself, through libc: Python 3.11 has no os.unshare,
-no mount and no capset. Each raises OSError with the step it was for and the system's reason."""
+no clone, no mount and no capset. Each raises OSError with the step it was for and the system's
+reason."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import platform
+import signal
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -27,6 +30,10 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAPABILITY_VERSION_3 = 0x20080522
 _libc = ctypes.CDLL(None, use_errno=True)
+# Calls through it keep the GIL: a clone must not find it released in the child.
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+_libc_gil.syscall.restype = ctypes.c_long
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}
 
 
 class _CapHeader(ctypes.Structure):
@@ -49,6 +56,30 @@ def _check(result: int, step: str) -> None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
+
+
+def fork_into(flags: int) -> int:
+    """fork(2) that makes the namespaces of `flags` (CLONE_NEW*) for the child as it is made:
+    with CLONE_NEWPID the child is the first process of its new pid namespace, one fork
+    instead of unshare(2) and a fork. Python's own bookkeeping around it is os.fork's. Returns
+    the child's pid in the parent, 0 in the child. Only for a process with one thread: the
+    child gets none of libc's fork handlers."""
+    number = _SYS_CLONE.get(platform.machine())
+    if number is None:
+        raise OSError(f"clone: no system call number known for {platform.machine()}")
+    ctypes.pythonapi.PyOS_BeforeFork()
+    # x86_64 and aarch64 order clone's last arguments differently; all are null here.
+    pid = _libc_gil.syscall(
+        ctypes.c_long(number), ctypes.c_ulong(flags | signal.SIGCHLD), None, None, None, None
+    )
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    errno = ctypes.get_errno()
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, f"clone: {os.strerror(errno)}")
+    return int(pid)
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:

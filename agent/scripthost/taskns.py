@@ -4,16 +4,18 @@ The zygote (agent/scripthost/zygote.py) runs in the device's bubblewrap sandbox 
 task code; each task's script host is a fork of it. The fork gives itself, without privilege,
 what bubblewrap gives a script host started cold (docs/security.md, "The zygote"):
 - a user namespace that maps only its own uid and gid, and with it new mount, pid, ipc, uts,
-  cgroup and (unless the network is the host's) network namespaces, `lo` up;
+  cgroup and (unless the network is the host's) network namespaces, `lo` up: the zygote makes
+  them as it forks (`clone_flags`), so that the fork is the first process of its pid namespace
+  (the task's init) and forks the script host;
 - its own work dir bound onto /task, covering the zygote's /task, the folder that holds every
   task dir of the device; a fresh tmpfs on /tmp and on /dev/shm; the zygote's root and /dev
   are read-only (bwrap's --remount-ro), so nothing else is left to write;
-- in the first process of its pid namespace (the task's init), a /proc of that namespace only;
+- a /proc of its pid namespace only;
 - then no capability at all (bounding and ambient sets too) and no_new_privs, so that the task
   cannot remove a mount; mounts inherited from the zygote's namespace are locked by the kernel
   (MNT_LOCKED): they can be covered, never removed.
 
-The calls themselves are agent/sandbox/syscalls.py.
+The calls themselves are agent/scripthost/syscalls.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import fcntl
 import os
 import socket
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.scripthost.syscalls import (
@@ -42,7 +45,6 @@ from agent.scripthost.syscalls import (
     clear_capabilities,
     mount,
     prctl,
-    unshare,
 )
 
 _SIOCGIFFLAGS = 0x8913
@@ -56,15 +58,37 @@ class TaskNamespaceError(Exception):
     """The fork was given something that is not a task dir; str() says what."""
 
 
-def enter(task_dir_name: str, own_network: bool) -> None:
-    """In the fork, before anything of the task: its namespaces and file system (see above).
-    Its next child is the first process of its new pid namespace (`become_init`)."""
+def clone_flags(own_network: bool) -> int:
+    """The namespaces a fork is made with (agent/scripthost/syscalls.py, `fork_into`)."""
+    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    return flags | CLONE_NEWCGROUP | (CLONE_NEWNET if own_network else 0)
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """What every fork inherits of the zygote, read once in the zygote (its ids and mounts never
+    change), so that no fork reads it again: in the fork, the ids read as the overflow ids until
+    mapped."""
+
+    uid: int
+    gid: int
+    under_tmp: tuple[str, ...]
+    """The outermost mount points strictly below /tmp."""
+    shm: bool
+    """Whether there is a /dev/shm to cover."""
+
+
+def inherited() -> Inherited:
+    """In the zygote: what its forks inherit."""
+    return Inherited(os.getuid(), os.getgid(), _mounts_under("/tmp"), Path("/dev/shm").is_dir())
+
+
+def enter(task_dir_name: str, own_network: bool, zygote: Inherited) -> None:
+    """In the fork, in its new namespaces, before anything of the task: its uid and gid maps
+    and file system (see above); then `become_init`."""
     if not task_dir_name or "/" in task_dir_name or task_dir_name in (".", ".."):
         raise TaskNamespaceError(f"not a task dir name: {task_dir_name!r}")
-    uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    flags |= CLONE_NEWCGROUP | (CLONE_NEWNET if own_network else 0)
-    unshare(flags)
+    uid, gid = zygote.uid, zygote.gid
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
@@ -74,7 +98,7 @@ def enter(task_dir_name: str, own_network: bool) -> None:
     # Opened in this namespace (a bind takes its source from the caller's own namespace), before
     # /task and /tmp are covered.
     own = os.open(f"{WORKDIR}/{task_dir_name}", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
-    kept = [(p, os.open(p, os.O_PATH)) for p in _mounts_under("/tmp")]
+    kept = [(p, os.open(p, os.O_PATH)) for p in zygote.under_tmp]
     try:
         mount(f"/proc/self/fd/{own}", WORKDIR, None, MS_BIND | MS_REC, None)
         os.chdir(WORKDIR)
@@ -83,7 +107,7 @@ def enter(task_dir_name: str, own_network: bool) -> None:
         for path, fd in kept:
             Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-        if Path("/dev/shm").is_dir():
+        if zygote.shm:
             mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     finally:
         os.close(own)
@@ -92,8 +116,8 @@ def enter(task_dir_name: str, own_network: bool) -> None:
 
 
 def become_init(cap_last: int) -> None:
-    """In the first process of the new pid namespace: its own /proc, then no capability and
-    no_new_privs for it and every process it starts."""
+    """In the first process of the new pid namespace, once it `enter`ed: its own /proc, then no
+    capability and no_new_privs for it and every process it starts."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     drop_privileges(cap_last)
 
@@ -112,11 +136,11 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, request.pack(b"lo", flags | _IFF_UP))
 
 
-def _mounts_under(top: str) -> list[str]:
+def _mounts_under(top: str) -> tuple[str, ...]:
     """The outermost mount points strictly below `top`, from this namespace's mount table."""
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4].encode().decode("unicode_escape")
         if point.startswith(top + "/"):
             points.append(point)
-    return [p for p in sorted(points) if not any(p.startswith(q + "/") for q in points)]
+    return tuple(p for p in sorted(points) if not any(p.startswith(q + "/") for q in points))

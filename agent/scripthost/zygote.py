@@ -6,16 +6,16 @@ imports what a script host needs and builds its models, makes itself non-dumpabl
 read its memory or trace it, even where it could see it), says `ready`, and then only forks: it
 never runs task code, so a fork of it carries nothing of any task.
 
-Each fork, before any task code:
+Each fork is made in new namespaces (agent/scripthost/taskns.py): it is the first process of its
+own pid namespace, the task's init. Before any task code, it:
 1. keeps only its channel (fd 3), stdout and stderr, starts a session, says hello on the channel
    and waits for the daemon's go: the daemon moves it into the task's cgroup meanwhile (the hello
    carries its pid, as the daemon sees it, in SCM_CREDENTIALS), so all it starts is counted;
-2. makes its namespaces and file system (agent/scripthost/taskns.py) and forks the first process
-   of its new pid namespace, then waits for it and exits with its exit code;
-3. that init mounts the namespace's /proc, drops every capability, forks the script host and
-   reaps whatever the task leaves to it; it exits with the host's code (128 + the signal's
-   number for a host killed by a signal, as bubblewrap reports it) once the host ends, or dies
-   with the fork above it (the daemon's SIGTERM at a task's end), and the kernel then kills
+2. maps its uid and gid, makes its file system, mounts the namespace's /proc, drops every
+   capability and forks the script host;
+3. reaps whatever the task leaves to it and exits with the host's code (128 + the signal's number
+   for a host killed by a signal, as bubblewrap reports it) once the host ends, or at once on
+   the daemon's SIGTERM at a task's end, or dies with the zygote; the kernel then kills
    everything left in the namespace, as bubblewrap's init does;
 4. the script host serves the task over the channel exactly as one started cold.
 """
@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 from pydantic import ValidationError
@@ -42,7 +43,7 @@ from agent.scripthost.forkwire import (
     ZygoteReady,
 )
 from agent.scripthost.host import serve, warm_up
-from agent.scripthost.syscalls import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+from agent.scripthost.syscalls import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, fork_into, prctl
 
 HELLO = b"h"
 GO = b"g"
@@ -69,16 +70,18 @@ def main(argv: list[str]) -> NoReturn:
     control = socket.socket(fileno=int(args[1]))
     control.set_inheritable(False)
     control.send(ZygoteReady().model_dump_json().encode())
-    _serve(control, cap_last, own_network)
+    _serve(control, cap_last, own_network, taskns.inherited())
 
 
-def _serve(control: socket.socket, cap_last: int, own_network: bool) -> NoReturn:
+def _serve(
+    control: socket.socket, cap_last: int, own_network: bool, zygote: taskns.Inherited
+) -> NoReturn:
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (request id, pid)
     while True:
         readable, _, _ = select.select([control.fileno(), *children], [], [])
         for ready in readable:
             if ready == control.fileno():
-                _fork(control, cap_last, own_network, children)
+                _fork(control, cap_last, own_network, zygote, children)
             else:
                 request_id, pid = children.pop(ready)
                 os.close(ready)
@@ -88,7 +91,11 @@ def _serve(control: socket.socket, cap_last: int, own_network: bool) -> NoReturn
 
 
 def _fork(
-    control: socket.socket, cap_last: int, own_network: bool, children: dict[int, tuple[int, int]]
+    control: socket.socket,
+    cap_last: int,
+    own_network: bool,
+    zygote: taskns.Inherited,
+    children: dict[int, tuple[int, int]],
 ) -> None:
     message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE_BYTES, FORK_FDS)
     if not message:
@@ -104,16 +111,36 @@ def _fork(
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = fork_into(taskns.clone_flags(own_network))
+    except OSError as exc:
+        # Its channel closes with it: the daemon learns that this fork failed, and why here.
+        print(f"zygote: cannot fork a script host: {exc}", file=sys.stderr)
+        pid = None
     if pid == 0:
-        _child(request, fds, cap_last, own_network)
+        _init(request, fds, cap_last, own_network, zygote)
     for fd in fds:
         os.close(fd)
-    children[os.pidfd_open(pid)] = (request.id, pid)
+    if pid is not None:
+        children[os.pidfd_open(pid)] = (request.id, pid)
 
 
-def _child(request: ForkRequest, fds: list[int], cap_last: int, own_network: bool) -> NoReturn:
+def _init(
+    request: ForkRequest,
+    fds: list[int],
+    cap_last: int,
+    own_network: bool,
+    zygote: taskns.Inherited,
+) -> NoReturn:
+    """The fork: the first process of its namespaces, the task's init once it forks the host."""
     try:
+        # It dies with the zygote, and then the kernel kills every process of its namespace.
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # As its namespace's init, it gets no signal it has no handler for (SIGKILL from
+        # outside aside): the task can neither stop nor kill it. SIGTERM, the daemon's first
+        # word at a task's end (or when the fork fails to get ready), ends it and with it the
+        # namespace at once: a task that sends it only ends itself.
+        signal.signal(signal.SIGTERM, _ended)
         channel, out, err = fds
         os.dup2(out, 1)
         os.dup2(err, 2)
@@ -128,28 +155,23 @@ def _child(request: ForkRequest, fds: list[int], cap_last: int, own_network: boo
         ready, _, _ = select.select([CHANNEL_FD], [], [], GO_TIMEOUT_S)
         if not ready or os.read(CHANNEL_FD, 1) != GO:
             raise RuntimeError("the daemon did not let it go")
-        taskns.enter(request.task_dir, own_network)
-        init = os.fork()
-        if init:
-            taskns.drop_privileges(cap_last)
-            _, status = os.waitpid(init, 0)
-            os._exit(_exit_code(status))
-        # Dies with the fork above it (the daemon ends a task with SIGTERM to each of its
-        # processes), and then the kernel kills every process of its pid namespace.
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        taskns.enter(request.task_dir, own_network, zygote)
         taskns.become_init(cap_last)
         prctl(PR_SET_DUMPABLE, 0)
         host = os.fork()
         if host:
-            # As its namespace's init, it gets no signal it has no handler for (SIGKILL from
-            # outside aside): the task cannot stop it.
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _reap_until(host)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         prctl(PR_SET_DUMPABLE, 1)
     except BaseException as exc:
         os.write(2, f"script host fork: {type(exc).__name__}: {exc}\n".encode())
         os._exit(EXIT_SETUP)
     serve(CHANNEL_FD, warm=True)
+
+
+def _ended(signum: int, _: FrameType | None) -> NoReturn:
+    os._exit(128 + signum)
 
 
 def _reap_until(host: int) -> NoReturn:
