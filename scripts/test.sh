@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh, and PostgreSQL for the tests against it), then runs the checks CI
 # runs: ruff, mypy, the whole test suite on SQLite and then, on PostgreSQL, every coordinator
-# test and the end-to-end tests whose coordinator stores, restarts or moves the most
-# (scripts/pgtest.sh, which alone runs the replica tests: they need PostgreSQL).
+# test and the replica end-to-end tests (scripts/pgtest.sh, which alone runs the replica tests:
+# they need PostgreSQL).
 # Arguments go to the SQLite run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
