@@ -176,9 +176,7 @@ def _watch(metrics: DaemonMetrics, outbox: Outbox, link: Link, scheduler: Schedu
     """What the metrics read at scrape time."""
     metrics.live.outbox = lambda: (outbox.items, outbox.bytes, outbox.oldest_age_s())
     metrics.live.link = lambda: (link.connected.is_set(), link.sessions)
-    metrics.live.devices = lambda: [
-        (s.device.kind, s.info().state) for s in scheduler.slots.values()
-    ]
+    metrics.live.devices = lambda: [(s.device.kind, s.state()) for s in scheduler.slots.values()]
 
     def recovery() -> Counter[str]:
         steps: Counter[str] = Counter()

@@ -53,12 +53,18 @@ class Slot:
     retiring: bool = False
     """Removed from the configuration while busy: it goes once its task has ended."""
 
+    def state(self) -> p.DeviceState:
+        """The device's state as this host sees it: `busy` while its slot runs a task."""
+        return "busy" if self.task is not None else self.device.state()
+
     def info(self) -> p.DeviceInfo:
-        state = "busy" if self.task is not None else self.device.state()
+        """The device as reported to the coordinator: its own state, not its slot's (the
+        coordinator knows which devices run a task), so a task's start or end changes nothing
+        here and sends no `devices` frame."""
         return p.DeviceInfo(
             remote_device_id=self.remote_device_id,
             kind=self.device.kind,
-            state=state,
+            state=self.device.state(),
             properties=self.device.properties(),
         )
 
@@ -82,6 +88,8 @@ class Scheduler:
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _taking: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an assignment is being accepted: `stop` waits for it to be running."""
+    _reported: list[p.DeviceInfo] | None = None
+    """The device list the coordinator got last on this session (in `hello` or `devices`)."""
 
     @property
     def pause_reason(self) -> str | None:
@@ -93,11 +101,12 @@ class Scheduler:
         return self.pause_reason is None
 
     def hello(self, host_id: str, agent_version: str) -> p.Hello:
+        self._reported = self._devices()
         return p.Hello(
             protocol_version=p.PROTOCOL_VERSION,
             host_id=host_id,
             agent_version=agent_version,
-            devices=[slot.info() for slot in self.slots.values()],
+            devices=self._reported,
             running_tasks=self.held_tasks(),
             accepting=self.accepting,
             pause_reason=self.pause_reason,
@@ -144,13 +153,21 @@ class Scheduler:
         self._ahead(slot).prepare()
         await self.devices_changed()
 
+    def _devices(self) -> list[p.DeviceInfo]:
+        return [slot.info() for slot in self.slots.values()]
+
     async def devices_changed(self) -> None:
-        """A device's state changed: send the full list and fresh credits (if connected)."""
+        """A device or a slot changed: send the full device list if it differs from the one
+        the coordinator has (each one it gets is a write there), and fresh credits."""
+        devices = self._devices()
         try:
-            await self.link.send(p.Devices(devices=[s.info() for s in self.slots.values()]))
+            if devices != self._reported:
+                # Noted before the send: a session opened meanwhile sends its own in `hello`.
+                self._reported = devices
+                await self.link.send(p.Devices(devices=devices))
             await self.link.send(p.Credits(free=self.free_devices()))
         except LinkDown:
-            pass  # the next hello carries the devices
+            self._reported = None  # the next hello carries them, or the next change resends
 
     async def remove_device(self, remote_device_id: str) -> None:
         """A device left the configuration: it goes now when idle, else once its task ends."""

@@ -3,10 +3,11 @@
 On the wire a `FakeHost` is the daemon (agent/link.py, agent/scheduler.py, agent/outbox.py)
 with devices that finish a task the moment it is assigned, so that only the coordinator is
 measured: `hello` (its devices, the tasks it still holds), `welcome`, `credits`; on `assign`:
-`accept`, `started`, a final `submit` whose `submit_ack` it waits for, then `finished`, the
-device list and fresh `credits`. It sends a heartbeat every interval and closes with 4003 after
-two silent ones. Unacknowledged `submit` and `finished` frames are kept (in memory, where the
-daemon has SQLite) and resent, oldest first, after every reconnect.
+`accept`, `started`, a final `submit` whose `submit_ack` it waits for, then `finished` and
+fresh `credits` (no device list: a task changes no device's own state, docs/protocol.md).
+It sends a heartbeat every interval and closes with 4003 after two silent ones.
+Unacknowledged `submit` and `finished` frames are kept (in memory, where the daemon has
+SQLite) and resent, oldest first, after every reconnect.
 
 Each host connects to its coordinator URLs round-robin: after a lost session or a failed
 attempt it tries the next one, after a short jittered backoff.
@@ -108,11 +109,10 @@ class FakeHost:
         self._next_url = first_url
         self._stats = stats
         self._backoff = backoff or Backoff()
-        # Every device is `available` whenever the device list goes out (tasks end at once).
+        # Every device is always `available`: its own state, which no task changes.
         self._device_list = [
             p.DeviceInfo(remote_device_id=d, kind="sim", state="available") for d in device_ids
         ]
-        self._devices_frame = p.encode(p.Devices(devices=self._device_list))
         self._busy: dict[str, str] = {}
         """Device -> the task it runs: from `assign` until the task's end is queued."""
         self._awaiting: dict[str, p.Assignment] = {}
@@ -301,7 +301,6 @@ class FakeHost:
             return
         raw = self._queue_finished(task)
         await self._send(ws, raw)
-        await self._send(ws, self._devices_frame)
         await self._send(ws, p.encode(p.Credits(free=self._free())))
 
     def _queue_finished(self, task: p.Assignment) -> str:

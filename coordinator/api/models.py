@@ -463,7 +463,12 @@ class Device(BaseModel):
     remote_device_id: str
     host_id: str
     kind: DeviceKind
-    state: DeviceState
+    state: DeviceState = Field(
+        description=(
+            "The state its host last reported (available, offline, unauthorized, "
+            "quarantined), or busy: available with an assigned or running task."
+        )
+    )
     properties: dict[str, Any]
     connected: bool = Field(description="Its host has a live session now.")
     free: bool = Field(

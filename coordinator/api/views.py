@@ -161,13 +161,13 @@ def delivery_view(delivery: DeliveryRow) -> Delivery:
     )
 
 
-def device_view(device: DeviceRow, sessions: SessionRegistry) -> Device:
+def device_view(device: DeviceRow, sessions: SessionRegistry, has_task: bool) -> Device:
     session = sessions.get(device.host_id)
     return Device(
         remote_device_id=device.remote_device_id,
         host_id=device.host_id,
         kind=device.kind,
-        state=device.state,
+        state="busy" if has_task and device.state == "available" else device.state,
         properties=device.properties,
         connected=session is not None,
         free=(

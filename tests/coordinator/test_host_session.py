@@ -245,22 +245,39 @@ async def test_a_burst_of_submits_is_judged_one_by_one_in_order(farm: Farm) -> N
         )
 
 
-async def test_a_device_is_free_from_its_credits_until_it_is_assigned(farm: Farm) -> None:
+async def test_a_device_is_free_from_its_credits_until_it_is_assigned_and_busy_until_its_end(
+    farm: Farm,
+) -> None:
     host_id, dev = farm.unique("host"), farm.unique("dev")
     token = farm.token(host_id)
     async with farm.client() as client, farm.host(token, host_id, [farm.device(dev)]) as host:
 
-        async def free() -> bool:
+        async def listed() -> tuple[bool, str]:
             devices = (await client.get("/api/devices")).json()
-            return bool(next(d for d in devices if d["remote_device_id"] == dev)["free"])
+            device = next(d for d in devices if d["remote_device_id"] == dev)
+            return bool(device["free"]), str(device["state"])
 
-        assert not await free()
+        assert await listed() == (False, "available")
         await host.credits(dev)
         await probe(host)
-        assert await free()
+        assert await listed() == (True, "available")
         task_id = await pinned_task(farm, client, dev)
         assert (await host.next(Assign)).task.task_id == task_id
-        assert not await free()
+        # The host reports the device's own state only; busy is the coordinator's word for an
+        # available device that has a task (docs/protocol.md, `devices`).
+        assert await listed() == (False, "busy")
+        await host.send(Accept(task_id=task_id))
+        await host.send(Started(task_id=task_id, started_at=now()))
+        await probe(host)
+        assert await listed() == (False, "busy")
+        await host.send(
+            Finished(key="f-" + task_id, task_id=task_id, state="failed", finished_at=now())
+        )
+        assert (await host.next(SubmitAck)).ok
+        assert await listed() == (False, "available")
+        await host.credits(dev)
+        await probe(host)
+        assert await listed() == (True, "available")
 
 
 async def test_pinned_task_goes_only_to_the_device_that_has_it(farm: Farm) -> None:

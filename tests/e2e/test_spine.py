@@ -14,6 +14,7 @@ from scripts.devstack import (
     Coordinator,
     add_tasks,
     create_job,
+    devices_of,
     wait_devices,
     wait_terminal,
     wait_until,
@@ -69,6 +70,49 @@ def test_pinned_task_runs_only_on_its_device(coordinator: Coordinator, make_daem
             assert done["state"] == "success", done
             assert done["device_id"] == pinned
             assert done["result"] == {"id": pinned}
+
+
+SLEEPER = "import asyncio\n\nasync def main(agent):\n    await asyncio.sleep(60)\n"
+
+
+def test_tasks_starting_and_ending_store_no_device_list_and_busy_is_the_coordinators(
+    coordinator: Coordinator, make_daemon: Any
+) -> None:
+    daemon = make_daemon(browsers=[{"name": "browser-1"}, {"name": "browser-2"}])
+    daemon.start()
+    with coordinator.http() as http:
+        first, second = (d["remote_device_id"] for d in wait_devices(http, "host-1", 2))
+        quick = create_job(http, DEVICE_ID_SCRIPT)
+        for task in add_tasks(
+            http, quick["id"], {"remote_device_id": first}, {"remote_device_id": second}
+        ):
+            assert wait_terminal(http, task["id"])["state"] == "success"
+
+        def stored() -> dict[str, tuple[str, str]]:
+            return {
+                d["remote_device_id"]: (d["state"], d["updated_at"])
+                for d in devices_of(http, "host-1")
+            }
+
+        before = stored()
+        (sleeper,) = add_tasks(http, create_job(http, SLEEPER)["id"], {"remote_device_id": first})
+        wait_until(
+            lambda: http.get(f"/api/tasks/{sleeper['id']}").json()["state"] == "running",
+            "the sleeper running",
+        )
+        (other,) = add_tasks(http, quick["id"], {"remote_device_id": second})
+        assert wait_terminal(http, other["id"])["state"] == "success"
+        during = stored()
+        assert http.post(f"/api/tasks/{sleeper['id']}/cancel").status_code == 200
+        assert wait_terminal(http, sleeper["id"])["state"] == "cancelled"
+        after = stored()
+    # The host reports each device's own state, which no task changed: no `devices` frame was
+    # sent for a task's start or end (before, the device list changed whenever one slot was
+    # busy as another's task ended, and the coordinator stored it again: a write per task).
+    # `busy` is the coordinator's, from the tasks it has assigned.
+    assert during[first] == ("busy", before[first][1]), (before, during)
+    assert during[second] == before[second] == ("available", before[second][1])
+    assert after == before, (before, after)
 
 
 def test_script_that_raises_ends_failed_with_its_message(
