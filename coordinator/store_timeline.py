@@ -22,7 +22,7 @@ from agent.protocol import MAX_FILE_BYTES, SubmitAck, TimelineBatch
 from coordinator import schema as t
 from coordinator.context import Context
 from coordinator.db import new_id, now
-from coordinator.db_conn import Conn
+from coordinator.db_conn import Conn, Hot
 from coordinator.store_files import write_blob
 from coordinator.store_tasks import get_task
 
@@ -45,6 +45,43 @@ class ArtifactRow:
 
 class _Refused(Exception):
     pass
+
+
+# Every run sends at least one batch (its end's, with its `finished`): Hot statements.
+_LAST_SEQ = Hot(
+    sa.select(sa.func.max(e.seq)).where(
+        e.task_id == sa.bindparam("b_task"), e.attempt == sa.bindparam("b_attempt")
+    )
+)
+_ADD_ENTRY = Hot(
+    sa.insert(t.timeline_entries).values(
+        task_id=sa.bindparam("b_task"),
+        attempt=sa.bindparam("b_attempt"),
+        seq=sa.bindparam("b_seq"),
+        at=sa.bindparam("b_at"),
+        kind=sa.bindparam("b_kind"),
+        name=sa.bindparam("b_name"),
+        detail=sa.bindparam("b_detail"),
+        duration_s=sa.bindparam("b_duration"),
+        ok=sa.bindparam("b_ok"),
+        error=sa.bindparam("b_error"),
+        size=sa.bindparam("b_size"),
+    )
+)
+_ADD_ARTIFACT = Hot(
+    sa.insert(t.artifacts).values(
+        id=sa.bindparam("b_id"),
+        task_id=sa.bindparam("b_task"),
+        attempt=sa.bindparam("b_attempt"),
+        seq=sa.bindparam("b_seq"),
+        name=sa.bindparam("b_name"),
+        extension=sa.bindparam("b_extension"),
+        size=sa.bindparam("b_size"),
+        sha256=sa.bindparam("b_sha"),
+        path=sa.bindparam("b_path"),
+        created_at=sa.bindparam("b_at"),
+    )
+)
 
 
 def _decoded(frame: TimelineBatch) -> dict[int, tuple[str, str, bytes]]:
@@ -87,28 +124,24 @@ async def apply_timeline(ctx: Context, host_id: str, frame: TimelineBatch) -> Su
         if await _run_host(conn, frame.task_id, frame.attempt) != host_id:
             error = f"attempt {frame.attempt} of task {frame.task_id} was not run by this host"
             return SubmitAck(key=frame.key, ok=False, error=error)
-        last = await conn.scalar(
-            sa.select(sa.func.max(e.seq)).where(
-                e.task_id == frame.task_id, e.attempt == frame.attempt
-            )
-        )
+        run = {"b_task": frame.task_id, "b_attempt": frame.attempt}
+        last = await conn.scalar(_LAST_SEQ, run)
         new = [entry for entry in frame.entries if last is None or entry.seq > last]
         if new:
             await conn.execute(
-                sa.insert(t.timeline_entries),
+                _ADD_ENTRY,
                 [
                     {
-                        "task_id": frame.task_id,
-                        "attempt": frame.attempt,
-                        "seq": entry.seq,
-                        "at": entry.at.timestamp(),
-                        "kind": entry.kind,
-                        "name": entry.name,
-                        "detail": entry.detail,
-                        "duration_s": entry.duration_s,
-                        "ok": None if entry.ok is None else int(entry.ok),
-                        "error": entry.error,
-                        "size": entry.size,
+                        **run,
+                        "b_seq": entry.seq,
+                        "b_at": entry.at.timestamp(),
+                        "b_kind": entry.kind,
+                        "b_name": entry.name,
+                        "b_detail": entry.detail,
+                        "b_duration": entry.duration_s,
+                        "b_ok": None if entry.ok is None else int(entry.ok),
+                        "b_error": entry.error,
+                        "b_size": entry.size,
                     }
                     for entry in new
                 ],
@@ -119,18 +152,18 @@ async def apply_timeline(ctx: Context, host_id: str, frame: TimelineBatch) -> Su
                 continue
             sha, path = blobs[seq]
             await conn.execute(
-                sa.insert(t.artifacts).values(
-                    id=new_id(),
-                    task_id=frame.task_id,
-                    attempt=frame.attempt,
-                    seq=seq,
-                    name=name,
-                    extension=extension,
-                    size=len(data),
-                    sha256=sha,
-                    path=path,
-                    created_at=now(),
-                )
+                _ADD_ARTIFACT,
+                {
+                    **run,
+                    "b_id": new_id(),
+                    "b_seq": seq,
+                    "b_name": name,
+                    "b_extension": extension,
+                    "b_size": len(data),
+                    "b_sha": sha,
+                    "b_path": path,
+                    "b_at": now(),
+                },
             )
     return SubmitAck(key=frame.key, ok=True)
 
