@@ -47,41 +47,19 @@ class _Refused(Exception):
     pass
 
 
+def _insert_row(table: sa.Table) -> Hot:
+    """An insert of every column of `table`, each bound as `b_<column>`."""
+    return Hot(sa.insert(table).values({c.name: sa.bindparam(f"b_{c.name}") for c in table.c}))
+
+
 # Every run sends at least one batch (its end's, with its `finished`): Hot statements.
 _LAST_SEQ = Hot(
     sa.select(sa.func.max(e.seq)).where(
-        e.task_id == sa.bindparam("b_task"), e.attempt == sa.bindparam("b_attempt")
+        e.task_id == sa.bindparam("b_task_id"), e.attempt == sa.bindparam("b_attempt")
     )
 )
-_ADD_ENTRY = Hot(
-    sa.insert(t.timeline_entries).values(
-        task_id=sa.bindparam("b_task"),
-        attempt=sa.bindparam("b_attempt"),
-        seq=sa.bindparam("b_seq"),
-        at=sa.bindparam("b_at"),
-        kind=sa.bindparam("b_kind"),
-        name=sa.bindparam("b_name"),
-        detail=sa.bindparam("b_detail"),
-        duration_s=sa.bindparam("b_duration"),
-        ok=sa.bindparam("b_ok"),
-        error=sa.bindparam("b_error"),
-        size=sa.bindparam("b_size"),
-    )
-)
-_ADD_ARTIFACT = Hot(
-    sa.insert(t.artifacts).values(
-        id=sa.bindparam("b_id"),
-        task_id=sa.bindparam("b_task"),
-        attempt=sa.bindparam("b_attempt"),
-        seq=sa.bindparam("b_seq"),
-        name=sa.bindparam("b_name"),
-        extension=sa.bindparam("b_extension"),
-        size=sa.bindparam("b_size"),
-        sha256=sa.bindparam("b_sha"),
-        path=sa.bindparam("b_path"),
-        created_at=sa.bindparam("b_at"),
-    )
-)
+_ADD_ENTRY = _insert_row(t.timeline_entries)
+_ADD_ARTIFACT = _insert_row(t.artifacts)
 
 
 def _decoded(frame: TimelineBatch) -> dict[int, tuple[str, str, bytes]]:
@@ -124,7 +102,7 @@ async def apply_timeline(ctx: Context, host_id: str, frame: TimelineBatch) -> Su
         if await _run_host(conn, frame.task_id, frame.attempt) != host_id:
             error = f"attempt {frame.attempt} of task {frame.task_id} was not run by this host"
             return SubmitAck(key=frame.key, ok=False, error=error)
-        run = {"b_task": frame.task_id, "b_attempt": frame.attempt}
+        run = {"b_task_id": frame.task_id, "b_attempt": frame.attempt}
         last = await conn.scalar(_LAST_SEQ, run)
         new = [entry for entry in frame.entries if last is None or entry.seq > last]
         if new:
@@ -138,7 +116,7 @@ async def apply_timeline(ctx: Context, host_id: str, frame: TimelineBatch) -> Su
                         "b_kind": entry.kind,
                         "b_name": entry.name,
                         "b_detail": entry.detail,
-                        "b_duration": entry.duration_s,
+                        "b_duration_s": entry.duration_s,
                         "b_ok": None if entry.ok is None else int(entry.ok),
                         "b_error": entry.error,
                         "b_size": entry.size,
@@ -160,9 +138,9 @@ async def apply_timeline(ctx: Context, host_id: str, frame: TimelineBatch) -> Su
                     "b_name": name,
                     "b_extension": extension,
                     "b_size": len(data),
-                    "b_sha": sha,
+                    "b_sha256": sha,
                     "b_path": path,
-                    "b_at": now(),
+                    "b_created_at": now(),
                 },
             )
     return SubmitAck(key=frame.key, ok=True)
