@@ -117,14 +117,17 @@ def _fan_out(site: str) -> tuple[list[str], Callable[[Run], None]]:
     urls = [site + "a", site + "b"]
 
     def check(r: Run) -> None:
-        # The parent holds one device; its two sub-tasks run on the two others, for real, and
-        # every one of them is reported with its final state.
+        # The parent holds one device; its two sub-tasks run on the others, for real, and every
+        # one of them is reported with its final state. Whether they share a device is timing:
+        # a device is offered only once its warm host is ready, and on a loaded machine the
+        # first sub-task's device can be ready again before the third device is.
         parent, *subs = r.summary["tasks"]
         assert [t["state"] for t in r.summary["tasks"]] == ["success"] * 3
         assert parent["result"]["statuses"] == ["confirmed", "confirmed"]
         assert sorted(t["result"]["url"] for t in subs) == urls
         assert {t["parent_task_id"] for t in subs} == {parent["id"]}
-        assert len({t["device_id"] for t in r.summary["tasks"]}) == 3
+        assert parent["device_id"] not in {t["device_id"] for t in subs}
+        assert None not in {t["device_id"] for t in subs}
         assert r.stdout.count("sub-task added by") == 2
         assert "not run here" not in r.stdout
         for sub in subs:
