@@ -9,6 +9,9 @@ that could make one wait are kept off it:
   runs `checkpoint()` on a connection of its own once a second;
 - another process's write lock (a CLI command writing a token): the busy timeout here is 0 and
   BEGIN IMMEDIATE is retried in asyncio sleeps.
+Opening is the exception: it waits in SQLite's busy handler, up to LOCK_WAIT_S, for another
+process that holds the file to itself for a moment (recovering the WAL after its first open, or
+checkpointing and removing it at its last close). It happens once, before the loop serves.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ LOCK_WAIT_S = 30.0
 """How long a transaction waits for another process's write lock before it fails."""
 CHECKPOINT_INTERVAL_S = 1.0
 _PRAGMAS = (
-    "PRAGMA busy_timeout=0",
+    f"PRAGMA busy_timeout={LOCK_WAIT_S * 1000:.0f}",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA wal_autocheckpoint=0",
+    "PRAGMA busy_timeout=0",
 )
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from coordinator.db_location import DB_FILE_NAME
+from coordinator.sqlite_conn import SqliteOnLoop
 from tests.coordinator.conftest import Farm, running_coordinator
 
 SCRIPT = "async def main(agent):\n    return {'ok': True}\n"
@@ -45,3 +48,30 @@ async def test_a_write_waits_for_another_process_lock_while_the_loop_serves(farm
             assert (await api.get(f"/api/jobs/{job_id}")).status_code == 200
     finally:
         holder.close()
+
+
+async def test_opening_waits_while_another_process_holds_the_file(tmp_path: Path) -> None:
+    """What a command's last close (a checkpoint, then the WAL removed) or another's first open
+    (the WAL recovered) does for a moment: the file held to itself. Opening waits, then works."""
+    path = tmp_path / DB_FILE_NAME
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (0)")  # from here no other connection may read the file
+    release = threading.Timer(1.0, holder.close)
+    release.start()
+    try:
+        db = SqliteOnLoop(path)
+        try:
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+        finally:
+            await db.close()
+    finally:
+        release.join(timeout=30)
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT x FROM t").fetchall() == [(0,), (1,)]
+    finally:
+        check.close()
